@@ -1,0 +1,235 @@
+"""Structured configs: typed dataclasses, one per Hydra config group.
+
+Library code takes these dataclasses (or plain arguments), never a raw ``DictConfig``, so
+everything is usable without Hydra. Hydra validates types and unknown keys against these
+schemas (registered in :mod:`robot_rl.config.store`); ``__post_init__`` checks values, and
+runs when a composed config is turned into objects with :func:`robot_rl.config.to_object`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+TASK_NAMES = ("reach", "push", "lift")
+ACTION_MODES = ("ee_delta", "joint_delta")
+REWARD_TYPES = ("dense", "sparse")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key, the value and what is allowed."""
+
+
+def _check(ok: bool, key: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config value {key}={value!r}: expected {expected}")
+
+
+@dataclass
+class RobotConfig:
+    """The simulated robot: its scene and its datasheet limits."""
+
+    name: str = "panda"
+    #: MJCF scene, relative to ``sim_assets/``.
+    scene_xml: str = "scenes/table_cube.xml"
+    #: Limits YAML, relative to ``hardware/``.
+    limits_file: str = "franka_panda/limits.yaml"
+    #: Name of the MJCF site that is the tool centre point (end effector).
+    tcp_site: str = "tcp"
+
+
+@dataclass
+class TaskConfig:
+    """A task and how the policy acts in it (reach, push or lift on the tabletop)."""
+
+    #: One of reach, push, lift.
+    name: str = "reach"
+    #: Episode length in control steps; 0 means the task's default (reach 50, push/lift 100).
+    horizon_steps: int = 0
+    #: Policy (control) rate in Hz; the physics runs substeps of the sim's physics_dt_s.
+    control_hz: float = 20.0
+    #: ee_delta: [dx, dy, dz, gripper] in [-1, 1]; joint_delta: [dq1..dq7, gripper].
+    action_mode: str = "ee_delta"
+    #: Largest end-effector translation per control step in metres (action norm 1).
+    max_ee_step_m: float = 0.02
+    #: Largest joint-target change per control step in radians (joint_delta mode).
+    max_joint_step_rad: float = 0.05
+    #: dense: shaped negative distances; sparse: 1.0 on success steps, else 0.0.
+    reward_type: str = "dense"
+    #: End the episode (terminated=True) on the first success step.
+    terminate_on_success: bool = True
+    #: Uniform noise added to the home posture at reset, radians per joint.
+    init_joint_noise_rad: float = 0.02
+
+    def __post_init__(self) -> None:
+        _check(self.name in TASK_NAMES, "task.name", self.name, f"one of {TASK_NAMES}")
+        _check(self.horizon_steps >= 0, "task.horizon_steps", self.horizon_steps, ">= 0")
+        _check(0 < self.control_hz <= 1000, "task.control_hz", self.control_hz, "in (0, 1000]")
+        _check(
+            self.action_mode in ACTION_MODES,
+            "task.action_mode",
+            self.action_mode,
+            f"one of {ACTION_MODES}",
+        )
+        _check(
+            0 < self.max_ee_step_m <= 0.1, "task.max_ee_step_m", self.max_ee_step_m, "in (0, 0.1]"
+        )
+        _check(
+            0 < self.max_joint_step_rad <= 0.5,
+            "task.max_joint_step_rad",
+            self.max_joint_step_rad,
+            "in (0, 0.5]",
+        )
+        _check(
+            self.reward_type in REWARD_TYPES,
+            "task.reward_type",
+            self.reward_type,
+            f"one of {REWARD_TYPES}",
+        )
+        _check(
+            0 <= self.init_joint_noise_rad <= 0.5,
+            "task.init_joint_noise_rad",
+            self.init_joint_noise_rad,
+            "in [0, 0.5]",
+        )
+
+
+@dataclass
+class SimConfig:
+    """The physics backend."""
+
+    #: cpu (MuJoCo on CPU threads); warp arrives with the batched simulator.
+    backend: str = "cpu"
+    #: Physics step in seconds; the control period must be a whole number of these.
+    physics_dt_s: float = 0.002
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("cpu",), "sim.backend", self.backend, "'cpu'")
+        _check(
+            0 < self.physics_dt_s <= 0.01, "sim.physics_dt_s", self.physics_dt_s, "in (0, 0.01]"
+        )
+
+
+@dataclass
+class DatasetConfig:
+    """Where demonstrations come from and where they are stored."""
+
+    #: Path of the episode store (a directory); relative paths are inside the run dir.
+    path: str = "demos.zarr"
+    #: scripted: record the task's scripted expert into ``path``; existing: read ``path``.
+    source: str = "scripted"
+    #: Episodes to record (scripted source).
+    n_episodes: int = 100
+    #: Gaussian noise std on the expert's normalized actions while recording.
+    action_noise_std: float = 0.1
+    #: Seed of the first recorded episode; episode i uses seed + i.
+    seed: int = 0
+    #: Pseudonym stored as the operator in each episode's provenance.
+    operator: str = "scripted-expert"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.source in ("scripted", "existing"),
+            "dataset.source",
+            self.source,
+            "'scripted' or 'existing'",
+        )
+        _check(self.n_episodes > 0, "dataset.n_episodes", self.n_episodes, "> 0")
+        _check(
+            0 <= self.action_noise_std <= 2,
+            "dataset.action_noise_std",
+            self.action_noise_std,
+            "in [0, 2]",
+        )
+
+
+@dataclass
+class AlgoConfig:
+    """Offline learning algorithm and its hyper-parameters."""
+
+    #: Algorithm name; bc for now (td3bc, iql, cql arrive with offline RL).
+    name: str = "bc"
+    #: Gradient steps.
+    steps: int = 5000
+    #: Transitions per gradient step.
+    batch_size: int = 256
+    #: Adam learning rate.
+    lr: float = 3e-4
+    #: Hidden layer widths of the policy MLP.
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    #: L2 weight decay (AdamW).
+    weight_decay: float = 0.0
+    #: Log scalars every this many steps.
+    log_every: int = 250
+    #: Write a checkpoint every this many steps (0: only at the end).
+    checkpoint_every: int = 0
+    #: cpu, cuda, or auto (cuda when present).
+    device: str = "auto"
+    #: Training seed.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("bc",), "algo.name", self.name, "'bc'")
+        _check(self.steps > 0, "algo.steps", self.steps, "> 0")
+        _check(self.batch_size > 0, "algo.batch_size", self.batch_size, "> 0")
+        _check(0 < self.lr < 1, "algo.lr", self.lr, "in (0, 1)")
+        _check(
+            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+            "algo.hidden_sizes",
+            self.hidden_sizes,
+            "a non-empty list of positive widths",
+        )
+        _check(
+            self.device in ("auto", "cpu", "cuda"),
+            "algo.device",
+            self.device,
+            "auto, cpu or cuda",
+        )
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation runs in simulation."""
+
+    #: Episodes per evaluated policy.
+    n_episodes: int = 50
+    #: Seed of the first evaluation episode (episode i resets with seed + i); keep it
+    #: away from dataset seeds so evaluation is on held-out initial states.
+    seed: int = 1_000_000
+    #: Episodes of the learned policy to record to mp4 (0: no video).
+    video_episodes: int = 2
+    #: Camera name in the scene, and frame size in pixels.
+    camera: str = "front"
+    width: int = 320
+    height: int = 240
+    #: Also evaluate the scripted expert as a reference.
+    include_expert: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.n_episodes > 0, "eval.n_episodes", self.n_episodes, "> 0")
+        _check(self.video_episodes >= 0, "eval.video_episodes", self.video_episodes, ">= 0")
+        _check(
+            16 <= self.width <= 1920 and 16 <= self.height <= 1080,
+            "eval.width/height",
+            (self.width, self.height),
+            "16..1920 x 16..1080",
+        )
+
+
+@dataclass
+class PipelineConfig:
+    """robot-rl-pipeline: demonstrations -> store -> offline learning -> sim evaluation."""
+
+    robot: RobotConfig = MISSING
+    task: TaskConfig = MISSING
+    sim: SimConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    algo: AlgoConfig = MISSING
+    eval: EvalConfig = MISSING
+    #: Name of the chosen profile (quick, full), for the report.
+    profile: str = "default"
+    #: Seed for everything not seeded above.
+    seed: int = 0
+    #: Show progress bars.
+    progress: bool = True

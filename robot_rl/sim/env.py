@@ -1,0 +1,242 @@
+"""The single-world Gymnasium env for the tabletop tasks (``robot_rl/Reach-v0`` etc.).
+
+One ``step`` is one control step: the action becomes joint targets (through differential
+IK in the end-effector mode), passes the command filter hook (the safety filter's place),
+and the physics runs ``physics substeps = control period / physics_dt_s`` steps.
+
+Observations are a dict of float32 arrays (:data:`OBS_SPEC`); actions are normalized to
+[-1, 1]: ``ee_delta`` is ``[dx, dy, dz, gripper]`` with ``|d| <= max_ee_step_m`` after
+scaling, ``joint_delta`` is ``[dq1..dq7, gripper]``; ``gripper`` maps -1 -> closed,
++1 -> fully open (0.08 m).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robot_rl.config.schema import RobotConfig, SimConfig, TaskConfig
+from robot_rl.sim.ik import DifferentialIK
+from robot_rl.sim.scene import TabletopScene
+from robot_rl.sim.tasks import TASKS
+from robot_rl.sim.tasks.base import WORKSPACE_MAX_M, WORKSPACE_MIN_M
+
+#: Observation keys, their per-step shapes (all float32) and units.
+OBS_SPEC: dict[str, tuple[tuple[int, ...], str]] = {
+    "joint_pos": ((7,), "rad"),
+    "joint_vel": ((7,), "rad/s"),
+    "gripper_width": ((1,), "m"),
+    "ee_pos": ((3,), "m"),
+    "ee_quat": ((4,), "quaternion wxyz"),
+    "object_pos": ((3,), "m"),
+    "object_quat": ((4,), "quaternion wxyz"),
+    "goal": ((3,), "m"),
+}
+#: The TCP keeps pointing straight down (rotated 180 deg about x): (w, x, y, z).
+EE_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
+#: How far the commanded TCP target may run ahead of the measured TCP, metres; stops the
+#: target from winding up while the arm is blocked (pushing into the table or the cube).
+MAX_TARGET_LEAD_M = 0.04
+
+CommandFilter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+"""(measured joint positions, proposed joint targets, control period s) -> safe targets."""
+
+
+class RobotEnv(gym.Env):
+    """Panda-class arm on a table with a cube: reach, push or lift.
+
+    Args:
+        task: task name (reach, push, lift), used when ``task_config`` is None.
+        task_config: full task settings; keyword overrides are applied on top.
+        robot_config: scene and limits (default: the Panda scene).
+        sim_config: physics settings (default: 2 ms step).
+        render_mode: None or "rgb_array".
+        camera: scene camera used by ``render``.
+        width, height: rendered frame size in pixels.
+        command_filter: called once per control step on the joint targets; the safety
+            filter plugs in here. None passes targets through.
+        **task_overrides: fields of :class:`TaskConfig`, e.g. ``reward_type="sparse"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        task: str = "reach",
+        *,
+        task_config: TaskConfig | None = None,
+        robot_config: RobotConfig | None = None,
+        sim_config: SimConfig | None = None,
+        render_mode: str | None = None,
+        camera: str = "front",
+        width: int = 320,
+        height: int = 240,
+        command_filter: CommandFilter | None = None,
+        **task_overrides: Any,
+    ) -> None:
+        base = task_config if task_config is not None else TaskConfig(name=task)
+        try:
+            self.task_config = replace(base, **task_overrides)
+        except TypeError as e:
+            raise TypeError(f"unknown task option in {sorted(task_overrides)}: {e}") from None
+        cfg = self.task_config
+        self.robot_config = robot_config or RobotConfig()
+        self.sim_config = sim_config or SimConfig()
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r}: expected None or 'rgb_array'")
+        self.render_mode = render_mode
+
+        self.scene = TabletopScene(self.robot_config, self.sim_config.physics_dt_s)
+        self.model = self.scene.model
+        self.data = self.scene.new_data()
+        substeps = (1.0 / cfg.control_hz) / self.sim_config.physics_dt_s
+        if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
+            raise ValueError(
+                f"control period 1/{cfg.control_hz} s is not a whole number of physics steps "
+                f"of {self.sim_config.physics_dt_s} s (task.control_hz, sim.physics_dt_s)"
+            )
+        self.n_substeps = round(substeps)
+        self.control_dt_s = self.n_substeps * self.sim_config.physics_dt_s
+        self.metadata = {**self.metadata, "render_fps": cfg.control_hz}
+        self.task = TASKS[cfg.name](cfg.control_hz)
+        self.horizon_steps = cfg.horizon_steps or round(
+            self.task.default_horizon_steps * cfg.control_hz / 20.0
+        )
+        limits = self.scene.limits
+        self.home_q = limits.home_joint_pos_rad.copy()
+        self.ik = DifferentialIK(
+            self.model,
+            self.scene.tcp_site,
+            self.scene.arm_qpos_adr,
+            self.scene.arm_dof_adr,
+            self.scene.arm_pos_min,
+            self.scene.arm_pos_max,
+            self.home_q,
+        )
+        self.command_filter = command_filter
+
+        n_act = 4 if cfg.action_mode == "ee_delta" else 8
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
+        spaces = {k: gym.spaces.Box(-np.inf, np.inf, s, np.float32) for k, (s, _) in OBS_SPEC.items()}
+        spaces["joint_pos"] = gym.spaces.Box(
+            self.scene.arm_pos_min.astype(np.float32),
+            self.scene.arm_pos_max.astype(np.float32),
+            dtype=np.float32,
+        )
+        spaces["gripper_width"] = gym.spaces.Box(0.0, self.scene.gripper_width_max_m, (1,), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+        self._q_cmd = self.home_q.copy()
+        self._tcp_target = np.zeros(3)
+        self._steps = 0
+        self._renderer: mujoco.Renderer | None = None
+        self._camera = camera
+        self._size = (height, width)
+
+    # --- gym API -------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        rng = self.np_random
+        mujoco.mj_resetData(self.model, self.data)
+        noise = self.task_config.init_joint_noise_rad
+        q0 = self.home_q + rng.uniform(-noise, noise, size=self.home_q.shape)
+        q0 = np.clip(q0, self.ik.q_lo, self.ik.q_hi)
+        self.data.qpos[self.scene.arm_qpos_adr] = q0
+        self.data.qpos[self.scene.finger_qpos_adr] = self.scene.gripper_width_max_m / 2
+        self.task.reset(self.scene, self.data, rng)
+        self._q_cmd = q0.copy()
+        self.data.ctrl[self.scene.arm_actuators] = q0
+        self.data.ctrl[self.scene.gripper_actuator] = self.scene.gripper_width_max_m / 2
+        mujoco.mj_forward(self.model, self.data)
+        self._tcp_target = self.scene.ee_pos(self.data)
+        self._steps = 0
+        return self._obs(), {"is_success": False}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {a.shape}, expected {self.action_space.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or inf: {action}")
+        a = np.clip(a, -1.0, 1.0)
+        q_meas = self.data.qpos[self.scene.arm_qpos_adr].copy()
+        q_target = self._arm_targets(a[:-1])
+        if self.command_filter is not None:
+            q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
+        self._q_cmd = q_target
+        self.data.ctrl[self.scene.arm_actuators] = q_target
+        self.data.ctrl[self.scene.gripper_actuator] = (a[-1] + 1.0) / 2.0 * (
+            self.scene.gripper_width_max_m / 2
+        )
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        self._steps += 1
+
+        m = self.scene.measure(self.data)
+        success = self.task.success(m)
+        if self.task_config.reward_type == "dense":
+            reward = self.task.dense_reward(m)
+        else:
+            reward = float(success)
+        terminated = bool(success and self.task_config.terminate_on_success)
+        truncated = bool(not terminated and self._steps >= self.horizon_steps)
+        if not np.all(np.isfinite(self.data.qpos)):
+            raise RuntimeError(
+                f"physics diverged at control step {self._steps} (non-finite qpos); "
+                "check sim.physics_dt_s and model parameters"
+            )
+        return self._obs(), float(reward), terminated, truncated, {"is_success": success}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, *self._size)
+        self._renderer.update_scene(self.data, camera=self._camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # --- internals -----------------------------------------------------------------------
+    def _arm_targets(self, a: np.ndarray) -> np.ndarray:
+        cfg = self.task_config
+        if cfg.action_mode == "joint_delta":
+            return np.clip(self._q_cmd + a * cfg.max_joint_step_rad, self.ik.q_lo, self.ik.q_hi)
+        delta = a * cfg.max_ee_step_m
+        norm = np.linalg.norm(delta)
+        if norm > cfg.max_ee_step_m:
+            delta *= cfg.max_ee_step_m / norm
+        ee = self.scene.ee_pos(self.data)
+        target = np.clip(self._tcp_target + delta, WORKSPACE_MIN_M, WORKSPACE_MAX_M)
+        lead = target - ee
+        lead_norm = np.linalg.norm(lead)
+        if lead_norm > MAX_TARGET_LEAD_M:
+            target = ee + lead * (MAX_TARGET_LEAD_M / lead_norm)
+        self._tcp_target = target
+        return self.ik.solve(self._q_cmd, target, EE_DOWN_QUAT, iters=2)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        d, s = self.data, self.scene
+        cube_pos, cube_quat = s.cube_pose(d)
+        obs = {
+            "joint_pos": d.qpos[s.arm_qpos_adr],
+            "joint_vel": d.qvel[s.arm_dof_adr],
+            "gripper_width": np.array([s.gripper_width(d)]),
+            "ee_pos": s.ee_pos(d),
+            "ee_quat": s.ee_quat(d),
+            "object_pos": cube_pos,
+            "object_quat": cube_quat,
+            "goal": s.goal(d),
+        }
+        return {k: v.astype(np.float32) for k, v in obs.items()}

@@ -1,0 +1,58 @@
+"""What a task is: how it sets up an episode, how it scores a state, when it succeeds.
+
+Tasks see the scene through :class:`~robot_rl.sim.scene.Measurements`, so reward and
+success are plain array functions of positions, independent of how the physics ran.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import mujoco
+import numpy as np
+
+from robot_rl.sim.scene import CUBE_HALF_SIZE_M, Measurements, TabletopScene
+
+#: Where the TCP may be commanded (world frame, metres): the reachable box above the table
+#: in which the arm keeps its hand pointing down without reaching a joint limit.
+WORKSPACE_MIN_M = np.array([0.30, -0.30, 0.01])
+WORKSPACE_MAX_M = np.array([0.72, 0.30, 0.50])
+#: The cube's centre height when it rests on the table.
+CUBE_REST_Z_M = CUBE_HALF_SIZE_M
+
+
+class Task(ABC):
+    """One task on the tabletop scene.
+
+    Attributes:
+        name: registry name.
+        default_horizon_steps: episode length at the default 20 Hz control rate.
+    """
+
+    name: str
+    default_horizon_steps: int
+
+    def __init__(self, control_hz: float) -> None:
+        self.control_hz = control_hz
+
+    @abstractmethod
+    def reset(self, scene: TabletopScene, data: mujoco.MjData, rng: np.random.Generator) -> None:
+        """Places the cube and the goal for a new episode (the arm is placed by the env)."""
+
+    @abstractmethod
+    def dense_reward(self, m: Measurements) -> float:
+        """Shaped reward (non-positive distances plus small bonuses), per control step."""
+
+    @abstractmethod
+    def success(self, m: Measurements) -> bool:
+        """Whether the task counts as solved at this control step (may keep state)."""
+
+
+def sample_cube_on_table(rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A cube position in the 20 x 30 cm area in front of the robot and a small yaw.
+
+    The yaw stays within ±0.3 rad because the action space has no wrist rotation: the
+    parallel jaws, closing along the world y axis, square up a cube turned that little.
+    """
+    pos = np.array([rng.uniform(0.40, 0.60), rng.uniform(-0.15, 0.15), CUBE_REST_Z_M])
+    return pos, float(rng.uniform(-0.3, 0.3))
