@@ -24,7 +24,7 @@ from robot_rl.config.schema import RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.ik import DifferentialIK
 from robot_rl.sim.scene import TabletopScene
 from robot_rl.sim.tasks import TASKS
-from robot_rl.sim.tasks.base import WORKSPACE_MAX_M, WORKSPACE_MIN_M
+from robot_rl.sim.tasks.base import START_TCP_M, WORKSPACE_MAX_M, WORKSPACE_MIN_M
 
 #: Observation keys, their per-step shapes (all float32) and units.
 OBS_SPEC: dict[str, tuple[tuple[int, ...], str]] = {
@@ -118,6 +118,9 @@ class RobotEnv(gym.Env):
             self.scene.arm_pos_max,
             self.home_q,
         )
+        # The start posture: the arm's ready posture moved (by IK) to put the TCP at the
+        # start point; deterministic, so it is the same in every env and backend.
+        self.start_q = self.ik.solve(self.home_q, START_TCP_M, EE_DOWN_QUAT, iters=300)
         self.command_filter = command_filter
 
         n_act = 4 if cfg.action_mode == "ee_delta" else 8
@@ -131,7 +134,7 @@ class RobotEnv(gym.Env):
         spaces["gripper_width"] = gym.spaces.Box(0.0, self.scene.gripper_width_max_m, (1,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
 
-        self._q_cmd = self.home_q.copy()
+        self._q_cmd = self.start_q.copy()
         self._tcp_target = np.zeros(3)
         self._steps = 0
         self._renderer: mujoco.Renderer | None = None
@@ -146,7 +149,7 @@ class RobotEnv(gym.Env):
         rng = self.np_random
         mujoco.mj_resetData(self.model, self.data)
         noise = self.task_config.init_joint_noise_rad
-        q0 = self.home_q + rng.uniform(-noise, noise, size=self.home_q.shape)
+        q0 = self.start_q + rng.uniform(-noise, noise, size=self.start_q.shape)
         q0 = np.clip(q0, self.ik.q_lo, self.ik.q_hi)
         self.data.qpos[self.scene.arm_qpos_adr] = q0
         self.data.qpos[self.scene.finger_qpos_adr] = self.scene.gripper_width_max_m / 2

@@ -13,10 +13,13 @@ import numpy as np
 
 from robot_rl.sim.scene import CUBE_HALF_SIZE_M, Measurements, TabletopScene
 
-#: Where the TCP may be commanded (world frame, metres): the reachable box above the table
-#: in which the arm keeps its hand pointing down without reaching a joint limit.
+#: Where the TCP may be commanded (world frame, metres): the box above the table in which
+#: the arm reaches every point with the hand pointing down, away from joint limits (beyond
+#: x = 0.68 m the far upper corners need a straight elbow).
 WORKSPACE_MIN_M = np.array([0.30, -0.30, 0.01])
-WORKSPACE_MAX_M = np.array([0.72, 0.30, 0.50])
+WORKSPACE_MAX_M = np.array([0.68, 0.30, 0.40])
+#: Episodes start with the TCP here, pointing down: 30 cm above the table centre line.
+START_TCP_M = np.array([0.45, 0.0, 0.30])
 #: The cube's centre height when it rests on the table.
 CUBE_REST_Z_M = CUBE_HALF_SIZE_M
 
