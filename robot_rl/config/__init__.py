@@ -1,1 +1,23 @@
-"""robot_rl.config"""
+"""Structured configs (typed dataclasses) for every command; see :mod:`schema`."""
+
+from robot_rl.config.schema import (
+    AlgoConfig,
+    ConfigError,
+    DatasetConfig,
+    EvalConfig,
+    PipelineConfig,
+    RobotConfig,
+    SimConfig,
+    TaskConfig,
+)
+
+__all__ = [
+    "AlgoConfig",
+    "ConfigError",
+    "DatasetConfig",
+    "EvalConfig",
+    "PipelineConfig",
+    "RobotConfig",
+    "SimConfig",
+    "TaskConfig",
+]

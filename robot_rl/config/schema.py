@@ -106,9 +106,7 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         _check(self.backend in ("cpu",), "sim.backend", self.backend, "'cpu'")
-        _check(
-            0 < self.physics_dt_s <= 0.01, "sim.physics_dt_s", self.physics_dt_s, "in (0, 0.01]"
-        )
+        _check(0 < self.physics_dt_s <= 0.01, "sim.physics_dt_s", self.physics_dt_s, "in (0, 0.01]")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
@@ -63,7 +63,7 @@ class RobotEnv(gym.Env):
         **task_overrides: fields of :class:`TaskConfig`, e.g. ``reward_type="sparse"``.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(
         self,
@@ -125,13 +125,17 @@ class RobotEnv(gym.Env):
 
         n_act = 4 if cfg.action_mode == "ee_delta" else 8
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
-        spaces = {k: gym.spaces.Box(-np.inf, np.inf, s, np.float32) for k, (s, _) in OBS_SPEC.items()}
+        spaces = {
+            k: gym.spaces.Box(-np.inf, np.inf, s, np.float32) for k, (s, _) in OBS_SPEC.items()
+        }
         spaces["joint_pos"] = gym.spaces.Box(
             self.scene.arm_pos_min.astype(np.float32),
             self.scene.arm_pos_max.astype(np.float32),
             dtype=np.float32,
         )
-        spaces["gripper_width"] = gym.spaces.Box(0.0, self.scene.gripper_width_max_m, (1,), np.float32)
+        spaces["gripper_width"] = gym.spaces.Box(
+            0.0, self.scene.gripper_width_max_m, (1,), np.float32
+        )
         self.observation_space = gym.spaces.Dict(spaces)
 
         self._q_cmd = self.start_q.copy()
@@ -177,8 +181,8 @@ class RobotEnv(gym.Env):
             q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
         self._q_cmd = q_target
         self.data.ctrl[self.scene.arm_actuators] = q_target
-        self.data.ctrl[self.scene.gripper_actuator] = (a[-1] + 1.0) / 2.0 * (
-            self.scene.gripper_width_max_m / 2
+        self.data.ctrl[self.scene.gripper_actuator] = (
+            (a[-1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
         )
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
         self._steps += 1

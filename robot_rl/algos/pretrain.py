@@ -1,0 +1,98 @@
+"""Offline pretraining from an episode store to a policy artifact: the one code path
+behind ``robot-rl-pretrain`` and the pipeline's training stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_everything
+from robot_rl.config.schema import AlgoConfig
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.sampler import TransitionSampler
+from robot_rl.policies import Normalizer, PolicyManifest, save_policy
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """Where the policy went and how training went."""
+
+    policy_dir: Path
+    history: dict[str, list[tuple[int, float]]]
+    n_transitions: int
+    device: str
+
+
+def algorithm_config(algo: AlgoConfig) -> Any:
+    """The algorithm's own config class, filled from the Hydra-facing :class:`AlgoConfig`."""
+    _, config_cls = ALGORITHMS[algo.name]
+    wanted = {f.name for f in dataclasses.fields(config_cls)}
+    given = {k: v for k, v in dataclasses.asdict(algo).items() if k in wanted}
+    return config_cls(**given)
+
+
+def pretrain(
+    store: EpisodeStore,
+    algo: AlgoConfig,
+    out_dir: str | Path,
+    *,
+    obs_keys: list[str] | None = None,
+    progress: bool = True,
+    run_config: dict[str, Any] | None = None,
+) -> PretrainResult:
+    """Trains ``algo`` on every committed episode of ``store`` and saves the policy.
+
+    Args:
+        store: the episode store (opened for reading).
+        algo: algorithm name and hyper-parameters.
+        out_dir: run directory; the artifact goes to ``out_dir/policy`` and TensorBoard
+            logs and checkpoints to ``out_dir/train``.
+        obs_keys: observation keys the policy sees (default: all of the store's).
+        progress: show a progress bar.
+        run_config: the full resolved run config, recorded in the manifest for lineage.
+
+    Raises:
+        ValueError: the store is empty, fails validation, or lacks a requested key.
+    """
+    if store.n_episodes == 0:
+        raise ValueError(f"episode store {store.path} has no committed episodes to learn from")
+    keys = list(obs_keys or store.obs_keys)
+    unknown = [k for k in keys if k not in store.obs_keys]
+    if unknown:
+        raise ValueError(
+            f"observation keys {unknown} are not in store {store.path} (it has {store.obs_keys})"
+        )
+    seed_everything(algo.seed)
+    shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
+    normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
+    algo_cls, _ = ALGORITHMS[algo.name]
+    sampler = TransitionSampler(store, obs_keys=keys, batch_size=algo.batch_size, seed=algo.seed)
+    learner = algo_cls(sampler.obs_dim, sampler.action_dim, algorithm_config(algo), normalizer)
+    trainer_cfg = TrainerConfig(
+        num_steps=algo.steps,
+        seed=algo.seed,
+        log_every=min(algo.log_every, algo.steps),
+        checkpoint_every=algo.checkpoint_every,
+        device=None if algo.device == "auto" else algo.device,
+        progress=progress,
+    )
+    out_dir = Path(out_dir)
+    trainer = OfflineTrainer(learner, sampler, trainer_cfg, log_dir=out_dir / "train")
+    history = trainer.train()
+    manifest = PolicyManifest(
+        algorithm=algo.name,
+        obs_keys=keys,
+        obs_shapes=shapes,
+        action_dim=sampler.action_dim,
+        action_low=[-1.0] * sampler.action_dim,
+        action_high=[1.0] * sampler.action_dim,
+        dataset_hash=store.content_hash(),
+        episode_range=[0, store.n_episodes],
+        config=run_config if run_config is not None else dataclasses.asdict(algo),
+        metrics={f"train/{k}": v[-1][1] for k, v in history.items() if v},
+    )
+    policy_dir = out_dir / "policy"
+    save_policy(policy_dir, learner.actor(), manifest, overwrite=True)
+    return PretrainResult(policy_dir, history, sampler.n_transitions, str(learner.device))

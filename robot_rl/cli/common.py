@@ -1,0 +1,51 @@
+"""Console output and error handling shared by the console scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+
+from robot_rl.config.schema import ConfigError
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def quiet_library_loggers() -> None:
+    """Hydra sets the root logger to INFO; these libraries then chatter about internals."""
+    for name in ("OpenGL", "matplotlib", "PIL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def show_progress(requested: bool) -> bool:
+    """Progress bars only on a terminal: in logs and CI they are noise."""
+    return requested and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def fail_on_config_error() -> Iterator[None]:
+    """Turns a :class:`ConfigError` into a one-line message and exit status 2."""
+    try:
+        yield
+    except ConfigError as e:
+        console.print(f"[bold red]config error:[/bold red] {e}")
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def stage(
+    index: int, total: int, name: str, timings: dict[str, float]
+) -> Iterator[Callable[[str], None]]:
+    """Times one pipeline stage and prints what it did (``say``) when it ends."""
+    console.print(f"[bold cyan][{index}/{total}] {name}[/bold cyan] ...")
+    start = time.perf_counter()
+    lines: list[str] = []
+    yield lines.append
+    timings[name] = time.perf_counter() - start
+    for line in lines:
+        console.print(f"      {line}")
+    console.print(f"      [dim]{name} took {timings[name]:.1f} s[/dim]")

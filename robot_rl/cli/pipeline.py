@@ -1,0 +1,241 @@
+"""robot-rl-pipeline: scripted demonstrations -> episode store -> offline learning ->
+evaluation in sim -> report (Markdown), plots (PNG), rollout video (mp4), summary (JSON).
+
+Parsing and wiring only: each stage is a library call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.cli.common import (
+    console,
+    fail_on_config_error,
+    quiet_library_loggers,
+    show_progress,
+    stage,
+)
+from robot_rl.config.schema import PipelineConfig
+from robot_rl.config.store import register_configs, to_object
+from robot_rl.paths import CONF_DIR, code_version
+
+log = logging.getLogger(__name__)
+
+
+def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Runs every stage into ``run_dir`` and returns the JSON summary it wrote."""
+    # Heavy imports here, so that `--help` and config errors answer instantly.
+    from robot_rl.algos.pretrain import pretrain
+    from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+    from robot_rl.eval import RunReport, evaluate, write_mp4, write_report
+    from robot_rl.eval.plots import plot_evaluations, plot_training_curves
+    from robot_rl.policies import load_policy, update_manifest
+    from robot_rl.sim.env import OBS_SPEC, RobotEnv
+    from robot_rl.sim.experts import make_expert
+    from robot_rl.teleop.recorder import record_episodes
+
+    timings: dict[str, float] = {}
+    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+
+    def make_env(render: bool = False) -> RobotEnv:
+        return RobotEnv(
+            task_config=cfg.task,
+            robot_config=cfg.robot,
+            sim_config=cfg.sim,
+            render_mode="rgb_array" if render else None,
+            camera=cfg.eval.camera,
+            width=cfg.eval.width,
+            height=cfg.eval.height,
+        )
+
+    store_path = Path(cfg.dataset.path)
+    if not store_path.is_absolute() and cfg.dataset.source == "scripted":
+        store_path = run_dir / store_path
+
+    # 1. demonstrations -------------------------------------------------------------------
+    with stage(1, 4, "record", timings) as say:
+        env = make_env()
+        if cfg.dataset.source == "scripted":
+            store = EpisodeStore.create(
+                store_path,
+                obs_spec={k: (shape, "float32") for k, (shape, _) in OBS_SPEC.items()},
+                action_dim=env.action_space.shape[0],
+                control_hz=cfg.task.control_hz,
+                robot=cfg.robot.name,
+                task=cfg.task.name,
+                units={k: unit for k, (_, unit) in OBS_SPEC.items()},
+            )
+            provenance = EpisodeProvenance(
+                source="scripted",
+                operator=cfg.dataset.operator,
+                robot_id=f"sim:{cfg.robot.name}",
+                policy_id=f"scripted-expert:{cfg.task.name}",
+                config_hash=config_hash,
+                code_version=code_version(),
+                safety_filter_version="none",
+            )
+            summary = record_episodes(
+                env,
+                make_expert(cfg.task.name, cfg.task.max_ee_step_m),
+                store,
+                n_episodes=cfg.dataset.n_episodes,
+                seed=cfg.dataset.seed,
+                provenance=provenance,
+                action_noise_std=cfg.dataset.action_noise_std,
+            )
+            store.close()
+            say(
+                f"{summary.n_episodes} episodes ({summary.n_steps} steps) of the scripted "
+                f"{cfg.task.name} expert, action noise σ={cfg.dataset.action_noise_std}, "
+                f"success {summary.success_rate:.0%} -> {store_path}"
+            )
+        else:
+            say(f"using existing store {store_path}")
+        store = EpisodeStore.open(store_path, mode="r")
+        report = store.validate()
+        if not report.ok:
+            raise ValueError(f"episode store {store_path} failed validation:\n{report}")
+        dataset_info = {
+            "path": str(store_path.relative_to(run_dir))
+            if store_path.is_relative_to(run_dir)
+            else str(store_path),
+            "episodes": store.n_episodes,
+            "steps": store.n_steps,
+            "content_hash": store.content_hash(),
+            "source": cfg.dataset.source,
+            "action_noise_std": cfg.dataset.action_noise_std,
+            "demo_success_rate": sum(
+                bool(store.provenance(i).success) for i in range(store.n_episodes)
+            )
+            / max(store.n_episodes, 1),
+        }
+
+    # 2. offline learning -----------------------------------------------------------------
+    with stage(2, 4, "train", timings) as say:
+        result = pretrain(store, cfg.algo, run_dir, progress=cfg.progress, run_config=resolved)
+        loss = result.history.get("loss") or next(iter(result.history.values()), [])
+        say(
+            f"{cfg.algo.name.upper()} for {cfg.algo.steps} steps on {result.n_transitions} "
+            f"transitions ({result.device}); final loss {loss[-1][1]:.4f} -> "
+            f"{result.policy_dir.relative_to(run_dir)}/"
+        )
+        store.close()
+
+    # 3. evaluation in sim ----------------------------------------------------------------
+    with stage(3, 4, "evaluate", timings) as say:
+        policy = load_policy(result.policy_dir)
+        evaluations = {}
+        evaluations[f"{cfg.algo.name.upper()} policy"] = evaluate(
+            lambda: make_env(render=cfg.eval.video_episodes > 0),
+            policy,
+            n_episodes=cfg.eval.n_episodes,
+            seed=cfg.eval.seed,
+            record_video_episodes=cfg.eval.video_episodes,
+            progress=cfg.progress,
+        )
+        if cfg.eval.include_expert:
+            evaluations["scripted expert"] = evaluate(
+                make_env,
+                make_expert(cfg.task.name, cfg.task.max_ee_step_m),
+                n_episodes=cfg.eval.n_episodes,
+                seed=cfg.eval.seed,
+                progress=cfg.progress,
+            )
+        for name, ev in evaluations.items():
+            s = ev.stats
+            say(
+                f"{name}: success {s.success_rate:.0%} "
+                f"[{s.success_ci[0]:.0%}, {s.success_ci[1]:.0%}] over {s.n} held-out episodes, "
+                f"return {s.mean_return:.2f}"
+            )
+
+    # 4. report ---------------------------------------------------------------------------
+    with stage(4, 4, "report", timings) as say:
+        learned = evaluations[f"{cfg.algo.name.upper()} policy"]
+        figures = {
+            "Evaluation: success rate and return": plot_evaluations(
+                evaluations, run_dir / "evaluation.png", title=f"{cfg.task.name}: sim evaluation"
+            ),
+            "Training loss": plot_training_curves(
+                {k: v for k, v in result.history.items() if k.endswith("loss")},
+                run_dir / "training.png",
+                title=f"{cfg.algo.name.upper()} training",
+            ),
+        }
+        videos = {}
+        if learned.frames:
+            import numpy as np
+
+            frames = np.concatenate(learned.frames, axis=0)
+            videos["Rollouts of the learned policy"] = write_mp4(
+                run_dir / "rollout.mp4", frames, fps=cfg.task.control_hz
+            )
+        update_manifest(
+            result.policy_dir,
+            metrics={
+                "eval/success_rate": learned.stats.success_rate,
+                "eval/mean_return": learned.stats.mean_return,
+                "eval/n_episodes": learned.stats.n,
+            },
+        )
+        files = write_report(
+            RunReport(
+                title=f"robot_rl pipeline: {cfg.task.name} ({cfg.profile} profile)",
+                evaluations=evaluations,
+                config=resolved,
+                dataset=dataset_info,
+                timings_s=timings,
+                figures=figures,
+                videos=videos,
+                notes=(
+                    f"Policy artifact: `policy/` (safetensors + manifest.json). Episode store: "
+                    f"`{store_path.name}`. Code version {code_version()}."
+                ),
+            ),
+            run_dir,
+            stem="report",
+        )
+        (run_dir / "summary.json").write_text(files.json.read_text())
+        say(f"{files.markdown.name}, summary.json, {len(figures)} plots, {len(videos)} video")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return summary
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="pipeline", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_library_loggers()
+    with fail_on_config_error():
+        config = to_object(cfg, PipelineConfig)
+    config.progress = show_progress(config.progress)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    console.print(
+        f"[bold]robot-rl-pipeline[/bold] task={config.task.name} "
+        f"profile={config.profile} -> {run_dir}"
+    )
+    start = time.perf_counter()
+    run_pipeline(config, run_dir, resolved)
+    console.print(
+        f"[bold green]done[/bold green] in {time.perf_counter() - start:.0f} s. "
+        f"Open {run_dir / 'report.md'} (plots: evaluation.png, training.png; video: "
+        f"rollout.mp4; machine-readable: summary.json)."
+    )
+
+
+def main() -> None:
+    register_configs()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
