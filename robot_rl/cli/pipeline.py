@@ -37,8 +37,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
     # Heavy imports here, so that `--help` and config errors answer instantly.
     from robot_rl.algos.pretrain import pretrain
     from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
-    from robot_rl.eval import RunReport, evaluate, write_mp4, write_report
-    from robot_rl.eval.plots import plot_evaluations, plot_training_curves
+    from robot_rl.eval import RunReport, write_report
+    from robot_rl.eval.suite import evaluate_policies, write_evaluation_outputs
     from robot_rl.policies import load_policy, update_manifest
     from robot_rl.sim.env import OBS_SPEC, RobotEnv
     from robot_rl.sim.experts import make_expert
@@ -133,24 +133,13 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
 
     # 3. evaluation in sim ----------------------------------------------------------------
     with stage(3, 4, "evaluate", timings) as say:
-        policy = load_policy(result.policy_dir)
-        evaluations = {}
-        evaluations[f"{cfg.algo.name.upper()} policy"] = evaluate(
-            lambda: make_env(render=cfg.eval.video_episodes > 0),
-            policy,
-            n_episodes=cfg.eval.n_episodes,
-            seed=cfg.eval.seed,
-            record_video_episodes=cfg.eval.video_episodes,
-            progress=cfg.progress,
-        )
+        learned_name = f"{cfg.algo.name.upper()} policy"
+        policies = {learned_name: load_policy(result.policy_dir)}
         if cfg.eval.include_expert:
-            evaluations["scripted expert"] = evaluate(
-                make_env,
-                make_expert(cfg.task.name, cfg.task.max_ee_step_m),
-                n_episodes=cfg.eval.n_episodes,
-                seed=cfg.eval.seed,
-                progress=cfg.progress,
-            )
+            policies["scripted expert"] = make_expert(cfg.task.name, cfg.task.max_ee_step_m)
+        evaluations = evaluate_policies(
+            policies, make_env, cfg.eval, video_of=learned_name, progress=cfg.progress
+        )
         for name, ev in evaluations.items():
             s = ev.stats
             say(
@@ -161,25 +150,14 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
 
     # 4. report ---------------------------------------------------------------------------
     with stage(4, 4, "report", timings) as say:
-        learned = evaluations[f"{cfg.algo.name.upper()} policy"]
-        figures = {
-            "Evaluation: success rate and return": plot_evaluations(
-                evaluations, run_dir / "evaluation.png", title=f"{cfg.task.name}: sim evaluation"
-            ),
-            "Training loss": plot_training_curves(
-                {k: v for k, v in result.history.items() if k.endswith("loss")},
-                run_dir / "training.png",
-                title=f"{cfg.algo.name.upper()} training",
-            ),
-        }
-        videos = {}
-        if learned.frames:
-            import numpy as np
-
-            frames = np.concatenate(learned.frames, axis=0)
-            videos["Rollouts of the learned policy"] = write_mp4(
-                run_dir / "rollout.mp4", frames, fps=cfg.task.control_hz
-            )
+        learned = evaluations[learned_name]
+        figures, videos = write_evaluation_outputs(
+            evaluations,
+            run_dir,
+            title=f"{cfg.task.name}: sim evaluation",
+            fps=cfg.task.control_hz,
+            training_curves={k: v for k, v in result.history.items() if k.endswith("loss")},
+        )
         update_manifest(
             result.policy_dir,
             metrics={
@@ -205,10 +183,9 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
             run_dir,
             stem="report",
         )
-        (run_dir / "summary.json").write_text(files.json.read_text())
+        summary_path = files.json.replace(run_dir / "summary.json")
         say(f"{files.markdown.name}, summary.json, {len(figures)} plots, {len(videos)} video")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return summary
+    return json.loads(summary_path.read_text())
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="pipeline", version_base="1.3")

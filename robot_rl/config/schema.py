@@ -231,3 +231,27 @@ class PipelineConfig:
     seed: int = 0
     #: Show progress bars.
     progress: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    """robot-rl-pretrain: offline learning on an existing episode store."""
+
+    dataset: DatasetConfig = MISSING
+    algo: AlgoConfig = MISSING
+    #: Show progress bars (on a terminal).
+    progress: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    """robot-rl-eval: evaluation runs of a policy artifact (or the scripted expert) in sim."""
+
+    robot: RobotConfig = MISSING
+    task: TaskConfig = MISSING
+    sim: SimConfig = MISSING
+    eval: EvalConfig = MISSING
+    #: A policy artifact directory, or "expert" for the task's scripted expert.
+    policy: str = MISSING
+    #: Show progress bars (on a terminal).
+    progress: bool = True

@@ -10,13 +10,17 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from robot_rl.config.schema import ConfigError, PipelineConfig
+from robot_rl.config.schema import ConfigError, EvaluateConfig, PipelineConfig, PretrainConfig
 
 T = TypeVar("T")
 
 #: Top-level schemas, one per command; each YAML top config lists its schema first in
 #: its defaults, so every key is type-checked and unknown keys are rejected.
-SCHEMAS = {"pipeline_schema": PipelineConfig}
+SCHEMAS = {
+    "pipeline_schema": PipelineConfig,
+    "pretrain_schema": PretrainConfig,
+    "evaluate_schema": EvaluateConfig,
+}
 
 
 def register_configs() -> None:

@@ -18,8 +18,9 @@ from robot_rl.sim.scene import CUBE_HALF_SIZE_M, Measurements, TabletopScene
 #: x = 0.68 m the far upper corners need a straight elbow).
 WORKSPACE_MIN_M = np.array([0.30, -0.30, 0.01])
 WORKSPACE_MAX_M = np.array([0.68, 0.30, 0.40])
-#: Episodes start with the TCP here, pointing down: 30 cm above the table centre line.
-START_TCP_M = np.array([0.45, 0.0, 0.30])
+#: Episodes start with the TCP here, pointing down: above the reach goal box (so no goal
+#: is solved at the first step) and the cube area.
+START_TCP_M = np.array([0.45, 0.0, 0.35])
 #: The cube's centre height when it rests on the table.
 CUBE_REST_Z_M = CUBE_HALF_SIZE_M
 

@@ -9,9 +9,9 @@ from robot_rl.sim.scene import Measurements, TabletopScene
 from robot_rl.sim.tasks.base import CUBE_REST_Z_M, Task, sample_cube_on_table
 
 GOAL_DIST_RANGE_M = (0.10, 0.20)
-#: Goals stay on the reachable part of the table.
+#: Goals stay where the pusher can still get behind the cube (x + 5.5 cm <= workspace).
 GOAL_AREA_MIN_M = np.array([0.35, -0.25])
-GOAL_AREA_MAX_M = np.array([0.68, 0.25])
+GOAL_AREA_MAX_M = np.array([0.60, 0.25])
 SUCCESS_DIST_M = 0.03
 
 

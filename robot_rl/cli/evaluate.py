@@ -1,0 +1,84 @@
+"""robot-rl-eval: evaluation runs in sim for a policy artifact or the scripted expert.
+
+Examples: ``robot-rl-eval task=push policy=outputs/pipeline/<run>/policy``,
+``robot-rl-eval task=lift policy=expert eval.n_episodes=200``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.cli.common import console, fail_on_config_error, quiet_library_loggers, show_progress
+from robot_rl.config.schema import EvaluateConfig
+from robot_rl.config.store import register_configs, to_object
+from robot_rl.paths import CONF_DIR
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_library_loggers()
+    with fail_on_config_error():
+        config = to_object(cfg, EvaluateConfig)
+    from robot_rl.eval import RunReport, write_report
+    from robot_rl.eval.suite import evaluate_policies, write_evaluation_outputs
+    from robot_rl.policies import load_policy
+    from robot_rl.sim.env import RobotEnv
+    from robot_rl.sim.experts import make_expert
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if config.policy == "expert":
+        name, policy = "scripted expert", make_expert(config.task.name, config.task.max_ee_step_m)
+    else:
+        name, policy = Path(config.policy).name, load_policy(config.policy)
+    env_fn = functools.partial(
+        lambda render, c: RobotEnv(
+            task_config=c.task,
+            robot_config=c.robot,
+            sim_config=c.sim,
+            render_mode="rgb_array" if render else None,
+            camera=c.eval.camera,
+            width=c.eval.width,
+            height=c.eval.height,
+        ),
+        c=config,
+    )
+    console.print(f"[bold]robot-rl-eval[/bold] {name} on {config.task.name} -> {run_dir}")
+    evaluations = evaluate_policies(
+        {name: policy}, env_fn, config.eval, video_of=name, progress=show_progress(config.progress)
+    )
+    figures, videos = write_evaluation_outputs(
+        evaluations,
+        run_dir,
+        title=f"{config.task.name}: sim evaluation",
+        fps=config.task.control_hz,
+    )
+    files = write_report(
+        RunReport(
+            title=f"robot_rl evaluation: {name} on {config.task.name}",
+            evaluations=evaluations,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            figures=figures,
+            videos=videos,
+        ),
+        run_dir,
+    )
+    s = evaluations[name].stats
+    console.print(
+        f"success {s.success_rate:.1%} [{s.success_ci[0]:.1%}, {s.success_ci[1]:.1%}] over "
+        f"{s.n} episodes; mean return {s.mean_return:.3f}. Report: {files.markdown}"
+    )
+
+
+def main() -> None:
+    register_configs()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

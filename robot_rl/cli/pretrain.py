@@ -1,0 +1,56 @@
+"""robot-rl-pretrain: offline learning from an episode store to a policy artifact.
+
+Example: ``robot-rl-pretrain algo=bc dataset.path=outputs/.../demos.zarr algo.steps=20000``
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.cli.common import console, fail_on_config_error, quiet_library_loggers, show_progress
+from robot_rl.config.schema import PretrainConfig
+from robot_rl.config.store import register_configs, to_object
+from robot_rl.paths import CONF_DIR
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="pretrain", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_library_loggers()
+    with fail_on_config_error():
+        config = to_object(cfg, PretrainConfig)
+    from robot_rl.algos.pretrain import pretrain
+    from robot_rl.data.episode_store import EpisodeStore
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with EpisodeStore.open(config.dataset.path, mode="r") as store:
+        report = store.validate()
+        if not report.ok:
+            console.print(f"[bold red]error:[/bold red] store failed validation:\n{report}")
+            sys.exit(1)
+        console.print(
+            f"[bold]robot-rl-pretrain[/bold] {config.algo.name} on {store.path} "
+            f"({store.n_episodes} episodes, {store.n_steps} steps) -> {run_dir}"
+        )
+        result = pretrain(
+            store,
+            config.algo,
+            run_dir,
+            progress=show_progress(config.progress),
+            run_config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    final = {k: round(v[-1][1], 5) for k, v in result.history.items() if v}
+    console.print(f"[bold green]done[/bold green]: policy -> {result.policy_dir}; {final}")
+
+
+def main() -> None:
+    register_configs()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

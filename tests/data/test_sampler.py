@@ -1,0 +1,146 @@
+"""Tests of the transition and window samplers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.data.batch import TransitionBatch, WindowBatch
+from robot_rl.data.sampler import TransitionSampler, WindowSampler
+
+
+@pytest.fixture
+def mixed_store(new_store, make_frames, make_prov):
+    """Episodes: 4 steps truncated (rows 0-3), 3 terminated (4-6), 2 with no flag (7-8)."""
+    store = new_store()
+    store.append_episode(make_frames(4, 0, last="truncated", seed=0), make_prov(0))
+    store.append_episode(make_frames(3, 4, last="terminated", seed=1), make_prov(1))
+    store.append_episode(make_frames(2, 7, last="none", seed=2), make_prov(2))
+    yield store
+    store.close()
+
+
+def _rows_of(obs: torch.Tensor) -> np.ndarray:
+    # make_frames puts the global row index in joint_pos[:, 0], the first obs column.
+    return obs[:, 0].numpy().astype(np.int64)
+
+
+def test_shapes_and_dtypes(mixed_store):
+    s = TransitionSampler(mixed_store, batch_size=16)
+    assert (s.obs_dim, s.action_dim) == (3 + 4, 2)
+    b = s.sample()
+    assert isinstance(b, TransitionBatch)
+    assert b.obs.shape == b.next_obs.shape == (16, 7)
+    assert b.action.shape == (16, 2) and b.reward.shape == b.terminated.shape == (16,)
+    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in b)
+
+
+def test_flat_obs_order_follows_obs_keys(mixed_store):
+    s = TransitionSampler(mixed_store, obs_keys=["cam", "joint_pos"])
+    b = s.gather(np.array([5]))
+    ep = mixed_store.episode(1)
+    expected = np.concatenate([ep["cam"][1].reshape(-1), ep["joint_pos"][1]]).astype(np.float32)
+    np.testing.assert_array_equal(b.obs[0].numpy(), expected)
+    with pytest.raises(ValueError, match="not observation keys"):
+        TransitionSampler(mixed_store, obs_keys=["gripper"])
+
+
+def test_valid_rows_exclude_truncated_and_unflagged_last_rows(mixed_store):
+    s = TransitionSampler(mixed_store, batch_size=4096, seed=3)
+    # Row 3 (truncated end) and row 8 (end without a flag) have no s'; row 6 is terminal.
+    np.testing.assert_array_equal(s.valid_rows, [0, 1, 2, 4, 5, 6, 7])
+    assert s.n_transitions == 7
+    rows = _rows_of(s.sample().obs)
+    assert set(rows) == {0, 1, 2, 4, 5, 6, 7}
+    # Uniform over valid transitions: each of 7 rows near 1/7 of 4096 draws.
+    counts = np.bincount(rows, minlength=9)[[0, 1, 2, 4, 5, 6, 7]]
+    assert counts.min() > 4096 / 7 * 0.8 and counts.max() < 4096 / 7 * 1.2
+
+
+def test_next_obs_and_terminated(mixed_store):
+    s = TransitionSampler(mixed_store)
+    b = s.gather(s.valid_rows)
+    obs = np.concatenate(
+        [mixed_store.array("joint_pos"), mixed_store.array("cam").reshape(9, -1)], axis=1
+    ).astype(np.float32)
+    for k, row in enumerate(s.valid_rows):
+        nxt = row if row == 6 else row + 1  # the terminal row is its own s'
+        np.testing.assert_array_equal(b.next_obs[k].numpy(), obs[nxt], err_msg=f"row {row}")
+        np.testing.assert_array_equal(b.obs[k].numpy(), obs[row])
+    np.testing.assert_array_equal(b.terminated.numpy(), [0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(b.action.numpy(), mixed_store.array("action")[s.valid_rows])
+    np.testing.assert_array_equal(b.reward.numpy(), mixed_store.array("reward")[s.valid_rows])
+
+
+def test_reproducible_by_seed(mixed_store):
+    a = TransitionSampler(mixed_store, batch_size=32, seed=7)
+    b = TransitionSampler(mixed_store, batch_size=32, seed=7)
+    c = TransitionSampler(mixed_store, batch_size=32, seed=8)
+    for _ in range(3):
+        x, y, z = a.sample(), b.sample(), c.sample()
+        assert all(torch.equal(u, v) for u, v in zip(x, y, strict=True))
+    assert not torch.equal(x.obs, z.obs)
+
+
+def test_out_of_memory_path_matches_in_memory(mixed_store):
+    fast = TransitionSampler(mixed_store, batch_size=64, seed=1, in_memory=True)
+    slow = TransitionSampler(mixed_store, batch_size=64, seed=1, in_memory=False)
+    rows = np.array([7, 0, 6, 6, 2, 5, 4, 1])  # unsorted, repeated, across chunks
+    for x, y in ((fast.gather(rows), slow.gather(rows)), (fast.sample(), slow.sample())):
+        for name, u, v in zip(TransitionBatch._fields, x, y, strict=True):
+            assert torch.equal(u, v), name
+
+
+def test_sampler_uses_committed_snapshot(mixed_store, make_frames, make_prov):
+    s = TransitionSampler(mixed_store)
+    mixed_store.append_episode(make_frames(5, 9), make_prov(3))
+    assert s.n_transitions == 7
+    assert TransitionSampler(mixed_store).n_transitions == 7 + 4
+
+
+def test_window_sampler_pads_and_masks_at_episode_end(mixed_store):
+    w = WindowSampler(mixed_store, horizon=3, batch_size=8)
+    b = w.gather(np.array([0, 2, 3, 7]))
+    assert isinstance(b, WindowBatch)
+    assert b.obs.shape == (4, 3, 7) and b.action.shape == (4, 3, 2) and b.mask.shape == (4, 3)
+    np.testing.assert_array_equal(b.mask.numpy(), [[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 0]])
+    # Windows never cross into the next episode: padding repeats the last real step.
+    np.testing.assert_array_equal(
+        b.obs[:, :, 0].numpy(), [[0, 1, 2], [2, 3, 3], [3, 3, 3], [7, 8, 8]]
+    )
+    actions = mixed_store.array("action")
+    np.testing.assert_array_equal(b.action[1].numpy(), actions[[2, 3, 3]])
+    assert w.n_windows == 9 and w.sample().obs.shape == (8, 3, 7)
+
+
+def test_sampler_state_round_trip_resumes_the_batch_sequence(tmp_path):
+    from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+    from robot_rl.data.sampler import TransitionSampler
+
+    store = EpisodeStore.create(
+        tmp_path / "s.zarr",
+        obs_spec={"x": ((2,), "float32")},
+        action_dim=1,
+        control_hz=20.0,
+        robot="r",
+        task="t",
+    )
+    t = 30
+    store.append_episode(
+        {
+            "x": np.random.default_rng(0).normal(size=(t, 2)).astype(np.float32),
+            "action": np.zeros((t, 1), np.float32),
+            "reward": np.arange(t, dtype=np.float32),
+            "terminated": np.eye(1, t, t - 1, dtype=bool)[0],
+            "truncated": np.zeros(t, bool),
+        },
+        EpisodeProvenance(source="scripted"),
+    )
+    a = TransitionSampler(store, batch_size=8, seed=3)
+    a.sample()
+    state = a.state_dict()
+    expected = a.sample().reward
+    b = TransitionSampler(store, batch_size=8, seed=99)
+    b.load_state_dict(state)
+    assert torch.equal(b.sample().reward, expected)
