@@ -32,12 +32,28 @@ if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "robot_rl needs Python >= 3.11; found $("$py" --version)" >&2
   exit 1
 fi
-[ -x .venv/bin/python ] || { log "creating .venv"; "$py" -m venv .venv; }
-pip=".venv/bin/python -m pip"
-$pip install -q --upgrade pip
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  if ! "$py" -m venv .venv 2>/dev/null; then
+    # Debian's python3 ships venv separately.
+    rm -rf .venv
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "$py" -m venv .venv
+    else
+      echo "cannot create a virtual environment: install python3-venv" >&2
+      exit 1
+    fi
+  fi
+fi
+# pip's own notices (e.g. about index locations in a system pip.conf) are not ours to show.
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -vE "is ignored|^\s*$" || true; }
+pip install --upgrade pip
 # torch first, pinned: this takes the CPU build; a bare range would pull a multi-GB CUDA build.
-$pip install -q "torch==2.13.0"
+log "installing torch 2.13.0 (CPU build)"
+pip install "torch==2.13.0"
 log "installing robot-rl[$extras] (editable)"
-$pip install -q -e ".[$extras]"
+pip install -e ".[$extras]"
+.venv/bin/python -c "import robot_rl, mujoco, torch, zarr" || { echo "install failed" >&2; exit 1; }
 echo "$want" > "$stamp"
 log "done: $(.venv/bin/python -c 'import mujoco, torch; print(f"mujoco {mujoco.__version__}, torch {torch.__version__}")')"

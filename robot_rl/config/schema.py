@@ -226,7 +226,7 @@ class PipelineConfig:
     algo: AlgoConfig = MISSING
     eval: EvalConfig = MISSING
     #: Name of the chosen profile (quick, full), for the report.
-    profile: str = "default"
+    profile: str = "full"
     #: Seed for everything not seeded above.
     seed: int = 0
     #: Show progress bars.

@@ -1,0 +1,91 @@
+"""Config composition: the Hydra tree matches the schemas; bad input names the key."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from robot_rl.config.schema import (
+    ConfigError,
+    EvaluateConfig,
+    PipelineConfig,
+    PretrainConfig,
+    TaskConfig,
+)
+from robot_rl.config.store import register_configs, to_object
+from robot_rl.paths import CONF_DIR
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registered():
+    register_configs()
+
+
+def _compose(name, overrides=()):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("task", ["reach", "push", "lift"])
+def test_pipeline_composes_for_every_task(task):
+    cfg = to_object(_compose("pipeline", [f"task={task}"]), PipelineConfig)
+    assert isinstance(cfg.task, TaskConfig) and cfg.task.name == task
+    assert cfg.task.control_hz == 20.0 and cfg.task.action_mode == "ee_delta"
+    assert cfg.robot.scene_xml == "scenes/table_cube.xml"
+
+
+def test_quick_profile_overrides_group_values():
+    default = to_object(_compose("pipeline"), PipelineConfig)
+    quick = to_object(_compose("pipeline", ["profile=quick"]), PipelineConfig)
+    assert quick.profile == "quick" and default.profile == "full"
+    assert quick.dataset.n_episodes < default.dataset.n_episodes
+    assert quick.algo.steps < default.algo.steps
+
+
+def test_group_yaml_matches_schema_defaults():
+    # The YAML files restate the dataclass defaults; drift between them is a bug.
+    cfg = to_object(_compose("pipeline", ["task=push"]), PipelineConfig)
+    assert cfg.task == TaskConfig(name="push")
+
+
+def test_other_commands_compose():
+    pre = to_object(_compose("pretrain", ["dataset.path=/some/store.zarr"]), PretrainConfig)
+    assert pre.dataset.path == "/some/store.zarr" and pre.algo.name == "bc"
+    ev = to_object(_compose("evaluate", ["policy=expert", "task=lift"]), EvaluateConfig)
+    assert ev.policy == "expert" and ev.task.name == "lift"
+
+
+def test_missing_required_value_is_named():
+    with pytest.raises(ConfigError, match="policy"):
+        to_object(_compose("evaluate"), EvaluateConfig)
+
+
+def test_unknown_key_is_rejected_with_its_name():
+    with pytest.raises(ConfigCompositionException, match=r"task\.reward_kind"):
+        _compose("pipeline", ["task.reward_kind=dense"])
+
+
+def test_wrong_type_is_rejected_with_its_name():
+    with pytest.raises(ConfigCompositionException, match=r"task\.horizon_steps"):
+        _compose("pipeline", ["task.horizon_steps=soon"])
+
+
+def test_unknown_group_option_lists_the_group():
+    with pytest.raises(MissingConfigException, match="task/stack"):
+        _compose("pipeline", ["task=stack"])
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("task.reward_type=shaped", "task.reward_type"),
+        ("task.control_hz=0", "task.control_hz"),
+        ("algo.steps=0", "algo.steps"),
+        ("algo.hidden_sizes=[]", "algo.hidden_sizes"),
+        ("dataset.n_episodes=-3", "dataset.n_episodes"),
+        ("eval.n_episodes=0", "eval.n_episodes"),
+        ("sim.backend=gpu", "sim.backend"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        to_object(_compose("pipeline", [override]), PipelineConfig)

@@ -1,0 +1,26 @@
+"""Shared test setup: markers that skip cleanly where their hardware is absent."""
+
+import pytest
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_hw = pytest.mark.skip(reason="needs a physical robot (set ROBOT_RL_HARDWARE=1)")
+    import os
+
+    has_gpu = _has_cuda()
+    has_hw = os.environ.get("ROBOT_RL_HARDWARE") == "1"
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(skip_gpu)
+        if "hardware" in item.keywords and not has_hw:
+            item.add_marker(skip_hw)
