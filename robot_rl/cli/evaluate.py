@@ -28,7 +28,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from robot_rl.eval import RunReport, write_report
     from robot_rl.eval.suite import evaluate_policies, write_evaluation_outputs
     from robot_rl.policies import load_policy
-    from robot_rl.sim.env import RobotEnv
+    from robot_rl.sim.env import make_env
     from robot_rl.sim.experts import make_expert
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -37,16 +37,13 @@ def _hydra_main(cfg: DictConfig) -> None:
     else:
         name, policy = Path(config.policy).name, load_policy(config.policy)
     env_fn = functools.partial(
-        lambda render, c: RobotEnv(
-            task_config=c.task,
-            robot_config=c.robot,
-            sim_config=c.sim,
-            render_mode="rgb_array" if render else None,
-            camera=c.eval.camera,
-            width=c.eval.width,
-            height=c.eval.height,
-        ),
-        c=config,
+        make_env,
+        config.task,
+        config.robot,
+        config.sim,
+        camera=config.eval.camera,
+        width=config.eval.width,
+        height=config.eval.height,
     )
     console.print(f"[bold]robot-rl-eval[/bold] {name} on {config.task.name} -> {run_dir}")
     evaluations = evaluate_policies(

@@ -6,6 +6,7 @@ Parsing and wiring only: each stage is a library call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -40,23 +41,22 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
     from robot_rl.eval import RunReport, write_report
     from robot_rl.eval.suite import evaluate_policies, write_evaluation_outputs
     from robot_rl.policies import load_policy, update_manifest
-    from robot_rl.sim.env import OBS_SPEC, RobotEnv
+    from robot_rl.sim.env import OBS_SPEC, make_env
     from robot_rl.sim.experts import make_expert
     from robot_rl.teleop.recorder import record_episodes
 
     timings: dict[str, float] = {}
     config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
 
-    def make_env(render: bool = False) -> RobotEnv:
-        return RobotEnv(
-            task_config=cfg.task,
-            robot_config=cfg.robot,
-            sim_config=cfg.sim,
-            render_mode="rgb_array" if render else None,
-            camera=cfg.eval.camera,
-            width=cfg.eval.width,
-            height=cfg.eval.height,
-        )
+    env_fn = functools.partial(
+        make_env,
+        cfg.task,
+        cfg.robot,
+        cfg.sim,
+        camera=cfg.eval.camera,
+        width=cfg.eval.width,
+        height=cfg.eval.height,
+    )
 
     store_path = Path(cfg.dataset.path)
     if not store_path.is_absolute() and cfg.dataset.source == "scripted":
@@ -64,7 +64,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
 
     # 1. demonstrations -------------------------------------------------------------------
     with stage(1, 4, "record", timings) as say:
-        env = make_env()
+        env = env_fn()
         if cfg.dataset.source == "scripted":
             store = EpisodeStore.create(
                 store_path,
@@ -138,7 +138,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
         if cfg.eval.include_expert:
             policies["scripted expert"] = make_expert(cfg.task.name, cfg.task.max_ee_step_m)
         evaluations = evaluate_policies(
-            policies, make_env, cfg.eval, video_of=learned_name, progress=cfg.progress
+            policies, env_fn, cfg.eval, video_of=learned_name, progress=cfg.progress
         )
         for name, ev in evaluations.items():
             s = ev.stats

@@ -18,7 +18,7 @@ from robot_rl.policies.base import Policy
 
 def evaluate_policies(
     policies: Mapping[str, Policy],
-    env_fn: Callable[[bool], gym.Env],
+    env_fn: Callable[..., gym.Env],
     cfg: EvalConfig,
     *,
     video_of: str | None = None,
@@ -28,7 +28,7 @@ def evaluate_policies(
 
     Args:
         policies: display name -> policy.
-        env_fn: ``env_fn(render)`` builds a fresh env; ``render=True`` must give an env
+        env_fn: ``env_fn(render=...)`` builds a fresh env; ``render=True`` must give an env
             with ``render_mode="rgb_array"``.
         cfg: episodes, seeds and how many episodes to film.
         video_of: name of the policy whose first ``cfg.video_episodes`` episodes are filmed.
@@ -38,7 +38,7 @@ def evaluate_policies(
     for name, policy in policies.items():
         n_video = cfg.video_episodes if name == video_of else 0
         results[name] = evaluate(
-            lambda n_video=n_video: env_fn(n_video > 0),
+            lambda n_video=n_video: env_fn(render=n_video > 0),
             policy,
             n_episodes=cfg.n_episodes,
             seed=cfg.seed,

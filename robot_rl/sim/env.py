@@ -247,3 +247,25 @@ class RobotEnv(gym.Env):
             "goal": s.goal(d),
         }
         return {k: v.astype(np.float32) for k, v in obs.items()}
+
+
+def make_env(
+    task: TaskConfig,
+    robot: RobotConfig | None = None,
+    sim: SimConfig | None = None,
+    *,
+    render: bool = False,
+    camera: str = "front",
+    width: int = 320,
+    height: int = 240,
+) -> RobotEnv:
+    """A :class:`RobotEnv` from typed configs; ``render=True`` gives ``rgb_array`` frames."""
+    return RobotEnv(
+        task_config=task,
+        robot_config=robot,
+        sim_config=sim,
+        render_mode="rgb_array" if render else None,
+        camera=camera,
+        width=width,
+        height=height,
+    )
