@@ -12,6 +12,7 @@ scaling, ``joint_delta`` is ``[dq1..dq7, gripper]``; ``gripper`` maps -1 -> clos
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -102,8 +103,11 @@ class RobotEnv(gym.Env):
             )
         self.n_substeps = round(substeps)
         self.control_dt_s = self.n_substeps * self.sim_config.physics_dt_s
+        self._ramp = np.arange(1, self.n_substeps + 1) / self.n_substeps
         self.metadata = {**self.metadata, "render_fps": cfg.control_hz}
-        self.task = TASKS[cfg.name](cfg.control_hz)
+        self.task = TASKS[cfg.name]()
+        # Consecutive control steps on which the success condition must hold.
+        self.success_steps_needed = 1 + math.ceil(self.task.hold_time_s / self.control_dt_s - 1e-9)
         self.horizon_steps = cfg.horizon_steps or round(
             self.task.default_horizon_steps * cfg.control_hz / 20.0
         )
@@ -141,6 +145,7 @@ class RobotEnv(gym.Env):
         self._q_cmd = self.start_q.copy()
         self._tcp_target = np.zeros(3)
         self._steps = 0
+        self._condition_steps = 0
         self._renderer: mujoco.Renderer | None = None
         self._camera = camera
         self._size = (height, width)
@@ -164,6 +169,7 @@ class RobotEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self._tcp_target = self.scene.ee_pos(self.data)
         self._steps = 0
+        self._condition_steps = 0
         return self._obs(), {"is_success": False}
 
     def step(
@@ -179,16 +185,23 @@ class RobotEnv(gym.Env):
         q_target = self._arm_targets(a[:-1])
         if self.command_filter is not None:
             q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
-        self._q_cmd = q_target
-        self.data.ctrl[self.scene.arm_actuators] = q_target
         self.data.ctrl[self.scene.gripper_actuator] = (
             (a[-1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
         )
-        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        # Joint targets ramp linearly from the last control step's to this one's over the
+        # physics substeps, as the robot-side server interpolates to the driver rate; a
+        # step change held for a whole control period would demand accelerations far
+        # beyond the arm's.
+        arm = self.scene.arm_actuators
+        for alpha in self._ramp:
+            self.data.ctrl[arm] = self._q_cmd + alpha * (q_target - self._q_cmd)
+            mujoco.mj_step(self.model, self.data)
+        self._q_cmd = q_target
         self._steps += 1
 
         m = self.scene.measure(self.data)
-        success = self.task.success(m)
+        self._condition_steps = self._condition_steps + 1 if self.task.condition(m) else 0
+        success = self._condition_steps >= self.success_steps_needed
         if self.task_config.reward_type == "dense":
             reward = self.task.dense_reward(m)
         else:
@@ -239,7 +252,8 @@ class RobotEnv(gym.Env):
         obs = {
             "joint_pos": d.qpos[s.arm_qpos_adr],
             "joint_vel": d.qvel[s.arm_dof_adr],
-            "gripper_width": np.array([s.gripper_width(d)]),
+            # Penetration of the closed pads can make the width a hair negative.
+            "gripper_width": np.clip([s.gripper_width(d)], 0.0, s.gripper_width_max_m),
             "ee_pos": s.ee_pos(d),
             "ee_quat": s.ee_quat(d),
             "object_pos": cube_pos,

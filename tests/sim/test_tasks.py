@@ -41,9 +41,9 @@ def test_push_success_is_3cm_in_xy():
     assert not info["is_success"] and not terminated
 
 
-def _m(z, left=True, right=True):
+def _m(z, left=True, right=True, ee_z=None):
     return Measurements(
-        ee_pos=np.array([0.5, 0, z]),
+        ee_pos=np.array([0.5, 0, z if ee_z is None else ee_z]),
         cube_pos=np.array([0.5, 0, z]),
         goal=np.array([0.5, 0, 0.12]),
         gripper_width_m=0.04,
@@ -52,17 +52,53 @@ def _m(z, left=True, right=True):
     )
 
 
-@pytest.mark.parametrize("hz,needed", [(20.0, 10), (10.0, 5), (50.0, 25)])
-def test_lift_needs_half_a_second_held_at_5cm(hz, needed):
-    task = LiftTask(hz)
-    assert task.hold_steps_needed == needed
-    results = [task.success(_m(0.0705)) for _ in range(needed)]
-    assert results == [False] * (needed - 1) + [True]
-    task.held_steps = 0
-    # Too low, or one pad off the cube, resets the count.
-    assert not any(task.success(_m(0.069)) for _ in range(2 * needed))
-    assert not any(task.success(_m(0.08, right=False)) for _ in range(2 * needed))
-    for _ in range(needed - 1):
-        task.success(_m(0.08))
-    assert not task.success(_m(0.08, left=False))
-    assert not task.success(_m(0.08))
+def test_lift_condition_is_both_pads_and_5cm():
+    task = LiftTask()
+    assert task.condition(_m(0.0705))  # underside 5.05 cm above the table
+    assert not task.condition(_m(0.069))
+    assert not task.condition(_m(0.08, right=False))
+    assert not task.condition(_m(0.08, left=False))
+
+
+@pytest.mark.parametrize("hz,needed", [(20.0, 11), (10.0, 6), (50.0, 26)])
+def test_lift_success_needs_the_condition_held_for_half_a_second(hz, needed, monkeypatch):
+    env = RobotEnv("lift", control_hz=hz)
+    # 1 + ceil(0.5 s / dt): held from the first sample to the last for >= 0.5 s.
+    assert env.success_steps_needed == needed
+    assert (needed - 1) / hz >= 0.5 - 1e-9 and (needed - 2) / hz < 0.5
+    pattern = iter([True] * (needed - 1) + [False] + [True] * needed)
+    monkeypatch.setattr(env.task, "condition", lambda m: next(pattern))
+    env.reset(seed=0)
+    successes = [env.step(np.array([0, 0, 0, 1.0]))[4]["is_success"] for _ in range(2 * needed)]
+    # A break in the hold restarts the count; success on the last sample of a full hold.
+    assert successes == [False] * (2 * needed - 1) + [True]
+
+
+def test_reach_and_push_succeed_at_the_first_step_the_condition_holds():
+    assert RobotEnv("reach").success_steps_needed == 1
+    assert RobotEnv("push").success_steps_needed == 1
+
+
+@pytest.mark.parametrize("task", ["reach", "push", "lift"])
+def test_dense_reward_is_never_positive(task):
+    env = RobotEnv(task)
+    rng = np.random.default_rng(0)
+    from robot_rl.sim.experts import make_expert
+
+    expert = make_expert(task)
+    for ep in range(3):
+        obs, _ = env.reset(seed=ep)
+        expert.reset()
+        done = False
+        while not done:
+            action = expert.act(obs) + 0.3 * rng.standard_normal(4)
+            obs, reward, terminated, truncated, _ = env.step(np.clip(action, -1, 1))
+            assert reward <= 0.0
+            done = terminated or truncated
+
+
+def test_lift_reward_prefers_holding_high_to_holding_low():
+    task = LiftTask()
+    high, low, dropped = _m(0.08), _m(0.04), _m(0.02, left=False, right=False, ee_z=0.1)
+    assert task.dense_reward(high) > task.dense_reward(low) > task.dense_reward(dropped)
+    assert task.dense_reward(high) == pytest.approx(0.0)

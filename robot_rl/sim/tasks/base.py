@@ -26,18 +26,22 @@ CUBE_REST_Z_M = CUBE_HALF_SIZE_M
 
 
 class Task(ABC):
-    """One task on the tabletop scene.
+    """One task on the tabletop scene. Stateless: reward and success condition are pure
+    functions of one instant, so batched backends and relabelling can call them freely.
 
     Attributes:
         name: registry name.
         default_horizon_steps: episode length at the default 20 Hz control rate.
+        hold_time_s: how long the success condition must hold without a break before
+            the episode counts as a success (0: at the first control step it holds). The
+            env keeps the timer: with a control period dt, success needs the condition
+            on ``1 + ceil(hold_time_s / dt)`` consecutive control steps, i.e. held from
+            the first of them to the last for at least ``hold_time_s``.
     """
 
     name: str
     default_horizon_steps: int
-
-    def __init__(self, control_hz: float) -> None:
-        self.control_hz = control_hz
+    hold_time_s: float = 0.0
 
     @abstractmethod
     def reset(self, scene: TabletopScene, data: mujoco.MjData, rng: np.random.Generator) -> None:
@@ -45,11 +49,12 @@ class Task(ABC):
 
     @abstractmethod
     def dense_reward(self, m: Measurements) -> float:
-        """Shaped reward (non-positive distances plus small bonuses), per control step."""
+        """Shaped reward per control step, never positive: with episodes that end on
+        success, a positive per-step reward would pay a policy to avoid succeeding."""
 
     @abstractmethod
-    def success(self, m: Measurements) -> bool:
-        """Whether the task counts as solved at this control step (may keep state)."""
+    def condition(self, m: Measurements) -> bool:
+        """Whether the success condition holds at this instant."""
 
 
 def sample_cube_on_table(rng: np.random.Generator) -> tuple[np.ndarray, float]:

@@ -37,5 +37,5 @@ class PushTask(Task):
         to_cube = np.linalg.norm(m.ee_pos - m.cube_pos)
         return -float(to_goal + 0.5 * max(0.0, to_cube - 0.04))
 
-    def success(self, m: Measurements) -> bool:
+    def condition(self, m: Measurements) -> bool:
         return bool(np.linalg.norm(m.cube_pos[:2] - m.goal[:2]) < SUCCESS_DIST_M)

@@ -26,5 +26,5 @@ class ReachTask(Task):
     def dense_reward(self, m: Measurements) -> float:
         return -float(np.linalg.norm(m.ee_pos - m.goal))
 
-    def success(self, m: Measurements) -> bool:
+    def condition(self, m: Measurements) -> bool:
         return bool(np.linalg.norm(m.ee_pos - m.goal) < SUCCESS_DIST_M)
