@@ -54,7 +54,8 @@ def pretrain(
         run_config: the full resolved run config, recorded in the manifest for lineage.
 
     Raises:
-        ValueError: the store is empty, fails validation, or lacks a requested key.
+        ValueError: the store is empty or lacks a requested key. (Callers validate the
+            store first: ``store.validate()`` reads every chunk, which they may have done.)
     """
     if store.n_episodes == 0:
         raise ValueError(f"episode store {store.path} has no committed episodes to learn from")
@@ -91,6 +92,11 @@ def pretrain(
         dataset_hash=store.content_hash(),
         episode_range=[0, store.n_episodes],
         config=run_config if run_config is not None else dataclasses.asdict(algo),
+        env={
+            "robot": store.attrs.get("robot"),
+            "task": store.attrs.get("task"),
+            "control_hz": float(store.control_hz),
+        },
         metrics={f"train/{k}": v[-1][1] for k, v in history.items() if v},
     )
     policy_dir = out_dir / "policy"

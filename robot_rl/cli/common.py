@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,21 @@ def fail_on_config_error() -> Iterator[None]:
     except ConfigError as e:
         console.print(f"[bold red]config error:[/bold red] {e}")
         sys.exit(2)
+
+
+@contextlib.contextmanager
+def fail_on_user_error() -> Iterator[None]:
+    """Bad input found while running (a store that does not fit, a missing file) ends the
+    command with its message and exit status 1, not a traceback; ROBOT_RL_DEBUG=1 shows
+    the traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        if os.environ.get("ROBOT_RL_DEBUG") == "1":
+            raise
+        console.print(f"[bold red]error:[/bold red] {e}")
+        console.print("[dim](set ROBOT_RL_DEBUG=1 for the traceback)[/dim]")
+        sys.exit(1)
 
 
 @contextlib.contextmanager

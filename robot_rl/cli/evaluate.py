@@ -14,7 +14,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from robot_rl.cli.common import console, fail_on_config_error, quiet_library_loggers, show_progress
+from robot_rl.cli.common import (
+    console,
+    fail_on_config_error,
+    fail_on_user_error,
+    quiet_library_loggers,
+    show_progress,
+)
 from robot_rl.config.schema import EvaluateConfig
 from robot_rl.config.store import register_configs, to_object
 from robot_rl.paths import CONF_DIR
@@ -30,12 +36,36 @@ def _hydra_main(cfg: DictConfig) -> None:
     from robot_rl.policies import load_policy
     from robot_rl.sim.env import make_env
     from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.rendering import rendering_unavailable_reason
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if config.eval.video_episodes > 0 and (reason := rendering_unavailable_reason()):
+        console.print(f"[yellow]warning:[/yellow] no video: {reason}")
+        config.eval.video_episodes = 0
+    expert = make_expert(config.task.name, config.task.max_ee_step_m)
+    policies = {}
     if config.policy == "expert":
-        name, policy = "scripted expert", make_expert(config.task.name, config.task.max_ee_step_m)
+        name = "scripted expert"
     else:
-        name, policy = Path(config.policy).name, load_policy(config.policy)
+        with fail_on_user_error():
+            loaded = load_policy(config.policy)
+        probe = make_env(config.task, config.robot, config.sim)
+        try:
+            loaded.manifest.check_env(
+                robot=config.robot.name,
+                task=config.task.name,
+                control_hz=config.task.control_hz,
+                action_dim=probe.action_space.shape[0],
+            )
+        except ValueError as e:
+            console.print(f"[bold red]error:[/bold red] {e}")
+            sys.exit(2)
+        finally:
+            probe.close()
+        name = loaded.policy_id
+        policies[name] = loaded
+    if config.policy == "expert" or config.eval.include_expert:
+        policies["scripted expert"] = expert
     env_fn = functools.partial(
         make_env,
         config.task,
@@ -47,7 +77,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     )
     console.print(f"[bold]robot-rl-eval[/bold] {name} on {config.task.name} -> {run_dir}")
     evaluations = evaluate_policies(
-        {name: policy}, env_fn, config.eval, video_of=name, progress=show_progress(config.progress)
+        policies, env_fn, config.eval, video_of=name, progress=show_progress(config.progress)
     )
     figures, videos = write_evaluation_outputs(
         evaluations,

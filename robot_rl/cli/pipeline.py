@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from robot_rl.cli.common import (
     console,
     fail_on_config_error,
+    fail_on_user_error,
     quiet_library_loggers,
     show_progress,
     stage,
@@ -31,6 +32,18 @@ from robot_rl.config.store import register_configs, to_object
 from robot_rl.paths import CONF_DIR, code_version
 
 log = logging.getLogger(__name__)
+
+
+def check_store_fits(store: Any, cfg: PipelineConfig) -> None:
+    """An existing store must come from the robot, task and control rate being run."""
+    wanted = {"robot": cfg.robot.name, "task": cfg.task.name, "control_hz": cfg.task.control_hz}
+    found = {"robot": store.attrs.get("robot"), "task": store.attrs.get("task")}
+    found["control_hz"] = store.control_hz
+    bad = [
+        f"{k}: store has {found[k]!r}, config has {v!r}" for k, v in wanted.items() if found[k] != v
+    ]
+    if bad:
+        raise ValueError(f"episode store {store.path} does not fit this run: " + "; ".join(bad))
 
 
 def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -> dict[str, Any]:
@@ -43,9 +56,15 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
     from robot_rl.policies import load_policy, update_manifest
     from robot_rl.sim.env import OBS_SPEC, make_env
     from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.rendering import rendering_unavailable_reason
     from robot_rl.teleop.recorder import record_episodes
 
     timings: dict[str, float] = {}
+    notes = []
+    if cfg.eval.video_episodes > 0 and (reason := rendering_unavailable_reason()):
+        console.print(f"[yellow]warning:[/yellow] no video: {reason}")
+        notes.append(f"Video skipped: {reason}.")
+        cfg.eval.video_episodes = 0
     config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
 
     env_fn = functools.partial(
@@ -64,8 +83,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
 
     # 1. demonstrations -------------------------------------------------------------------
     with stage(1, 4, "record", timings) as say:
-        env = env_fn()
         if cfg.dataset.source == "scripted":
+            env = env_fn()
             store = EpisodeStore.create(
                 store_path,
                 obs_spec={k: (shape, "float32") for k, (shape, _) in OBS_SPEC.items()},
@@ -94,6 +113,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
                 action_noise_std=cfg.dataset.action_noise_std,
             )
             store.close()
+            env.close()
             say(
                 f"{summary.n_episodes} episodes ({summary.n_steps} steps) of the scripted "
                 f"{cfg.task.name} expert, action noise σ={cfg.dataset.action_noise_std}, "
@@ -102,6 +122,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
         else:
             say(f"using existing store {store_path}")
         store = EpisodeStore.open(store_path, mode="r")
+        check_store_fits(store, cfg)
         report = store.validate()
         if not report.ok:
             raise ValueError(f"episode store {store_path} failed validation:\n{report}")
@@ -123,10 +144,11 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
     # 2. offline learning -----------------------------------------------------------------
     with stage(2, 4, "train", timings) as say:
         result = pretrain(store, cfg.algo, run_dir, progress=cfg.progress, run_config=resolved)
-        loss = result.history.get("loss") or next(iter(result.history.values()), [])
+        losses = {k: v for k, v in result.history.items() if k.endswith("loss") and v}
+        final = ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in losses.items())
         say(
             f"{cfg.algo.name.upper()} for {cfg.algo.steps} steps on {result.n_transitions} "
-            f"transitions ({result.device}); final loss {loss[-1][1]:.4f} -> "
+            f"transitions ({result.device}); final {final} -> "
             f"{result.policy_dir.relative_to(run_dir)}/"
         )
         store.close()
@@ -156,7 +178,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
             run_dir,
             title=f"{cfg.task.name}: sim evaluation",
             fps=cfg.task.control_hz,
-            training_curves={k: v for k, v in result.history.items() if k.endswith("loss")},
+            training_curves=losses,
         )
         update_manifest(
             result.policy_dir,
@@ -175,9 +197,12 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
                 timings_s=timings,
                 figures=figures,
                 videos=videos,
-                notes=(
-                    f"Policy artifact: `policy/` (safetensors + manifest.json). Episode store: "
-                    f"`{store_path.name}`. Code version {code_version()}."
+                notes=" ".join(
+                    [
+                        f"Policy artifact: `policy/` (safetensors + manifest.json). Episode "
+                        f"store: `{store_path.name}`. Code version {code_version()}.",
+                        *notes,
+                    ]
                 ),
             ),
             run_dir,
@@ -201,7 +226,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         f"profile={config.profile} -> {run_dir}"
     )
     start = time.perf_counter()
-    run_pipeline(config, run_dir, resolved)
+    with fail_on_user_error():
+        run_pipeline(config, run_dir, resolved)
     console.print(
         f"[bold green]done[/bold green] in {time.perf_counter() - start:.0f} s. "
         f"Open {run_dir / 'report.md'} (plots: evaluation.png, training.png; video: "

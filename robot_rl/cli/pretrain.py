@@ -12,7 +12,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from robot_rl.cli.common import console, fail_on_config_error, quiet_library_loggers, show_progress
+from robot_rl.cli.common import (
+    console,
+    fail_on_config_error,
+    fail_on_user_error,
+    quiet_library_loggers,
+    show_progress,
+)
 from robot_rl.config.schema import PretrainConfig
 from robot_rl.config.store import register_configs, to_object
 from robot_rl.paths import CONF_DIR
@@ -27,7 +33,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from robot_rl.data.episode_store import EpisodeStore
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with EpisodeStore.open(config.dataset.path, mode="r") as store:
+    with fail_on_user_error(), EpisodeStore.open(config.dataset.path, mode="r") as store:
         report = store.validate()
         if not report.ok:
             console.print(f"[bold red]error:[/bold red] store failed validation:\n{report}")

@@ -17,6 +17,18 @@ ACTION_MODES = ("ee_delta", "joint_delta")
 REWARD_TYPES = ("dense", "sparse")
 
 
+def check_control_period(task: TaskConfig, sim: SimConfig) -> None:
+    """The control period must be a whole number of physics steps."""
+    substeps = 1.0 / task.control_hz / sim.physics_dt_s
+    _check(
+        abs(substeps - round(substeps)) < 1e-6 and round(substeps) >= 1,
+        "task.control_hz",
+        task.control_hz,
+        f"a rate whose period is a whole number of physics steps of sim.physics_dt_s="
+        f"{sim.physics_dt_s} s (e.g. 10, 20, 25 or 50 Hz)",
+    )
+
+
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key, the value and what is allowed."""
 
@@ -59,7 +71,7 @@ class TaskConfig:
     reward_type: str = "dense"
     #: End the episode (terminated=True) on the first success step.
     terminate_on_success: bool = True
-    #: Uniform noise added to the home posture at reset, radians per joint.
+    #: Uniform noise added to the start posture at reset, radians per joint.
     init_joint_noise_rad: float = 0.02
 
     def __post_init__(self) -> None:
@@ -113,8 +125,10 @@ class SimConfig:
 class DatasetConfig:
     """Where demonstrations come from and where they are stored."""
 
-    #: Path of the episode store (a directory); relative paths are inside the run dir.
-    path: str = "demos.zarr"
+    #: Path of the episode store (a directory). A store the pipeline records (source
+    #: scripted) goes inside the run directory when the path is relative; an existing
+    #: store is found relative to the working directory. Required for an existing store.
+    path: str = MISSING
     #: scripted: record the task's scripted expert into ``path``; existing: read ``path``.
     source: str = "scripted"
     #: Episodes to record (scripted source).
@@ -227,10 +241,18 @@ class PipelineConfig:
     eval: EvalConfig = MISSING
     #: Name of the chosen profile (quick, full), for the report.
     profile: str = "full"
-    #: Seed for everything not seeded above.
-    seed: int = 0
-    #: Show progress bars.
+    #: Show progress bars (on a terminal).
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_control_period(self.task, self.sim)
+        _check(
+            not (self.dataset.source == "scripted" and self.task.action_mode != "ee_delta"),
+            "task.action_mode",
+            self.task.action_mode,
+            "ee_delta when dataset.source=scripted (the scripted experts command the "
+            "end effector)",
+        )
 
 
 @dataclass
@@ -255,3 +277,144 @@ class EvaluateConfig:
     policy: str = MISSING
     #: Show progress bars (on a terminal).
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_control_period(self.task, self.sim)
+
+
+TELEOP_DEVICES = ("scripted", "keyboard", "spacemouse", "gamepad", "replay")
+
+
+@dataclass
+class TeleopConfig:
+    """The device that drives robot-rl-record; one YAML per device in ``conf/teleop/``."""
+
+    #: scripted (the task's expert), keyboard, spacemouse, gamepad, or replay (of a
+    #: stored episode's actions).
+    device: str = "scripted"
+    #: Hold each control tick to the control period (a person drives); false runs as fast
+    #: as possible and waits for the disk when its queue is full (scripted, replay).
+    realtime: bool = False
+    #: After an episode ends, wait for the operator to keep, discard, re-record or label
+    #: it (only for a person's devices).
+    review: bool = False
+    #: Fraction of the largest end-effector step (task.max_ee_step_m) commanded at full
+    #: deflection or while a key is held, in (0, 1].
+    speed: float = 1.0
+    #: Stick or cap deflection read as zero, as a fraction of full deflection.
+    deadzone: float = 0.05
+    #: Source axis for dx, dy, dz (base frame): a SpaceMouse state field (x, y, z, roll,
+    #: pitch, yaw) or a gamepad axis index; a leading "-" inverts, "" leaves it unmapped.
+    #: Empty: the device's default.
+    axes: list[str] = field(default_factory=list)
+    #: Raw input -> command: pygame key names ("w", "return"), "button:<i>",
+    #: "hat:<i>:up|down|left|right". Commands: x+ x- y+ y- z+ z- gripper_toggle
+    #: gripper_close start stop toggle discard rerecord success failure quit.
+    #: Empty: the device's default.
+    bindings: dict[str, str] = field(default_factory=dict)
+    #: SpaceMouse: pyspacemouse axis convention (ros, hid_z_up, hid, unity, legacy).
+    axis_convention: str = "ros"
+    #: SpaceMouse: device name as pyspacemouse lists it ("" = the first one found).
+    spacemouse_name: str = ""
+    #: Gamepad: index of the joystick among those connected.
+    joystick_index: int = 0
+    #: Scripted: std of Gaussian noise on the expert's normalized actions.
+    action_noise_std: float = 0.0
+    #: Replay: the episode store to replay from.
+    replay_store: str = ""
+    #: Replay: episode index in replay_store (negative counts from the end).
+    replay_episode: int = 0
+    #: Drive the device from a recorded raw-event log (JSON lines) instead of the
+    #: hardware (keyboard, spacemouse, gamepad).
+    events_in: str = ""
+    #: Clock of the events_in replay: tick (exact, timing-independent) or time.
+    events_clock: str = "tick"
+    #: Write the device's raw events to this JSON-lines log ("" = no log); a relative
+    #: path is inside the run directory.
+    events_out: str = ""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.device in TELEOP_DEVICES,
+            "teleop.device",
+            self.device,
+            f"one of {TELEOP_DEVICES}",
+        )
+        _check(0 < self.speed <= 1, "teleop.speed", self.speed, "in (0, 1]")
+        _check(0 <= self.deadzone < 1, "teleop.deadzone", self.deadzone, "in [0, 1)")
+        _check(len(self.axes) in (0, 3), "teleop.axes", self.axes, "[] or 3 entries (dx, dy, dz)")
+        _check(
+            0 <= self.action_noise_std <= 2,
+            "teleop.action_noise_std",
+            self.action_noise_std,
+            "in [0, 2]",
+        )
+        _check(
+            self.events_clock in ("tick", "time"),
+            "teleop.events_clock",
+            self.events_clock,
+            "'tick' or 'time'",
+        )
+        _check(
+            self.device != "replay" or bool(self.replay_store),
+            "teleop.replay_store",
+            self.replay_store,
+            "the path of a store to replay (device=replay)",
+        )
+        _check(
+            not self.review or self.device in ("keyboard", "spacemouse", "gamepad"),
+            "teleop.review",
+            self.review,
+            "false for a device without an operator (scripted, replay)",
+        )
+
+
+@dataclass
+class RecordStoreConfig:
+    """The episode store robot-rl-record writes to."""
+
+    #: Store directory: created when missing, appended to when it exists (its robot,
+    #: task, control rate, observation keys and action size must match).
+    path: str = MISSING
+    #: Rows per chunk of a new store (0: automatic, about 1 MiB per chunk).
+    chunk_steps: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.chunk_steps >= 0, "store.chunk_steps", self.chunk_steps, ">= 0")
+
+
+@dataclass
+class RecordConfig:
+    """robot-rl-record: teleoperation or a scripted expert in sim -> episode store."""
+
+    robot: RobotConfig = MISSING
+    task: TaskConfig = MISSING
+    sim: SimConfig = MISSING
+    teleop: TeleopConfig = MISSING
+    store: RecordStoreConfig = field(default_factory=RecordStoreConfig)
+    #: Episodes to keep (0: until the operator quits).
+    n_episodes: int = 10
+    #: Reset seed of the first episode (null: a random one, printed); each kept or
+    #: discarded episode moves to the next seed, a re-recorded one keeps its seed.
+    seed: int | None = None
+    #: The operator's name or handle; only its salted pseudonym is stored.
+    operator: str = ""
+    #: File holding the pseudonym salt, kept outside the store ("" = the environment
+    #: variable ROBOT_RL_OPERATOR_SALT).
+    operator_salt_file: str = ""
+    #: Robot unit id for provenance ("" = "sim:<robot.name>").
+    robot_id: str = ""
+    #: Writer queue capacity, in row blocks.
+    queue_blocks: int = 64
+    #: Rows per block handed to the writer thread.
+    block_steps: int = 10
+    #: Truncate episodes after this many control steps (0: the task's horizon).
+    max_episode_steps: int = 0
+    #: Live progress panel (on a terminal; plain lines otherwise).
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.n_episodes >= 0, "n_episodes", self.n_episodes, ">= 0 (0: until quit)")
+        _check(self.queue_blocks >= 2, "queue_blocks", self.queue_blocks, ">= 2")
+        _check(self.block_steps >= 1, "block_steps", self.block_steps, ">= 1")
+        _check(self.max_episode_steps >= 0, "max_episode_steps", self.max_episode_steps, ">= 0")

@@ -10,7 +10,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from robot_rl.config.schema import ConfigError, EvaluateConfig, PipelineConfig, PretrainConfig
+from robot_rl.config.schema import (
+    ConfigError,
+    EvaluateConfig,
+    PipelineConfig,
+    PretrainConfig,
+    RecordConfig,
+)
 
 T = TypeVar("T")
 
@@ -20,6 +26,7 @@ SCHEMAS = {
     "pipeline_schema": PipelineConfig,
     "pretrain_schema": PretrainConfig,
     "evaluate_schema": EvaluateConfig,
+    "record_schema": RecordConfig,
 }
 
 

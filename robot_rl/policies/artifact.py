@@ -65,6 +65,9 @@ class PolicyManifest:
         metrics: Training/evaluation metrics, name -> value.
         gate: The deployment gate's verdict; ``None`` until a gate has judged the policy.
         parent_policy_id: ``policy_id`` this policy was fine-tuned from, if any.
+        env: What the policy acts in, from its training store: ``robot``, ``task``,
+            ``control_hz``; empty when unknown. Evaluation refuses a different one
+            (:meth:`check_env`).
         policy_id: Unique id; filled by ``save_policy`` when empty
             (``<algorithm>-<UTC time>-<weights sha256 prefix>``).
         created: ISO 8601 UTC creation time; filled by ``save_policy`` when empty.
@@ -88,6 +91,7 @@ class PolicyManifest:
     metrics: dict[str, float] = field(default_factory=dict)
     gate: dict[str, Any] | None = None
     parent_policy_id: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
     policy_id: str = ""
     created: str = ""
     code_version: str = ""
@@ -138,6 +142,26 @@ class PolicyManifest:
         if self.episode_range is not None and len(self.episode_range) != 2:
             raise ValueError(
                 f"{where}: episode_range must be [first, stop), got {self.episode_range}"
+            )
+
+    def check_env(self, *, robot: str, task: str, control_hz: float, action_dim: int) -> None:
+        """Raises ``ValueError`` if the policy was trained for another robot, task, control
+        rate or action space than the one it is about to act in (names both values)."""
+        wanted = {"robot": robot, "task": task, "control_hz": float(control_hz)}
+        problems = [
+            f"{key}: policy trained with {self.env[key]!r}, env has {value!r}"
+            for key, value in wanted.items()
+            if key in self.env and self.env[key] not in (None, value)
+        ]
+        if action_dim != self.action_dim:
+            problems.append(
+                f"action_dim: policy outputs {self.action_dim}, env expects {action_dim} "
+                "(another task.action_mode?)"
+            )
+        if problems:
+            raise ValueError(
+                f"policy {self.policy_id or self.algorithm} does not fit this env: "
+                + "; ".join(problems)
             )
 
     def to_json_dict(self) -> dict[str, Any]:

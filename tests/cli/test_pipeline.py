@@ -97,9 +97,15 @@ def test_pretrain_and_eval_commands_on_a_recorded_store(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (pre_dir / "policy" / "manifest.json").exists()
+    # The eval command defaults to task=reach: a lift policy must be refused, by name.
+    proc = run_cli("evaluate", f"policy={pre_dir / 'policy'}", f"hydra.run.dir={tmp_path / 'x'}")
+    assert proc.returncode == 2
+    assert "task: policy trained with 'lift', env has 'reach'" in proc.stdout
+
     eval_dir = tmp_path / "eval"
     proc = run_cli(
         "evaluate",
+        "task=lift",
         f"policy={pre_dir / 'policy'}",
         "eval.n_episodes=2",
         "eval.video_episodes=1",
@@ -107,5 +113,38 @@ def test_pretrain_and_eval_commands_on_a_recorded_store(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((eval_dir / "report.json").read_text())
-    assert summary["evaluations"]["policy"]["stats"]["n"] == 2
+    policy_id = load_policy(pre_dir / "policy").policy_id
+    assert set(summary["evaluations"]) == {policy_id, "scripted expert"}
+    assert summary["evaluations"][policy_id]["stats"]["n"] == 2
     assert (eval_dir / "rollout.mp4").exists()
+
+
+def test_pretrain_requires_a_store_path(tmp_path):
+    proc = run_cli("pretrain", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "dataset.path" in proc.stdout
+
+
+@pytest.mark.slow
+def test_pipeline_refuses_an_existing_store_of_another_task(tmp_path):
+    run_dir = tmp_path / "pipe"
+    proc = run_cli(
+        "pipeline",
+        "task=reach",
+        "dataset.n_episodes=2",
+        "algo.steps=5",
+        "eval.n_episodes=1",
+        "eval.video_episodes=0",
+        "eval.include_expert=false",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(
+        "pipeline",
+        "task=push",
+        "dataset=existing",
+        f"dataset.path={run_dir / 'demos.zarr'}",
+        f"hydra.run.dir={tmp_path / 'again'}",
+    )
+    assert proc.returncode != 0
+    assert "task: store has 'reach', config has 'push'" in proc.stdout + proc.stderr

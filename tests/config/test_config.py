@@ -89,3 +89,24 @@ def test_unknown_group_option_lists_the_group():
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         to_object(_compose("pipeline", [override]), PipelineConfig)
+
+
+def test_existing_dataset_needs_a_path():
+    with pytest.raises(ConfigError, match=r"dataset\.path"):
+        to_object(_compose("pipeline", ["dataset=existing"]), PipelineConfig)
+    cfg = to_object(
+        _compose("pipeline", ["dataset=existing", "dataset.path=s.zarr"]), PipelineConfig
+    )
+    assert cfg.dataset.path == "s.zarr" and cfg.dataset.source == "existing"
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["task.control_hz=30"], r"task\.control_hz"),  # 33.3 ms is not whole 2 ms steps
+        (["task.action_mode=joint_delta"], r"task\.action_mode"),  # experts command the EE
+    ],
+)
+def test_cross_group_constraints_fail_before_anything_runs(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        to_object(_compose("pipeline", overrides), PipelineConfig)
