@@ -47,13 +47,19 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 # pip's own notices (e.g. about index locations in a system pip.conf) are not ours to show.
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -vE "is ignored|^\s*$" || true; }
+pip() {
+  .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -vE "is ignored|^\s*$" || true; }
+  return "${PIPESTATUS[0]}"
+}
 pip install --upgrade pip
 # torch first, pinned: this takes the CPU build; a bare range would pull a multi-GB CUDA build.
 log "installing torch 2.13.0 (CPU build)"
 pip install "torch==2.13.0"
 log "installing robot-rl[$extras] (editable)"
 pip install -e ".[$extras]"
-.venv/bin/python -c "import robot_rl, mujoco, torch, zarr" || { echo "install failed" >&2; exit 1; }
+check="import robot_rl, mujoco, torch, zarr"
+case ",$extras," in *,dev,*) check="$check, pytest, xdist" ;; esac
+case ",$extras," in *,warp,*) check="$check, warp, mujoco_warp" ;; esac
+.venv/bin/python -c "$check" || { echo "setup: the installed environment is incomplete ($check)" >&2; exit 1; }
 echo "$want" > "$stamp"
 log "done: $(.venv/bin/python -c 'import mujoco, torch; print(f"mujoco {mujoco.__version__}, torch {torch.__version__}")')"

@@ -24,6 +24,8 @@ _PER_JOINT = (
     "joint_torque_rate_max_nm_s",
     "home_joint_pos_rad",
 )
+#: Per-joint limits that are magnitudes, so must be positive.
+_POSITIVE = _PER_JOINT[2:7]
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ def load_limits(path_or_name: str | Path) -> RobotLimits:
     """Loads a limits YAML.
 
     Args:
-        path_or_name: a path to a YAML file, or a path relative to ``hardware/`` (for
-            example ``franka_panda/limits.yaml``).
+        path_or_name: a path relative to ``hardware/`` (for example
+            ``franka_panda/limits.yaml``), or an absolute path.
 
     Raises:
         FileNotFoundError: the file does not exist (both places are named).
@@ -62,12 +64,12 @@ def load_limits(path_or_name: str | Path) -> RobotLimits:
             or a minimum is not below its maximum.
     """
     path = Path(path_or_name)
-    if not path.is_absolute() and not path.exists():
+    if not path.is_absolute():
         path = HARDWARE_DIR / path
     if not path.exists():
         raise FileNotFoundError(
-            f"robot limits file not found: '{path_or_name}' (looked in the working directory "
-            f"and in {HARDWARE_DIR.name}/)"
+            f"robot limits file not found: '{path_or_name}' (relative paths are looked up in "
+            f"{HARDWARE_DIR.name}/)"
         )
     raw = yaml.safe_load(path.read_text()) or {}
     expected = {f.name for f in fields(RobotLimits)}
@@ -95,10 +97,26 @@ def load_limits(path_or_name: str | Path) -> RobotLimits:
         elif name != "robot":
             value = float(value)
         values[name] = value
+    names = values["joint_names"]
     bad = np.flatnonzero(values["joint_pos_min_rad"] >= values["joint_pos_max_rad"])
     if bad.size:
         raise ValueError(
-            f"{path}: joint_pos_min_rad >= joint_pos_max_rad for joints "
-            f"{[values['joint_names'][i] for i in bad]}"
+            f"{path}: joint_pos_min_rad >= joint_pos_max_rad for joints {[names[i] for i in bad]}"
+        )
+    for name in _POSITIVE:
+        bad = np.flatnonzero(~(values[name] > 0))
+        if bad.size:
+            raise ValueError(f"{path}: '{name}' must be > 0 for joints {[names[i] for i in bad]}")
+    for name in ("cartesian_vel_max_m_s", "gripper_width_max_m", "gripper_force_continuous_n"):
+        if not values[name] > 0:
+            raise ValueError(f"{path}: '{name}' must be > 0, got {values[name]}")
+    home = values["home_joint_pos_rad"]
+    outside = np.flatnonzero(
+        (home < values["joint_pos_min_rad"]) | (home > values["joint_pos_max_rad"])
+    )
+    if outside.size:
+        raise ValueError(
+            f"{path}: home_joint_pos_rad is outside the joint range for joints "
+            f"{[names[i] for i in outside]}"
         )
     return RobotLimits(**values)
