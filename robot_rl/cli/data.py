@@ -1,15 +1,35 @@
-"""robot-rl-data: look into episode stores (a plain CLI, no Hydra).
+"""robot-rl-data: look into, label and reshape episode stores (a plain CLI, no Hydra).
 
-robot-rl-data info PATH         layout, episodes, provenance summary, content hash
+robot-rl-data info PATH         layout, episodes, streams, labels, content hash
 robot-rl-data validate PATH     read every chunk, check checksums and structure
 robot-rl-data stats PATH [-k KEY ...]   per-key mean/std/min/max/quantiles
+robot-rl-data label PATH --episode I (--success | --failure | --unknown) [--labeller NAME]
+robot-rl-data label PATH --prefer ID_A ID_B [--equal] | --prefer-index I J [--equal]
+robot-rl-data filter SRC DST [--source X] [--success | --failure] [--operator P]
+                             [--robot-id R] [--episodes A:B]
+robot-rl-data purge PATH (--operator P | --operator-name NAME) [--yes]
+robot-rl-data convert SRC DST --zarr-format 2
+robot-rl-data merge DST SRC1 SRC2 ...
+robot-rl-data split SRC --into train=0.9,val=0.1 [--seed S] --out-dir D
+robot-rl-data import {minari,robomimic,gym} SRC DST [--n-episodes N] [--seed S]
+                             [--control-hz HZ] [--append]
+
+Subcommands are entries of ``COMMANDS`` (name, function, help, add_arguments); a module
+adds one by appending a :class:`Command` before :func:`build_parser` runs.
+
+Names typed at the prompt (``--labeller``, ``--operator-name``) are turned into
+pseudonyms with the salt file (``$ROBOT_RL_PSEUDONYM_SALT_FILE``) before they reach a
+store; stores never hold real names.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import getpass
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from rich.table import Table
@@ -17,10 +37,26 @@ from rich.table import Table
 from robot_rl.cli.common import console
 
 
-def _open(path: str):
+class Command(NamedTuple):
+    """One ``robot-rl-data`` subcommand."""
+
+    name: str
+    fn: Callable[[argparse.Namespace], int]
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+
+def _open(path: str, mode: str = "r"):
     from robot_rl.data.episode_store import EpisodeStore
 
-    return EpisodeStore.open(path, mode="r")
+    return EpisodeStore.open(path, mode=mode)
+
+
+def _label_word(success: bool | None) -> str:
+    return "unknown" if success is None else ("success" if success else "failure")
+
+
+# ---------------------------------------------------------------------------- info / validate
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -28,10 +64,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         lengths = np.diff(store.episode_ends, prepend=0) if store.n_episodes else np.array([0])
         prov = [store.provenance(i) for i in range(store.n_episodes)]
         sources = collections.Counter(p.source for p in prov)
-        labels = collections.Counter(
-            "unknown" if p.success is None else ("success" if p.success else "failure")
-            for p in prov
-        )
+        labels = collections.Counter(_label_word(p.success) for p in prov)
         console.print(f"[bold]{store.path}[/bold]")
         console.print(
             f"  robot {store.attrs.get('robot')}, task {store.attrs.get('task')}, "
@@ -42,13 +75,31 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"min {lengths.min()}, mean {lengths.mean():.1f}, max {lengths.max()}"
         )
         console.print(f"  sources: {dict(sources)}; labels: {dict(labels)}")
+        console.print(
+            f"  human feedback: {len(store.labels())} label entries, "
+            f"{len(store.preferences())} preferences"
+        )
         table = Table("key", "shape per step", "dtype", "unit")
         units = store.attrs.get("units") or {}
         for key in store.obs_keys:
             shape, dtype = store.obs_spec[key]
             table.add_row(key, str(tuple(shape)), dtype, units.get(key, ""))
         table.add_row("action", f"({store.action_dim},)", "float32", "normalized [-1, 1]")
+        if store.has_timestamps:
+            table.add_row("timestamp", "()", "float64", "s")
         console.print(table)
+        if store.stream_names:
+            streams = Table("stream", "key", "shape per row", "dtype", "rows")
+            for s in store.stream_names:
+                for n, (key, (shape, dtype)) in enumerate(store.stream_spec[s].items()):
+                    streams.add_row(
+                        s if n == 0 else "",
+                        key,
+                        str(tuple(shape)),
+                        dtype,
+                        str(store.n_stream_rows(s)) if n == 0 else "",
+                    )
+            console.print(streams)
         console.print(f"  content hash {store.content_hash()}")
     return 0
 
@@ -80,19 +131,300 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_path(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="episode store directory")
+
+
+def _add_stats_args(p: argparse.ArgumentParser) -> None:
+    _add_path(p)
+    p.add_argument("-k", "--key", action="append", help="key(s) to show (default: all)")
+
+
+# ---------------------------------------------------------------------------- label
+
+
+def _labeller(name: str | None) -> str:
+    from robot_rl.data.governance import operator_pseudonym
+
+    return operator_pseudonym(name or getpass.getuser())
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    modes = [args.episode is not None, args.prefer is not None, args.prefer_index is not None]
+    if sum(modes) != 1:
+        raise ValueError("label: give exactly one of --episode, --prefer, --prefer-index")
+    labeller = _labeller(args.labeller)
+    with _open(args.path, "a") as store:
+        if args.episode is not None:
+            if args.value is _UNSET:
+                raise ValueError("label --episode: give --success, --failure or --unknown")
+            store.set_success_label(args.episode, args.value, labeller)
+            prov = store.provenance(args.episode)
+            console.print(
+                f"episode {args.episode} ({prov.episode_id}) labelled "
+                f"[bold]{_label_word(prov.success)}[/bold] by {labeller}"
+            )
+            return 0
+        if args.value is not _UNSET:
+            raise ValueError("label --prefer: --success/--failure/--unknown apply to --episode")
+        if args.prefer is not None:
+            id_a, id_b = args.prefer
+        else:
+            i, j = args.prefer_index
+            id_a = store.provenance(i).episode_id
+            id_b = store.provenance(j).episode_id
+        preferred = "equal" if args.equal else "a"
+        store.add_preference(id_a, id_b, preferred, labeller)
+        verdict = f"{id_a} and {id_b} equal" if args.equal else f"{id_a} preferred to {id_b}"
+        console.print(f"preference recorded: {verdict} (by {labeller})")
+    return 0
+
+
+_UNSET = object()
+
+
+def _add_label_args(p: argparse.ArgumentParser) -> None:
+    _add_path(p)
+    p.add_argument("--episode", type=int, metavar="I", help="episode index to label")
+    value = p.add_mutually_exclusive_group()
+    value.add_argument("--success", dest="value", action="store_const", const=True)
+    value.add_argument("--failure", dest="value", action="store_const", const=False)
+    value.add_argument(
+        "--unknown", dest="value", action="store_const", const=None, help="withdraw the label"
+    )
+    p.set_defaults(value=_UNSET)
+    p.add_argument(
+        "--prefer", nargs=2, metavar=("ID_A", "ID_B"), help="episode ID_A is better than ID_B"
+    )
+    p.add_argument(
+        "--prefer-index", nargs=2, type=int, metavar=("I", "J"), help="as --prefer, by index"
+    )
+    p.add_argument("--equal", action="store_true", help="with --prefer: neither is better")
+    p.add_argument(
+        "--labeller",
+        metavar="NAME",
+        help="who labels (default: the login name); stored as a salted pseudonym",
+    )
+
+
+# ---------------------------------------------------------------------------- filter / purge
+
+
+def _parse_range(text: str) -> tuple[int | None, int | None]:
+    try:
+        a, b = text.split(":")
+        return (int(a) if a else None), (int(b) if b else None)
+    except ValueError:
+        raise ValueError(f"--episodes: expected A:B (e.g. 0:100, :50, 10:), got {text!r}") from None
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from robot_rl.data.governance import EpisodeFilter, filter_episodes
+
+    predicate = EpisodeFilter(
+        source=args.source,
+        success=args.success,
+        operator=args.operator,
+        robot_id=args.robot_id,
+        episodes=_parse_range(args.episodes) if args.episodes else None,
+    )
+    n = filter_episodes(args.src, args.dst, predicate)
+    console.print(f"wrote {n} episode(s) to {args.dst}")
+    return 0
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="source store")
+    p.add_argument("dst", help="new store to write (must not exist)")
+    p.add_argument("--source", help="provenance source (teleop, policy, scripted, import)")
+    label = p.add_mutually_exclusive_group()
+    label.add_argument("--success", dest="success", action="store_const", const=True)
+    label.add_argument("--failure", dest="success", action="store_const", const=False)
+    p.add_argument("--operator", metavar="P", help="operator pseudonym")
+    p.add_argument("--robot-id", help="robot unit id")
+    p.add_argument("--episodes", metavar="A:B", help="episode index range, as a slice")
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from robot_rl.data.governance import operator_pseudonym, purge
+
+    if (args.operator is None) == (args.operator_name is None):
+        raise ValueError("purge: give exactly one of --operator P or --operator-name NAME")
+    operator = args.operator or operator_pseudonym(args.operator_name)
+    with _open(args.path) as store:
+        n = sum(store.recorded_provenance(i).operator == operator for i in range(store.n_episodes))
+        total = store.n_episodes
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ValueError("purge: not a terminal; pass --yes to confirm")
+        answer = input(
+            f"remove {n} of {total} episode(s) of operator {operator} (and their labels) "
+            f"from {args.path}? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("nothing removed")
+            return 1
+    result = purge(args.path, operator)
+    console.print(
+        f"purged operator {operator}: removed {result.episodes_removed} episode(s), "
+        f"{result.labels_removed} label(s), {result.preferences_removed} preference(s); "
+        f"{result.episodes_kept} episode(s) kept"
+    )
+    return 0
+
+
+def _add_purge_args(p: argparse.ArgumentParser) -> None:
+    _add_path(p)
+    p.add_argument("--operator", metavar="P", help="operator pseudonym to remove")
+    p.add_argument(
+        "--operator-name", metavar="NAME", help="operator name (turned into its pseudonym)"
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+# ---------------------------------------------------------------- convert / merge / split
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from robot_rl.data.export import export_zarr2
+
+    out = export_zarr2(args.src, args.dst)
+    console.print(f"wrote zarr format {args.zarr_format} export to {out}")
+    return 0
+
+
+def _add_convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="episode store")
+    p.add_argument("dst", help="output directory (must not exist)")
+    p.add_argument(
+        "--zarr-format",
+        type=int,
+        choices=[2],
+        required=True,
+        help="2: Diffusion Policy's replay-buffer layout, readable by zarr-python 2.x",
+    )
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from robot_rl.data.governance import merge
+
+    n = merge(args.srcs, args.dst)
+    console.print(f"merged {len(args.srcs)} store(s), {n} episode(s), into {args.dst}")
+    return 0
+
+
+def _add_merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dst", help="new store to write (must not exist)")
+    p.add_argument("srcs", nargs="+", metavar="SRC", help="stores to concatenate, in order")
+
+
+def _parse_into(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"--into: expected name=fraction pairs like train=0.9,val=0.1, got {text!r}"
+            ) from None
+    return out
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.data.governance import split
+
+    paths = split(args.src, _parse_into(args.into), args.seed, args.out_dir)
+    table = Table("split", "episodes", "path")
+    for name, path in paths.items():
+        with EpisodeStore.open(path) as s:
+            table.add_row(name, str(s.n_episodes), str(path))
+    console.print(table)
+    return 0
+
+
+def _add_split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="episode store")
+    p.add_argument("--into", required=True, metavar="NAME=F,...", help="e.g. train=0.9,val=0.1")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    p.add_argument("--out-dir", required=True, help="directory for <name>.zarr outputs")
+
+
+# ---------------------------------------------------------------------------- import
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from robot_rl.data import importers
+
+    common = {"control_hz": args.control_hz, "append": args.append}
+    if args.kind == "gym":
+        result = importers.record_gym_rollouts(
+            args.src, args.dst, n_episodes=args.n_episodes or 10, seed=args.seed, **common
+        )
+    elif args.kind == "minari":
+        result = importers.import_minari(args.src, args.dst, max_episodes=args.n_episodes, **common)
+    else:
+        result = importers.import_robomimic(
+            args.src, args.dst, max_episodes=args.n_episodes, **common
+        )
+    console.print(
+        f"imported {result.n_episodes} episodes ({result.n_steps} steps) from {args.src} "
+        f"into {result.store_path}"
+    )
+    if result.action_low is not None:
+        console.print(
+            f"  actions stored raw: bounds low={result.action_low} high={result.action_high}"
+        )
+    return 0
+
+
+def _add_import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["minari", "robomimic", "gym"], help="kind of source")
+    p.add_argument(
+        "src", help="Minari dataset id or directory, robomimic HDF5 file, or Gymnasium env id"
+    )
+    p.add_argument("dst", help="episode store to create (or add to, with --append)")
+    p.add_argument(
+        "--n-episodes",
+        type=int,
+        metavar="N",
+        help="gym: episodes to record (default 10); others: import at most N",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="gym: episode i resets with S + i"
+    )
+    p.add_argument("--control-hz", type=float, help="control rate, when the source lacks it")
+    p.add_argument("--append", action="store_true", help="add to an existing store at DST")
+
+
+COMMANDS: list[Command] = [
+    Command("info", cmd_info, "summary of a store", _add_path),
+    Command("validate", cmd_validate, "check every chunk and the commit record", _add_path),
+    Command("stats", cmd_stats, "per-key statistics", _add_stats_args),
+    Command("label", cmd_label, "success labels and pairwise preferences", _add_label_args),
+    Command("filter", cmd_filter, "write a new store with the matching episodes", _add_filter_args),
+    Command("purge", cmd_purge, "remove an operator's episodes (atomic rewrite)", _add_purge_args),
+    Command("convert", cmd_convert, "export to zarr format 2", _add_convert_args),
+    Command("merge", cmd_merge, "concatenate stores into a new one", _add_merge_args),
+    Command("split", cmd_split, "split by episode into new stores", _add_split_args),
+    Command("import", cmd_import, "episodes from Minari, robomimic, gym", _add_import_args),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robot-rl-data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="robot-rl-data",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn, help_ in (
-        ("info", cmd_info, "summary of a store"),
-        ("validate", cmd_validate, "check every chunk and the commit record"),
-        ("stats", cmd_stats, "per-key statistics"),
-    ):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("path", help="episode store directory")
-        p.set_defaults(fn=fn)
-        if name == "stats":
-            p.add_argument("-k", "--key", action="append", help="key(s) to show (default: all)")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(fn=cmd.fn)
     return parser
 
 
@@ -100,8 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        console.print(f"[bold red]error:[/bold red] {e}")
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        KeyError,
+        IndexError,
+        RuntimeError,
+    ) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        console.print(f"[bold red]error:[/bold red] {msg}")
         return 2
 
 

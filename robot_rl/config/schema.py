@@ -250,8 +250,7 @@ class PipelineConfig:
             not (self.dataset.source == "scripted" and self.task.action_mode != "ee_delta"),
             "task.action_mode",
             self.task.action_mode,
-            "ee_delta when dataset.source=scripted (the scripted experts command the "
-            "end effector)",
+            "ee_delta when dataset.source=scripted (the scripted experts command the end effector)",
         )
 
 
@@ -399,8 +398,9 @@ class RecordConfig:
     seed: int | None = None
     #: The operator's name or handle; only its salted pseudonym is stored.
     operator: str = ""
-    #: File holding the pseudonym salt, kept outside the store ("" = the environment
-    #: variable ROBOT_RL_OPERATOR_SALT).
+    #: File holding the pseudonym salt, kept outside every store ("" = the file named by
+    #: $ROBOT_RL_PSEUDONYM_SALT_FILE, else ~/.config/robot_rl/pseudonym_salt; created
+    #: with random bytes on first use).
     operator_salt_file: str = ""
     #: Robot unit id for provenance ("" = "sim:<robot.name>").
     robot_id: str = ""

@@ -1,16 +1,21 @@
 """robot_rl.data: the episode store on Zarr, its statistics, and samplers into torch.
 
 The store itself needs no torch (the hardware recorder writes through it), so the
-samplers and batch types, which do, load only when first used.
+samplers and batch types, which do, load only when first used. Governance (purge,
+filter, split, merge, pseudonyms) is in ``robot_rl.data.governance``, the zarr-2 export
+in ``robot_rl.data.export``.
 """
 
 from robot_rl.data.episode_store import (
     EpisodeProvenance,
     EpisodeStore,
     StoreFormatError,
+    StoreSchema,
     ValidationReport,
     open_store,
 )
+from robot_rl.data.episode_writer import EpisodeWriter
+from robot_rl.data.labels import Preference, SuccessLabel
 
 _LAZY = {
     "TransitionSampler": "robot_rl.data.sampler",
@@ -22,7 +27,11 @@ _LAZY = {
 __all__ = [
     "EpisodeProvenance",
     "EpisodeStore",
+    "EpisodeWriter",
+    "Preference",
     "StoreFormatError",
+    "StoreSchema",
+    "SuccessLabel",
     "TransitionBatch",
     "TransitionSampler",
     "ValidationReport",

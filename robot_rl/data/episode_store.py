@@ -6,10 +6,14 @@ control-rate arrays concatenated along time under ``data/`` and cumulative
 
     <store>/
       zarr.json                 root group; attributes: format ("robot_rl.episode_store"),
-                                format_version (1), control_hz, robot, task, obs_keys, units
+                                format_version (2), control_hz, robot, task, obs_keys, units,
+                                timestamps (bool), stream_keys ({stream: [key, ...]})
       commit.json               the commit document: {"format", "format_version",
-                                "n_episodes", "n_steps"}; the only source of truth for
-                                what is committed
+                                "n_episodes", "n_steps", "stream_rows": {stream: rows}};
+                                the only source of truth for what is committed
+      labels.json               human feedback: success labels and pairwise preferences, an
+                                append-only log replaced atomically (robot_rl.data.labels);
+                                absent until the first label
       .writer.lock              advisory lock (flock) held by the one writer in mode "a"
       data/<obs key>            (S, *shape) one array per observation key, dtype as declared
       data/action               (S, action_dim) float32
@@ -18,31 +22,57 @@ control-rate arrays concatenated along time under ``data/`` and cumulative
       data/truncated            (S,) bool   the episode was cut (time limit, operator stop)
       data/clipped              (S,) bool   the safety filter changed the action
       data/intervention         (S,) bool   an operator was in control
+      data/timestamp            (S,) float64 seconds, only in stores created with
+                                timestamps=True (the default when streams are declared);
+                                non-decreasing within an episode
       meta/episode_ends         (N,) int64, cumulative: episode i is rows [ends[i-1], ends[i])
-      meta/provenance           (N,) string, one JSON object per episode (EpisodeProvenance)
+      meta/provenance           (N,) string, one JSON object per episode (EpisodeProvenance,
+                                as recorded; a later success label lives in labels.json)
       meta/stats/<key>          (N, 4, *shape) float64: per-episode moments (mean, m2,
                                 min, max along axis 1) of each obs key of at most 1024
                                 elements per step, action and reward
+      streams/<name>/timestamp  (R,) float64 seconds, same clock as data/timestamp,
+                                non-decreasing within an episode
+      streams/<name>/<key>      (R, *shape) rows at the stream's own rate (1 kHz robot
+                                state, 30 Hz camera images, ...)
+      streams/<name>/episode_ends  (N,) int64, cumulative like meta/episode_ends (an
+                                episode may have 0 rows of a stream)
 
 Plain zarr reads it: ``zarr.open_group(path)["data/action"][:n_steps]`` and
-``json.loads(group["meta/provenance"][i].item())``, where ``n_steps`` comes from
-``commit.json``.
+``json.loads(group["meta/provenance"][i].item())``, where ``n_steps`` (and each stream's
+committed rows) comes from ``commit.json``. Stream rows are aligned to control rows by
+time: :meth:`EpisodeStore.align_stream` gives, for each control row, the latest stream row
+at or before it.
+
+Format versions: 2 added streams, ``data/timestamp``, ``labels.json`` and
+``stream_rows``; version 1 stores (none of those) open and append as before.
 
 Commit protocol. Zarr appends write array metadata (the new shape) before the chunks,
 so a grown ``episode_ends`` says nothing about whether an episode's chunks are all on
 disk. An episode exists only once ``commit.json``, written after every chunk of the
 episode has been written and fsynced, counts it; it is replaced atomically (temporary
 file in the same directory, fsync, ``os.replace``, fsync of the directory). Readers use
-only the first ``n_steps`` rows and ``n_episodes`` episodes, so arrays left longer by a
-crash are ignored, and the next append deletes that uncommitted tail before writing.
+only the first ``n_steps`` rows and ``n_episodes`` episodes (and each stream's committed
+rows), so arrays left longer by a crash are ignored, and the next ``begin_episode``
+deletes that uncommitted tail before writing. Episodes are written incrementally through
+:class:`robot_rl.data.episode_writer.EpisodeWriter`.
 
-Checksums. Every array's codec pipeline ends in crc32c (after Blosc/zstd), so a damaged
-chunk fails to decode; :meth:`EpisodeStore.validate` reads every committed chunk and
-names the episodes and keys a bad chunk touches. Chunks are written even when they hold
-only the fill value (``write_empty_chunks``), so a missing chunk file is detected too.
+Checksums. Every array's codec pipeline ends in crc32c (after Blosc), so a damaged chunk
+fails to decode; :meth:`EpisodeStore.validate` reads every committed chunk and names the
+episodes and keys a bad chunk touches. Chunks are written even when they hold only the
+fill value (``write_empty_chunks``), so a missing chunk file is detected too. Arrays of
+large rows (images) use Blosc zstd level 1, fast enough to record several cameras far
+faster than real time; the rest use zstd level 3.
 
 Only a local file system is supported for writing (recording, commits and purges stay
 local; see DESIGN.md).
+
+Around this module: :mod:`~robot_rl.data.episode_writer` (incremental, crash-safe
+writing and block validation), :mod:`~robot_rl.data.provenance` (EpisodeProvenance),
+:mod:`~robot_rl.data.labels` (success labels, preferences),
+:mod:`~robot_rl.data.validation` (validate), :mod:`~robot_rl.data.governance`
+(pseudonyms, purge, filter, split, merge), :mod:`~robot_rl.data.export` (zarr format 2)
+and :mod:`~robot_rl.data.atomic_fs` (fsync, atomic replace, directory swap).
 """
 
 from __future__ import annotations
@@ -54,10 +84,8 @@ import math
 import os
 import re
 import shutil
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +94,30 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.storage import LocalStore
 
+from robot_rl.data.atomic_fs import atomic_write_json as _atomic_write_json
+from robot_rl.data.atomic_fs import finish_interrupted_swap
+from robot_rl.data.atomic_fs import fsync_path as _fsync_path
+from robot_rl.data.episode_writer import (
+    TIMESTAMP_KEY,
+    EpisodeWriter,
+    check_block,
+    check_timestamps,
+    truncate_uncommitted,
+)
+from robot_rl.data.labels import (
+    LABELS_FILE,
+    LabelLog,
+    Preference,
+    SuccessLabel,
+    check_labeller,
+    check_preferred,
+    check_success,
+    read_label_log,
+)
+from robot_rl.data.provenance import SOURCES as SOURCES  # re-exported
+from robot_rl.data.provenance import EpisodeProvenance
 from robot_rl.data.stats import Moments
+from robot_rl.data.validation import ValidationReport, validate_store
 
 try:  # POSIX advisory locks; without them (Windows) the single-writer rule is unchecked.
     import fcntl
@@ -74,17 +125,18 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "robot_rl.episode_store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 COMMIT_FILE = "commit.json"
 LOCK_FILE = ".writer.lock"
-
-SOURCES = ("teleop", "policy", "scripted", "import")
+# Bumped whenever what content_hash() covers changes.
+HASH_VERSION = 2
 
 # Per-frame arrays every episode has, besides the observation keys.
 REQUIRED_FRAME_KEYS = ("action", "reward", "terminated", "truncated")
 # Per-frame flags an episode may omit (then all False).
 OPTIONAL_FLAG_KEYS = ("clipped", "intervention")
-RESERVED_KEYS = (*REQUIRED_FRAME_KEYS, *OPTIONAL_FLAG_KEYS)
+RESERVED_KEYS = (*REQUIRED_FRAME_KEYS, *OPTIONAL_FLAG_KEYS, TIMESTAMP_KEY)
+RESERVED_STREAM_KEYS = (TIMESTAMP_KEY, "episode_ends")
 
 # Keys up to this many elements per step get persisted per-episode moments; bigger ones
 # (images) would add a float64 copy of a frame per episode per statistic, so their
@@ -96,124 +148,46 @@ _STAT_FIELDS = ("mean", "m2", "min", "max")
 # Uncompressed bytes per data chunk the automatic chunk size aims at.
 _TARGET_CHUNK_BYTES = 1 << 20
 _MAX_CHUNK_ROWS = 4096
+# Rows at least this big (camera images) get the fast codec.
+_FAST_CODEC_MIN_ROW_BYTES = 16 << 10
+
+Spec = dict[str, tuple[tuple[int, ...], str]]
 
 
 class StoreFormatError(ValueError):
     """A path is not an episode store, or its metadata contradicts itself."""
 
 
-@dataclass
-class EpisodeProvenance:
-    """Where an episode came from; stored as one JSON object per episode.
+@dataclass(frozen=True)
+class StoreSchema:
+    """What a store holds per row, independent of its episodes; stores with equal schemas
+    can be merged. Fields mean what the arguments of :meth:`EpisodeStore.create` mean."""
 
-    Attributes:
-        source: how the actions were produced: one of ``teleop``, ``policy``,
-            ``scripted``, ``import``.
-        operator: operator pseudonym (never a real name).
-        robot_id: the physical unit (or sim twin) that ran the episode, e.g. a serial.
-        policy_id: the policy that acted, when ``source`` is ``policy``.
-        checkpoint_hash: hash of the policy weights that acted.
-        config_hash: hash of the resolved config of the run that recorded the episode.
-        code_version: ``robot_rl.paths.code_version()`` of the recording code.
-        safety_filter_version: version of the safety filter that vetted the actions.
-        success: success label: True, False, or None for unknown.
-        start_time_unix_s: wall-clock time of the episode's first step (UTC seconds since
-            the epoch); defaults to when this object was created, so create it at the
-            episode's start. None for imports with no known time.
-        episode_id: globally unique id (hex UUID4). Episode indices change when stores
-            are merged or purged; labels and reports refer to episodes by this id.
-    """
+    obs_spec: Spec
+    action_dim: int
+    control_hz: float
+    robot: str
+    task: str
+    units: dict[str, str]
+    streams: dict[str, Spec]
+    timestamps: bool
 
-    source: str
-    operator: str = ""
-    robot_id: str = ""
-    policy_id: str = ""
-    checkpoint_hash: str = ""
-    config_hash: str = ""
-    code_version: str = ""
-    safety_filter_version: str = ""
-    success: bool | None = None
-    start_time_unix_s: float | None = field(default_factory=time.time)
-    episode_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def to_json(self) -> str:
-        """The canonical JSON form stored in ``meta/provenance`` (sorted keys)."""
-        doc = asdict(self)
-        if doc["success"] is not None:  # a numpy bool is not JSON-serializable
-            doc["success"] = bool(doc["success"])
-        if doc["start_time_unix_s"] is not None:
-            doc["start_time_unix_s"] = float(doc["start_time_unix_s"])
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> EpisodeProvenance:
-        """Parse the stored JSON form; fields unknown to this version are ignored."""
-        raw = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-    def check(self) -> None:
-        """Raise ValueError naming the field if any value is malformed."""
-        if self.source not in SOURCES:
-            raise ValueError(
-                f"provenance.source: expected one of {list(SOURCES)}, got {self.source!r}"
-            )
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("source", "success", "start_time_unix_s"):
-                continue
-            if not isinstance(value, str):
-                raise ValueError(f"provenance.{f.name}: expected a str, got {type(value).__name__}")
-        if not self.episode_id:
-            raise ValueError("provenance.episode_id: expected a non-empty str, got ''")
-        if not (self.success is None or isinstance(self.success, bool | np.bool_)):
-            raise ValueError(
-                f"provenance.success: expected True, False or None, got {self.success!r}"
-            )
-        t = self.start_time_unix_s
-        if t is not None and (
-            isinstance(t, bool)
-            or not isinstance(t, int | float | np.integer | np.floating)
-            or not math.isfinite(t)
-        ):
-            raise ValueError(
-                f"provenance.start_time_unix_s: expected a finite float or None, got {t!r}"
-            )
-
-
-@dataclass
-class ValidationReport:
-    """Result of :meth:`EpisodeStore.validate`.
-
-    Attributes:
-        problems: one ``(episode_index, key, message)`` per problem found; the episode
-            index is None where a problem cannot be tied to an episode.
-    """
-
-    problems: list[tuple[int | None, str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
-        return not self.problems
-
-    @property
-    def bad_episodes(self) -> list[int]:
-        """Sorted indices of the episodes with at least one problem."""
-        return sorted({ep for ep, _, _ in self.problems if ep is not None})
-
-    def __str__(self) -> str:
-        if self.ok:
-            return "episode store OK"
-        lines = [f"{len(self.problems)} problem(s):"]
-        for ep, key, msg in self.problems:
-            where = f"episode {ep}" if ep is not None else "store"
-            lines.append(f"  {where}, {key}: {msg}")
-        return "\n".join(lines)
+    def create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`EpisodeStore.create` that make a store of this schema."""
+        return {
+            "obs_spec": self.obs_spec,
+            "action_dim": self.action_dim,
+            "control_hz": self.control_hz,
+            "robot": self.robot,
+            "task": self.task,
+            "units": self.units,
+            "streams": self.streams,
+            "timestamps": self.timestamps,
+        }
 
 
 def _frame_spec(
-    obs_spec: dict[str, tuple[tuple[int, ...], str]], action_dim: int
+    obs_spec: Spec, action_dim: int, timestamps: bool
 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Per-step shape and dtype of every ``data/`` array, observation keys first."""
     spec = {k: (tuple(shape), np.dtype(dt)) for k, (shape, dt) in obs_spec.items()}
@@ -221,38 +195,33 @@ def _frame_spec(
     spec["reward"] = ((), np.dtype(np.float32))
     for k in ("terminated", "truncated", *OPTIONAL_FLAG_KEYS):
         spec[k] = ((), np.dtype(bool))
+    if timestamps:
+        spec[TIMESTAMP_KEY] = ((), np.dtype(np.float64))
     return spec
 
 
+def _stream_spec(keys: Spec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    spec = {TIMESTAMP_KEY: ((), np.dtype(np.float64))}
+    spec.update({k: (tuple(shape), np.dtype(dt)) for k, (shape, dt) in keys.items()})
+    return spec
+
+
+def _row_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+
+
 def _auto_chunk_rows(shape: tuple[int, ...], dtype: np.dtype) -> int:
-    step_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-    return int(min(_MAX_CHUNK_ROWS, max(1, _TARGET_CHUNK_BYTES // step_bytes)))
+    return int(min(_MAX_CHUNK_ROWS, max(1, _TARGET_CHUNK_BYTES // _row_bytes(shape, dtype))))
 
 
-def _compressors(dtype: np.dtype) -> tuple[Any, ...]:
+def _compressors(dtype: np.dtype, row_bytes: int = 0) -> tuple[Any, ...]:
     # crc32c comes last so the checksum covers the compressed bytes and is verified
     # before decompression is attempted.
+    if row_bytes >= _FAST_CODEC_MIN_ROW_BYTES:
+        # Images: recording several cameras must stay far faster than real time.
+        return (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"), Crc32cCodec())
     shuffle = "bitshuffle" if dtype.itemsize == 1 else "shuffle"
     return (BloscCodec(cname="zstd", clevel=3, shuffle=shuffle), Crc32cCodec())
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Replace ``path`` with ``doc`` so readers see either the old or the new document."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
 
 
 def _is_store_dir(path: Path) -> bool:
@@ -266,13 +235,35 @@ def _is_store_dir(path: Path) -> bool:
     return doc.get("attributes", {}).get("format") == FORMAT
 
 
+def _check_spec_entry(where: str, key: Any, entry: Any, reserved: tuple[str, ...]) -> None:
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValueError(
+            f"{where} key {key!r}: expected a name starting with a letter, made of "
+            "letters, digits, '_', '.', '-'"
+        )
+    if key in reserved:
+        raise ValueError(f"{where} key {key!r} is reserved for {list(reserved)}")
+    try:
+        shape, dtype = entry
+        shape = tuple(int(s) for s in shape)
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{where}[{key!r}]: expected (per-step shape tuple, dtype str), got {entry!r} ({e})"
+        ) from None
+    if any(s <= 0 for s in shape):
+        raise ValueError(f"{where}[{key!r}]: shape {shape} has a non-positive size")
+    if dt.kind not in "fiub":
+        raise ValueError(f"{where}[{key!r}]: dtype {dt} not supported (float, int, uint or bool)")
+
+
 class EpisodeStore:
     """Episodes of robot data in a Zarr (v3 format) directory; see the module docstring.
 
     Open with :meth:`create`, :meth:`open` or :func:`open_store`. A store opened with
-    mode ``"r"`` shows the episodes committed when it was opened (or last
-    :meth:`refresh`-ed); one opened with ``"a"`` (only one writer at a time) appends
-    episodes with :meth:`append_episode`.
+    mode ``"r"`` shows the episodes (and labels) committed when it was opened (or last
+    :meth:`refresh`-ed); one opened with ``"a"`` (only one writer at a time) writes
+    episodes through :meth:`begin_episode` or :meth:`append_episode`, and labels.
     """
 
     def __init__(self, path: str | os.PathLike[str], mode: str, _lock_fd: int | None = None):
@@ -281,6 +272,7 @@ class EpisodeStore:
         self.mode = mode
         self._lock_fd = _lock_fd
         self._closed = False
+        self._writer: EpisodeWriter | None = None
         self._zstore = LocalStore(self.path, read_only=(mode == "r"))
         root = zarr.open_group(store=self._zstore, mode="r")
         self.attrs: dict[str, Any] = dict(root.attrs)
@@ -292,13 +284,22 @@ class EpisodeStore:
             )
         self.obs_keys: list[str] = list(self.attrs["obs_keys"])
         self.control_hz: float = float(self.attrs["control_hz"])
+        self.has_timestamps: bool = bool(self.attrs.get("timestamps", False))
+        self.stream_keys: dict[str, list[str]] = {
+            s: list(keys) for s, keys in (self.attrs.get("stream_keys") or {}).items()
+        }
         self._cache: dict[Any, Any] = {}
         self._load_commit()
-        self.obs_spec: dict[str, tuple[tuple[int, ...], str]] = {
+        self.obs_spec: Spec = {
             k: (tuple(self._data[k].shape[1:]), str(self._data[k].dtype)) for k in self.obs_keys
         }
         self.action_dim: int = int(self._data["action"].shape[1])
-        self._spec = _frame_spec(self.obs_spec, self.action_dim)
+        self._spec = _frame_spec(self.obs_spec, self.action_dim, self.has_timestamps)
+        self.stream_spec: dict[str, Spec] = {
+            s: {k: (tuple(arrs[k].shape[1:]), str(arrs[k].dtype)) for k in self.stream_keys[s]}
+            for s, arrs in self._streams.items()
+        }
+        self._stream_specs = {s: _stream_spec(spec) for s, spec in self.stream_spec.items()}
 
     # ------------------------------------------------------------------ opening
 
@@ -307,13 +308,16 @@ class EpisodeStore:
         cls,
         path: str | os.PathLike[str],
         *,
-        obs_spec: dict[str, tuple[tuple[int, ...], str]],
+        obs_spec: Spec,
         action_dim: int,
         control_hz: float,
         robot: str,
         task: str,
         units: dict[str, str] | None = None,
+        streams: dict[str, Spec] | None = None,
+        timestamps: bool | None = None,
         chunk_steps: int | None = None,
+        chunks: dict[str, int] | None = None,
         overwrite: bool = False,
     ) -> EpisodeStore:
         """Create an empty store at ``path`` and open it for appending.
@@ -328,8 +332,18 @@ class EpisodeStore:
             robot: robot model name (e.g. ``"panda"``).
             task: task name.
             units: optional key -> unit string (e.g. ``{"joint_pos": "rad"}``).
+            streams: optional stream name -> {key: (per-row shape, dtype)} for data at
+                other rates, e.g. ``{"robot_state": {"joint_pos": ((7,), "float32")},
+                "camera_front": {"rgb": ((224, 224, 3), "uint8")}}``. Every stream also
+                gets a float64 ``timestamp`` (seconds).
+            timestamps: give control rows a float64 ``data/timestamp`` (seconds), required
+                in every appended block. None (default): True exactly when ``streams``
+                are declared, since streams are aligned to control rows by time.
             chunk_steps: rows per chunk for every ``data/`` array; None picks per key
                 (about 1 MiB uncompressed, at most 4096 rows).
+            chunks: rows per chunk for individual arrays by name (``"data/action"``,
+                ``"streams/camera_front/rgb"``), overriding ``chunk_steps`` and the
+                automatic choice (about 1 MiB: a few frames per chunk for images).
             overwrite: replace an existing episode store at ``path``. A directory that
                 is not an episode store is never deleted.
 
@@ -341,7 +355,13 @@ class EpisodeStore:
             FileExistsError: ``path`` exists and ``overwrite`` does not allow replacing it.
         """
         path = Path(path)
-        cls._check_create_args(obs_spec, action_dim, control_hz, robot, task, units, chunk_steps)
+        streams = dict(streams or {})
+        if timestamps is None:
+            timestamps = bool(streams)
+        cls._check_create_args(
+            obs_spec, action_dim, control_hz, robot, task, units, chunk_steps, streams, timestamps
+        )
+        chunks = dict(chunks or {})
         if path.exists():
             if path.is_dir() and not any(path.iterdir()):
                 pass
@@ -359,25 +379,27 @@ class EpisodeStore:
 
         store = LocalStore(path)
         root = zarr.create_group(store=store, zarr_format=3)
-        spec = _frame_spec(obs_spec, action_dim)
-        for key, (shape, dtype) in spec.items():
-            rows = chunk_steps or _auto_chunk_rows(shape, dtype)
+        names: list[str] = []
+
+        def rows_array(name: str, shape: tuple[int, ...], dtype: np.dtype, default_rows: int):
+            rows = chunks.pop(name) if name in chunks else default_rows
+            if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
+                raise ValueError(f"chunks[{name!r}]: expected a positive int, got {rows!r}")
             root.create_array(
-                f"data/{key}",
+                name,
                 shape=(0, *shape),
-                chunks=(rows, *shape) if shape else (rows,),
+                chunks=(rows, *shape),
                 dtype=dtype,
-                compressors=_compressors(dtype),
+                compressors=_compressors(dtype, _row_bytes(shape, dtype)),
                 fill_value=0,
             )
-        root.create_array(
-            "meta/episode_ends",
-            shape=(0,),
-            chunks=(1024,),
-            dtype="int64",
-            compressors=_compressors(np.dtype(np.int64)),
-            fill_value=0,
-        )
+            names.append(name)
+
+        spec = _frame_spec(obs_spec, action_dim, timestamps)
+        for key, (shape, dtype) in spec.items():
+            rows_array(f"data/{key}", shape, dtype, chunk_steps or _auto_chunk_rows(shape, dtype))
+        i8 = np.dtype(np.int64)
+        rows_array("meta/episode_ends", (), i8, 1024)
         root.create_array(
             "meta/provenance", shape=(0,), chunks=(256,), dtype=str, compressors=(Crc32cCodec(),)
         )
@@ -392,6 +414,13 @@ class EpisodeStore:
                 compressors=_compressors(np.dtype(np.float64)),
                 fill_value=0,
             )
+        for s, keys in streams.items():
+            for key, (shape, dtype) in _stream_spec(keys).items():
+                rows_array(f"streams/{s}/{key}", shape, dtype, _auto_chunk_rows(shape, dtype))
+            rows_array(f"streams/{s}/episode_ends", (), i8, 1024)
+        if chunks:
+            shutil.rmtree(path)
+            raise ValueError(f"chunks: unknown array name(s) {sorted(chunks)}; known: {names}")
         root.attrs.update(
             {
                 "format": FORMAT,
@@ -401,43 +430,24 @@ class EpisodeStore:
                 "task": task,
                 "obs_keys": list(obs_spec),
                 "units": dict(units or {}),
+                "timestamps": bool(timestamps),
+                "stream_keys": {s: list(keys) for s, keys in streams.items()},
             }
         )
         for meta in path.rglob("zarr.json"):
             _fsync_path(meta)
         # The commit document comes last: a crash before it leaves no store, not a bad one.
-        _atomic_write_json(path / COMMIT_FILE, cls._commit_doc(0, 0))
+        _atomic_write_json(path / COMMIT_FILE, cls._commit_doc(0, 0, dict.fromkeys(streams, 0)))
         return cls.open(path, mode="a")
 
     @staticmethod
-    def _check_create_args(obs_spec, action_dim, control_hz, robot, task, units, chunk_steps):
+    def _check_create_args(
+        obs_spec, action_dim, control_hz, robot, task, units, chunk_steps, streams, timestamps
+    ):
         if not isinstance(obs_spec, dict) or not obs_spec:
             raise ValueError("obs_spec: expected a non-empty dict key -> (shape, dtype)")
         for key, entry in obs_spec.items():
-            if not isinstance(key, str) or not _KEY_RE.match(key):
-                raise ValueError(
-                    f"obs_spec key {key!r}: expected a name starting with a letter, made of "
-                    "letters, digits, '_', '.', '-'"
-                )
-            if key in RESERVED_KEYS:
-                raise ValueError(
-                    f"obs_spec key {key!r} is reserved for per-frame data {list(RESERVED_KEYS)}"
-                )
-            try:
-                shape, dtype = entry
-                shape = tuple(int(s) for s in shape)
-                dt = np.dtype(dtype)
-            except (TypeError, ValueError) as e:
-                raise ValueError(
-                    f"obs_spec[{key!r}]: expected (per-step shape tuple, dtype str), got "
-                    f"{entry!r} ({e})"
-                ) from None
-            if any(s <= 0 for s in shape):
-                raise ValueError(f"obs_spec[{key!r}]: shape {shape} has a non-positive size")
-            if dt.kind not in "fiub":
-                raise ValueError(
-                    f"obs_spec[{key!r}]: dtype {dt} not supported (float, int, uint or bool)"
-                )
+            _check_spec_entry("obs_spec", key, entry, RESERVED_KEYS)
         if not isinstance(action_dim, int | np.integer) or action_dim <= 0:
             raise ValueError(f"action_dim: expected a positive int, got {action_dim!r}")
         if not (isinstance(control_hz, int | float) and math.isfinite(control_hz)) or not (
@@ -454,6 +464,23 @@ class EpisodeStore:
             raise ValueError(f"units: expected a dict of str -> str, got {units!r}")
         if chunk_steps is not None and (not isinstance(chunk_steps, int) or chunk_steps <= 0):
             raise ValueError(f"chunk_steps: expected a positive int or None, got {chunk_steps!r}")
+        for s, keys in streams.items():
+            if not isinstance(s, str) or not _KEY_RE.match(s):
+                raise ValueError(
+                    f"streams: name {s!r}: expected a name starting with a letter, made of "
+                    "letters, digits, '_', '.', '-'"
+                )
+            if not isinstance(keys, dict) or not keys:
+                raise ValueError(
+                    f"streams[{s!r}]: expected a non-empty dict key -> (shape, dtype), got {keys!r}"
+                )
+            for key, entry in keys.items():
+                _check_spec_entry(f"streams[{s!r}]", key, entry, RESERVED_STREAM_KEYS)
+        if streams and not timestamps:
+            raise ValueError(
+                "timestamps=False with streams: streams are aligned to control rows by time, "
+                "so control rows need timestamps (pass timestamps=True or leave it None)"
+            )
 
     @staticmethod
     def _persisted_stat_keys(spec, obs_spec) -> list[str]:
@@ -468,7 +495,7 @@ class EpisodeStore:
 
         Args:
             path: the store's directory.
-            mode: ``"r"`` read-only, or ``"a"`` to append (takes the writer lock).
+            mode: ``"r"`` read-only, or ``"a"`` to append and label (takes the writer lock).
 
         Raises:
             FileNotFoundError: nothing at ``path``.
@@ -478,6 +505,8 @@ class EpisodeStore:
         if mode not in ("r", "a"):
             raise ValueError(f"mode: expected 'r' or 'a', got {mode!r}")
         path = Path(path)
+        # A rewrite (purge) that a crash stopped between its two renames is finished here.
+        finish_interrupted_swap(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no episode store here (path does not exist)")
         if not _is_store_dir(path):
@@ -523,7 +552,9 @@ class EpisodeStore:
             # can tell a deleted chunk file from a chunk of zeros.
             return a.with_config({"write_empty_chunks": True})
 
-        keys = [*self.obs_keys, *RESERVED_KEYS]
+        keys = [*self.obs_keys, *REQUIRED_FRAME_KEYS, *OPTIONAL_FLAG_KEYS]
+        if self.has_timestamps:
+            keys.append(TIMESTAMP_KEY)
         self._data: dict[str, zarr.Array] = {k: arr(f"data/{k}") for k in keys}
         self._ends_arr = arr("meta/episode_ends")
         self._prov_arr = arr("meta/provenance")
@@ -532,6 +563,27 @@ class EpisodeStore:
         for key in [*self.obs_keys, "action", "reward"]:
             if (stats_dir / key).is_dir():
                 self._stats_arr[key] = arr(f"meta/stats/{key}")
+        self._streams: dict[str, dict[str, zarr.Array]] = {
+            s: {k: arr(f"streams/{s}/{k}") for k in (TIMESTAMP_KEY, *keys)}
+            for s, keys in self.stream_keys.items()
+        }
+        self._stream_ends_arr: dict[str, zarr.Array] = {
+            s: arr(f"streams/{s}/episode_ends") for s in self.stream_keys
+        }
+
+    def _all_arrays(self) -> Iterator[tuple[str, zarr.Array, int]]:
+        """Every row-appended array: (name, array, committed rows)."""
+        n_ep = self._n_episodes
+        for k, a in self._data.items():
+            yield f"data/{k}", a, self._n_steps
+        yield "meta/episode_ends", self._ends_arr, n_ep
+        yield "meta/provenance", self._prov_arr, n_ep
+        for k, a in self._stats_arr.items():
+            yield f"meta/stats/{k}", a, n_ep
+        for s, arrays in self._streams.items():
+            for k, a in arrays.items():
+                yield f"streams/{s}/{k}", a, self._stream_rows[s]
+            yield f"streams/{s}/episode_ends", self._stream_ends_arr[s], n_ep
 
     def _load_commit(self) -> None:
         # Commit document first, arrays second: array metadata is written before the
@@ -540,54 +592,92 @@ class EpisodeStore:
         try:
             doc = json.loads((self.path / COMMIT_FILE).read_text(encoding="utf-8"))
             n_ep, n_steps = int(doc["n_episodes"]), int(doc["n_steps"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            stream_rows = {s: int(n) for s, n in (doc.get("stream_rows") or {}).items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise StoreFormatError(f"{self.path}/{COMMIT_FILE}: unreadable ({e})") from None
-        self._open_arrays()
-        try:
-            ends = np.asarray(self._ends_arr[:n_ep], dtype=np.int64)
-        except Exception as e:  # a failed checksum surfaces as ValueError, I/O as OSError
+        if set(stream_rows) != set(self.stream_keys):
             raise StoreFormatError(
-                f"{self.path}: meta/episode_ends unreadable ({type(e).__name__}: {e}); "
-                "without it no episode can be located"
-            ) from None
+                f"{self.path}/{COMMIT_FILE}: stream_rows covers {sorted(stream_rows)} but the "
+                f"store declares streams {sorted(self.stream_keys)}"
+            )
+        self._open_arrays()
+        ends = self._read_ends("meta/episode_ends", self._ends_arr, n_ep)
         if len(ends) != n_ep or (n_ep and int(ends[-1]) != n_steps) or (not n_ep and n_steps):
             raise StoreFormatError(
                 f"{self.path}: {COMMIT_FILE} says {n_ep} episodes / {n_steps} steps but "
                 f"meta/episode_ends has {len(ends)} committed entries ending at "
                 f"{int(ends[-1]) if len(ends) else 0}"
             )
+        stream_ends = {}
+        for s, a in self._stream_ends_arr.items():
+            e = self._read_ends(f"streams/{s}/episode_ends", a, n_ep)
+            last = int(e[-1]) if len(e) else 0
+            if len(e) != n_ep or last != stream_rows[s]:
+                raise StoreFormatError(
+                    f"{self.path}: {COMMIT_FILE} says stream {s!r} has {stream_rows[s]} rows "
+                    f"in {n_ep} episodes but streams/{s}/episode_ends has {len(e)} committed "
+                    f"entries ending at {last}"
+                )
+            e.setflags(write=False)
+            stream_ends[s] = e
         expected_rows = [(f"data/{k}", a, n_steps) for k, a in self._data.items()]
         expected_rows.append(("meta/provenance", self._prov_arr, n_ep))
         expected_rows += [(f"meta/stats/{k}", a, n_ep) for k, a in self._stats_arr.items()]
+        for s, arrays in self._streams.items():
+            expected_rows += [(f"streams/{s}/{k}", a, stream_rows[s]) for k, a in arrays.items()]
         for name, a, n in expected_rows:
             if a.shape[0] < n:
                 raise StoreFormatError(
                     f"{self.path}: {name} has {a.shape[0]} rows, fewer than the {n} committed"
                 )
+        try:
+            labels = read_label_log(self.path)
+        except ValueError as e:
+            raise StoreFormatError(str(e)) from None
         self._n_episodes = n_ep
         self._n_steps = n_steps
         self._ends = ends
         self._ends.setflags(write=False)
+        self._stream_rows = stream_rows
+        self._stream_ends = stream_ends
+        self._labels = labels
+        self._ids: dict[str, int] | None = None
         self._cache.clear()
 
+    def _read_ends(self, name: str, a: zarr.Array, n: int) -> np.ndarray:
+        try:
+            return np.asarray(a[:n], dtype=np.int64)
+        except Exception as e:  # a failed checksum surfaces as ValueError, I/O as OSError
+            raise StoreFormatError(
+                f"{self.path}: {name} unreadable ({type(e).__name__}: {e}); "
+                "without it no episode can be located"
+            ) from None
+
     @staticmethod
-    def _commit_doc(n_episodes: int, n_steps: int) -> dict[str, Any]:
+    def _commit_doc(n_episodes: int, n_steps: int, stream_rows: dict[str, int]) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "n_episodes": n_episodes,
             "n_steps": n_steps,
+            "stream_rows": stream_rows,
         }
 
     def refresh(self) -> None:
-        """Pick up episodes committed by a writer since this store was opened."""
+        """Pick up episodes and labels committed by a writer since this store was opened."""
         self._check_open()
+        if self._writer is not None:
+            raise RuntimeError(f"{self.path}: cannot refresh while an episode is being written")
         self._load_commit()
 
     def close(self) -> None:
-        """Release the writer lock (mode ``"a"``); the object is unusable afterwards."""
+        """Discard an open episode writer, release the writer lock (mode ``"a"``); the
+        object is unusable afterwards."""
         if self._closed:
             return
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.discard()
         self._closed = True
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
@@ -613,6 +703,11 @@ class EpisodeStore:
         if self._closed:
             raise RuntimeError(f"{self.path}: episode store is closed")
 
+    def _check_writable(self, what: str = "append") -> None:
+        self._check_open()
+        if self.mode != "a":
+            raise RuntimeError(f"{self.path}: opened read-only; open with mode='a' to {what}")
+
     # ------------------------------------------------------------------ reading
 
     @property
@@ -635,16 +730,42 @@ class EpisodeStore:
         """Keys of the ``data/`` arrays: observation keys first, then the frame keys."""
         return list(self._data)
 
+    @property
+    def schema(self) -> StoreSchema:
+        """What the store holds per row (see :class:`StoreSchema`)."""
+        return StoreSchema(
+            obs_spec=dict(self.obs_spec),
+            action_dim=self.action_dim,
+            control_hz=self.control_hz,
+            robot=str(self.attrs.get("robot")),
+            task=str(self.attrs.get("task")),
+            units=dict(self.attrs.get("units") or {}),
+            streams={s: dict(spec) for s, spec in self.stream_spec.items()},
+            timestamps=self.has_timestamps,
+        )
+
+    def chunk_rows(self) -> dict[str, int]:
+        """Rows per chunk of every row-appended array except ``meta/provenance`` and
+        ``meta/stats``, by name (what :meth:`create`'s ``chunks`` takes)."""
+        return {
+            name: int(a.chunks[0])
+            for name, a, _ in self._all_arrays()
+            if not name.startswith(("meta/provenance", "meta/stats/"))
+        }
+
     def episode_bounds(self, i: int) -> tuple[int, int]:
         """Row range ``[start, end)`` of committed episode ``i`` (negative counts back)."""
+        i = self._episode_index(i)
+        start = int(self._ends[i - 1]) if i > 0 else 0
+        return start, int(self._ends[i])
+
+    def _episode_index(self, i: int) -> int:
         n = self._n_episodes
-        if not isinstance(i, int | np.integer) or not -n <= i < n:
+        if not isinstance(i, int | np.integer) or isinstance(i, bool) or not -n <= i < n:
             raise IndexError(
                 f"episode index {i!r} out of range: {self.path} has {n} committed episode(s)"
             )
-        i = int(i) % n
-        start = int(self._ends[i - 1]) if i > 0 else 0
-        return start, int(self._ends[i])
+        return int(i) % n
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """All ``data/`` arrays of committed episode ``i``, keyed like ``append_episode``."""
@@ -652,11 +773,47 @@ class EpisodeStore:
         start, end = self.episode_bounds(i)
         return {k: np.asarray(a[start:end]) for k, a in self._data.items()}
 
-    def provenance(self, i: int) -> EpisodeProvenance:
-        """Provenance of committed episode ``i``."""
+    def recorded_provenance(self, i: int) -> EpisodeProvenance:
+        """Provenance of committed episode ``i`` as committed (before any later label)."""
         self._check_open()
-        self.episode_bounds(i)
-        return EpisodeProvenance.from_json(self._prov_arr[int(i) % self._n_episodes].item())
+        i = self._episode_index(i)
+        return EpisodeProvenance.from_json(self._prov_arr[i].item())
+
+    def provenance(self, i: int) -> EpisodeProvenance:
+        """Provenance of committed episode ``i``; ``success`` is its latest label, if any."""
+        prov = self.recorded_provenance(i)
+        latest = self._labels.latest_success()
+        if prov.episode_id in latest:
+            prov.success = latest[prov.episode_id]
+        return prov
+
+    def episode_ids(self) -> list[str]:
+        """``episode_id`` of every committed episode, in index order."""
+        return list(self._id_map())
+
+    def episode_index(self, episode_id: str) -> int:
+        """Index of the committed episode with this ``episode_id``."""
+        try:
+            return self._id_map()[episode_id]
+        except KeyError:
+            raise KeyError(
+                f"{self.path}: no committed episode has episode_id {episode_id!r}"
+            ) from None
+
+    def _check_new_episode_id(self, episode_id: str) -> None:
+        if episode_id in self._id_map():
+            raise ValueError(
+                f"provenance.episode_id {episode_id!r} is already used by episode "
+                f"{self._id_map()[episode_id]} of {self.path}; every episode needs its own id"
+            )
+
+    def _id_map(self) -> dict[str, int]:
+        if self._ids is None:
+            texts = self._prov_arr[: self._n_episodes] if self._n_episodes else []
+            self._ids = {
+                EpisodeProvenance.from_json(str(t)).episode_id: i for i, t in enumerate(texts)
+            }
+        return self._ids
 
     def array(self, key: str) -> np.ndarray:
         """All committed rows of ``data/<key>``."""
@@ -680,13 +837,160 @@ class EpisodeStore:
         for i in range(self._n_episodes):
             yield self.episode(i)
 
+    # ------------------------------------------------------------------ streams
+
+    @property
+    def stream_names(self) -> list[str]:
+        """Names of the declared streams."""
+        return list(self.stream_keys)
+
+    def _check_stream(self, name: str) -> None:
+        if name not in self.stream_keys:
+            raise KeyError(
+                f"{self.path}: no stream {name!r}; declared streams: {list(self.stream_keys)}"
+            )
+
+    def n_stream_rows(self, name: str) -> int:
+        """Committed rows of stream ``name``, over all episodes."""
+        self._check_stream(name)
+        return self._stream_rows[name]
+
+    def stream_bounds(self, name: str, episode: int) -> tuple[int, int]:
+        """Row range ``[start, end)`` of stream ``name`` in committed episode ``episode``."""
+        self._check_stream(name)
+        i = self._episode_index(episode)
+        ends = self._stream_ends[name]
+        return (int(ends[i - 1]) if i > 0 else 0), int(ends[i])
+
+    def stream(self, name: str, episode: int) -> dict[str, np.ndarray]:
+        """Rows of stream ``name`` in committed episode ``episode``: ``timestamp`` and
+        every declared key."""
+        self._check_open()
+        start, end = self.stream_bounds(name, episode)
+        return {k: np.asarray(a[start:end]) for k, a in self._streams[name].items()}
+
+    def stream_zarr_array(self, name: str, key: str) -> zarr.Array:
+        """The underlying ``streams/<name>/<key>`` array; rows past
+        :meth:`n_stream_rows` are uncommitted."""
+        self._check_stream(name)
+        try:
+            return self._streams[name][key]
+        except KeyError:
+            raise KeyError(
+                f"{self.path}: stream {name!r} has no key {key!r}; keys are "
+                f"{list(self._streams[name])}"
+            ) from None
+
+    def align_stream(self, name: str, episode: int, key: str | None = None) -> np.ndarray:
+        """Align stream ``name`` to the control rows of ``episode`` by time.
+
+        For each control row, the latest stream row whose timestamp is at or before the
+        control row's timestamp (no look-ahead).
+
+        Args:
+            name: a declared stream.
+            episode: committed episode index.
+            key: None to get indices; a stream key to get that key's aligned rows.
+
+        Returns:
+            key None: int64 (T,) indices into ``stream(name, episode)`` rows, -1 where
+            the stream has no row yet at a control row's time. With ``key``: the key's
+            rows at those indices, shape (T, *shape).
+
+        Raises:
+            ValueError: the store has no control-row timestamps; or ``key`` was given
+                and some control row precedes the stream's first row (use the indices).
+        """
+        self._check_open()
+        if not self.has_timestamps:
+            raise ValueError(
+                f"{self.path}: control rows have no timestamps (store created with "
+                "timestamps=False); streams cannot be aligned"
+            )
+        c0, c1 = self.episode_bounds(episode)
+        s0, s1 = self.stream_bounds(name, episode)
+        control_t = np.asarray(self._data[TIMESTAMP_KEY][c0:c1])
+        stream_t = np.asarray(self._streams[name][TIMESTAMP_KEY][s0:s1])
+        idx = np.searchsorted(stream_t, control_t, side="right").astype(np.int64) - 1
+        if key is None:
+            return idx
+        arr = self.stream_zarr_array(name, key)
+        if idx.size and idx[0] < 0:
+            first = int(np.argmax(idx >= 0)) if (idx >= 0).any() else len(idx)
+            raise ValueError(
+                f"align_stream({name!r}, episode={episode}, key={key!r}): control rows 0-"
+                f"{first - 1} precede the stream's first row; take the indices (key=None) "
+                "and handle -1"
+            )
+        return np.asarray(arr.oindex[s0 + idx]) if idx.size else np.asarray(arr[s0:s0])
+
+    # ------------------------------------------------------------------ labels
+
+    def labels(self) -> list[SuccessLabel]:
+        """The success-label log, oldest first (the latest entry per episode wins)."""
+        return list(self._labels.labels)
+
+    def preferences(self) -> list[Preference]:
+        """The pairwise preferences, oldest first."""
+        return list(self._labels.preferences)
+
+    def set_success_label(self, i: int, value: bool | None, labeller: str) -> None:
+        """Label committed episode ``i`` a success (True), failure (False) or unknown
+        (None), overriding earlier labels; the log keeps who said what, when.
+
+        Atomic (``labels.json`` is replaced) and touches no data chunk.
+
+        Args:
+            i: committed episode index.
+            value: True, False or None.
+            labeller: pseudonym of who labels (never a real name).
+        """
+        self._check_writable("label")
+        value = check_success(value)
+        check_labeller(labeller)
+        prov = self.recorded_provenance(i)
+        self._write_labels(
+            LabelLog(
+                [*self._labels.labels, SuccessLabel(prov.episode_id, value, labeller)],
+                list(self._labels.preferences),
+            )
+        )
+
+    def add_preference(self, id_a: str, id_b: str, preferred: str, labeller: str) -> None:
+        """Record that episode ``id_a`` is preferred to ``id_b`` (``"a"``), the reverse
+        (``"b"``), or neither (``"equal"``). Episodes are named by ``episode_id``.
+
+        Atomic (``labels.json`` is replaced) and touches no data chunk.
+        """
+        self._check_writable("label")
+        check_preferred(preferred)
+        check_labeller(labeller)
+        for which, eid in (("id_a", id_a), ("id_b", id_b)):
+            if eid not in self._id_map():
+                raise KeyError(f"{which}: {self.path} has no committed episode {eid!r}")
+        if id_a == id_b:
+            raise ValueError(f"add_preference: id_a and id_b are the same episode ({id_a!r})")
+        self._write_labels(
+            LabelLog(
+                list(self._labels.labels),
+                [*self._labels.preferences, Preference(id_a, id_b, preferred, labeller)],
+            )
+        )
+
+    def _write_labels(self, log: LabelLog) -> None:
+        _atomic_write_json(self.path / LABELS_FILE, log.to_doc())
+        self._labels = log
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ statistics
+
     def stats(self, key: str) -> dict[str, Any]:
         """Per-dimension statistics of ``data/<key>`` over the committed rows.
 
         Mean, std (population), min and max come from the per-episode moments persisted
-        at append time (or, for keys too large to persist, one pass over the data);
-        q01 and q99 are exact (linear interpolation, as ``np.quantile``) and read the
-        key's committed rows once per commit.
+        at commit (or, for keys too large to persist, one pass over the data); q01 and
+        q99 are exact (linear interpolation, as ``np.quantile``) and read the key's
+        committed rows once per commit.
 
         Returns:
             dict with ``count`` (int) and ``mean``, ``std``, ``min``, ``max``, ``q01``,
@@ -726,11 +1030,19 @@ class EpisodeStore:
         return out
 
     def content_hash(self) -> str:
-        """SHA-256 (hex) of the committed content: schema, data, episode ends, provenance.
+        """SHA-256 (hex) of the committed content, for lineage.
+
+        Covers the schema, every ``data/`` and ``streams/`` array's committed rows, the
+        episode ends of the store and of each stream, the recorded provenance, and the
+        human feedback that learning can see: each episode's latest success label and the
+        preferences (episode pair and verdict). Who labelled and when is left out, so
+        re-entering the same label keeps the hash; a changed label, or a new preference,
+        changes it, since a model trained on the labels would change too.
 
         Reads every committed row, so it detects any change of a committed value, and
         depends only on the committed content (not on chunking, compression or an
-        uncommitted tail), so it is stable across reopening.
+        uncommitted tail), so it is stable across reopening, filters that keep
+        everything, and merges of one store.
         """
         self._check_open()
         cache_key = ("hash", self._n_steps, self._n_episodes)
@@ -739,24 +1051,32 @@ class EpisodeStore:
         h = hashlib.sha256()
         header = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "hash_version": HASH_VERSION,
             "control_hz": self.control_hz,
             "robot": self.attrs.get("robot"),
             "task": self.attrs.get("task"),
             "obs_keys": self.obs_keys,
             "units": self.attrs.get("units", {}),
             "spec": {k: [list(s), str(d)] for k, (s, d) in self._spec.items()},
+            "streams": {
+                s: {k: [list(sh), str(d)] for k, (sh, d) in spec.items()}
+                for s, spec in self._stream_specs.items()
+            },
             "n_episodes": self._n_episodes,
             "n_steps": self._n_steps,
+            "stream_rows": self._stream_rows,
         }
         h.update(json.dumps(header, sort_keys=True).encode())
-        for key in sorted(self._data):
-            a = self._data[key]
+
+        def hash_rows(name: str, a: zarr.Array, n: int) -> None:
             step = a.chunks[0] * max(1, 4096 // a.chunks[0])
-            h.update(f"\0data/{key}\0".encode())
-            for s in range(0, self._n_steps, step):
-                block = np.asarray(a[s : min(s + step, self._n_steps)])
+            h.update(f"\0{name}\0".encode())
+            for s in range(0, n, step):
+                block = np.asarray(a[s : min(s + step, n)])
                 h.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).data)
+
+        for key in sorted(self._data):
+            hash_rows(f"data/{key}", self._data[key], self._n_steps)
         h.update(b"\0meta/episode_ends\0")
         h.update(np.ascontiguousarray(self._ends, dtype="<i8").data)
         h.update(b"\0meta/provenance\0")
@@ -764,6 +1084,13 @@ class EpisodeStore:
             for text in self._prov_arr[: self._n_episodes]:
                 b = str(text).encode()
                 h.update(len(b).to_bytes(8, "little") + b)
+        for s in sorted(self._streams):
+            for key in sorted(self._streams[s]):
+                hash_rows(f"streams/{s}/{key}", self._streams[s][key], self._stream_rows[s])
+            h.update(f"\0streams/{s}/episode_ends\0".encode())
+            h.update(np.ascontiguousarray(self._stream_ends[s], dtype="<i8").data)
+        h.update(b"\0labels\0")
+        h.update(self._labels.hash_items(self.episode_ids()))
         digest = h.hexdigest()
         self._cache[cache_key] = digest
         return digest
@@ -771,257 +1098,122 @@ class EpisodeStore:
     # ------------------------------------------------------------------ validation
 
     def validate(self) -> ValidationReport:
-        """Read every committed chunk and check checksums and consistency.
-
-        Checks: every chunk file covering committed rows exists and decodes (crc32c),
-        episode ends increase and match the commit document, float data is finite, and
-        provenance parses. Each problem names the episode(s) a damaged chunk holds rows
-        of, and the key.
-        """
+        """Read every committed chunk and check checksums and consistency (see
+        :func:`robot_rl.data.validation.validate_store`)."""
         self._check_open()
-        report = ValidationReport()
-        ends = self._ends
-        n_ep, n_steps = self._n_episodes, self._n_steps
-
-        def episodes_of_rows(a: int, b: int) -> list[int]:
-            # Episodes with at least one row in [a, b).
-            first = int(np.searchsorted(ends, a, side="right"))
-            last = int(np.searchsorted(ends, b - 1, side="right"))
-            return list(range(first, min(last, n_ep - 1) + 1))
-
-        def check_array(name: str, a: zarr.Array, n_rows: int, row_episodes) -> None:
-            cs = a.chunks[0]
-            array_dir = self.path / name
-            for c in range(math.ceil(n_rows / cs)):
-                lo, hi = c * cs, min((c + 1) * cs, n_rows)
-                chunk_file = array_dir / "c" / str(c) / Path(*(["0"] * (a.ndim - 1)))
-                problem = None
-                if not chunk_file.is_file():
-                    problem = f"chunk file {chunk_file.relative_to(self.path)} is missing"
-                else:
-                    try:
-                        block = np.asarray(a[lo:hi])
-                    except Exception as e:  # zarr raises ValueError for a bad crc, others
-                        problem = (
-                            f"chunk {chunk_file.relative_to(self.path)} (rows {lo}-{hi - 1}) "
-                            f"unreadable: {type(e).__name__}: {e}"
-                        )
-                    else:
-                        if block.dtype.kind == "f" and not np.isfinite(block).all():
-                            bad_rows = np.nonzero(
-                                ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
-                            )[0]
-                            for r in bad_rows[:1]:
-                                for ep in row_episodes(lo + int(r), lo + int(r) + 1):
-                                    report.problems.append(
-                                        (ep, name, f"non-finite value at row {lo + int(r)}")
-                                    )
-                if problem is not None:
-                    for ep in row_episodes(lo, hi):
-                        report.problems.append((ep, name, problem))
-
-        if ends.size and (np.any(np.diff(ends) <= 0) or ends[0] <= 0):
-            report.problems.append(
-                (None, "meta/episode_ends", "episode ends are not strictly increasing")
-            )
-
-        def per_episode(a: int, b: int) -> list[int]:
-            return list(range(a, b))
-
-        check_array("meta/episode_ends", self._ends_arr, n_ep, per_episode)
-        for key, a in self._data.items():
-            check_array(f"data/{key}", a, n_steps, episodes_of_rows)
-        for key, a in self._stats_arr.items():
-            check_array(f"meta/stats/{key}", a, n_ep, per_episode)
-        check_array("meta/provenance", self._prov_arr, n_ep, per_episode)
-        for i in range(n_ep):
-            try:
-                EpisodeProvenance.from_json(self._prov_arr[i].item()).check()
-            except Exception as e:
-                if not any(p[0] == i and p[1] == "meta/provenance" for p in report.problems):
-                    report.problems.append((i, "meta/provenance", f"bad provenance: {e}"))
-        return report
+        return validate_store(self)
 
     # ------------------------------------------------------------------ writing
 
     def _check_frames(self, frames: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-        """Check and cast one episode's frames; raise ValueError before anything is written."""
-        if not isinstance(frames, dict):
-            raise ValueError(f"frames: expected a dict key -> array, got {type(frames).__name__}")
-        spec = self._spec
-        unknown = sorted(set(frames) - set(spec))
-        if unknown:
-            raise ValueError(
-                f"frames: unknown key(s) {unknown}; expected {list(spec)} ({self.path})"
-            )
+        """Check and cast a block of control rows; raise ValueError before anything is
+        written."""
         required = [*self.obs_keys, *REQUIRED_FRAME_KEYS]
-        missing = [k for k in required if k not in frames]
-        if missing:
-            raise ValueError(f"frames: missing key(s) {missing}; every episode needs {required}")
-        n_steps = None
-        out: dict[str, np.ndarray] = {}
-        for key in spec:
-            shape, dtype = spec[key]
-            if key not in frames:
-                continue
-            x = np.asarray(frames[key])
-            if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != shape:
-                raise ValueError(
-                    f"frames[{key!r}]: expected shape (T, {', '.join(map(str, shape))}) "
-                    f"(per-step shape {shape}), got {x.shape}".replace(", )", ")")
-                )
-            if n_steps is None:
-                n_steps = x.shape[0]
-                first_key = key
-                if n_steps == 0:
-                    raise ValueError(f"frames[{key!r}]: episode has 0 steps; expected T >= 1")
-            elif x.shape[0] != n_steps:
-                raise ValueError(
-                    f"frames[{key!r}]: has {x.shape[0]} steps, but frames[{first_key!r}] has "
-                    f"{n_steps}; every key needs the same T"
-                )
-            out[key] = self._cast(key, x, dtype)
-        for key in OPTIONAL_FLAG_KEYS:
-            out.setdefault(key, np.zeros(n_steps, dtype=bool))
-        return out, int(n_steps)
+        if self.has_timestamps:
+            required.append(TIMESTAMP_KEY)
+        return check_block("frames", self._spec, required, frames, self.path)
 
-    @staticmethod
-    def _cast(key: str, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        src = x.dtype
-        ok = (
-            src.kind == dtype.kind
-            or (dtype.kind in "iu" and src.kind in "iu")
-            or (dtype.kind == "b" and src.kind in "iu")
-        )
-        if not ok:
+    def _check_stream_rows(
+        self, name: str, rows: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], int]:
+        if name not in self.stream_keys:
             raise ValueError(
-                f"frames[{key!r}]: expected dtype {dtype} (kind {dtype.kind!r}), got {src}"
+                f"streams: unknown stream {name!r}; declared streams: {list(self.stream_keys)}"
             )
-        if dtype.kind == "b":
-            if src.kind != "b" and not np.isin(x, (0, 1)).all():
-                raise ValueError(
-                    f"frames[{key!r}]: expected bool (or 0/1) values, got {src} with other values"
-                )
-            return x.astype(bool)
-        if dtype.kind in "iu" and x.size:
-            info = np.iinfo(dtype)
-            lo, hi = x.min(), x.max()
-            if lo < info.min or hi > info.max:
-                raise ValueError(
-                    f"frames[{key!r}]: values in [{lo}, {hi}] do not fit dtype {dtype} "
-                    f"([{info.min}, {info.max}])"
-                )
-        if dtype.kind == "f":
-            finite = np.isfinite(x)
-            if not finite.all():
-                step = int(np.argwhere(~finite)[0][0])
-                raise ValueError(f"frames[{key!r}]: NaN or inf at step {step}; expected finite")
-            with np.errstate(over="ignore"):
-                y = x.astype(dtype)
-            if not np.isfinite(y).all():
-                raise ValueError(
-                    f"frames[{key!r}]: values overflow {dtype} (max |x| = {np.abs(x).max()})"
-                )
-            return y
-        return x.astype(dtype)
+        spec = self._stream_specs[name]
+        return check_block(f"streams[{name!r}]", spec, list(spec), rows, self.path)
 
-    def append_episode(self, frames: dict[str, np.ndarray], provenance: EpisodeProvenance) -> int:
-        """Append one episode and commit it.
+    def begin_episode(self) -> EpisodeWriter:
+        """Start writing an episode incrementally (see :class:`EpisodeWriter`).
+
+        Deletes any uncommitted tail a crash or a discarded episode left first. One
+        writer at a time per store.
+
+        Raises:
+            RuntimeError: the store is read-only, closed, or an episode is already open.
+        """
+        self._check_writable()
+        if self._writer is not None and not self._writer.closed:
+            raise RuntimeError(
+                f"{self.path}: an episode is already being written ({self._writer!r}); "
+                "commit or discard it first"
+            )
+        truncate_uncommitted(self)
+        self._writer = EpisodeWriter(self)
+        return self._writer
+
+    def append_episode(
+        self,
+        frames: dict[str, np.ndarray],
+        provenance: EpisodeProvenance,
+        streams: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> int:
+        """Append one whole episode and commit it (begin, append, append_stream, commit).
 
         Args:
             frames: every observation key, ``action`` (T, action_dim), ``reward`` (T,),
-                ``terminated`` (T,), ``truncated`` (T,), and optionally ``clipped`` and
+                ``terminated`` (T,), ``truncated`` (T,), ``timestamp`` (T,) float64 s if
+                the store has control-row timestamps, and optionally ``clipped`` and
                 ``intervention`` (T,) bool (default all False). Float keys must be finite;
                 values are cast to the stored dtype within the same kind.
             provenance: where the episode came from.
+            streams: optional stream name -> rows (each with ``timestamp``); a declared
+                stream left out gets 0 rows in this episode.
 
         Returns:
             The new episode's index.
 
         Raises:
-            ValueError: malformed frames or provenance (the message names the key, what
-                was expected and what was given); nothing is written.
-            RuntimeError: the store is not open for appending.
+            ValueError: malformed frames, streams or provenance (the message names the
+                key, what was expected and what was given); nothing is written.
+            RuntimeError: the store is not open for appending, or an episode writer is open.
         """
-        self._check_open()
-        if self.mode != "a":
-            raise RuntimeError(f"{self.path}: opened read-only; open with mode='a' to append")
+        self._check_writable()
         if not isinstance(provenance, EpisodeProvenance):
             raise ValueError(
                 f"provenance: expected an EpisodeProvenance, got {type(provenance).__name__}"
             )
         provenance.check()
         data, n_new = self._check_frames(frames)
-        moments = {
-            k: Moments.from_rows(data[k])
-            for k in self._stats_arr  # before any write
-        }
+        if n_new == 0:
+            raise ValueError(f"frames[{self.obs_keys[0]!r}]: episode has 0 steps; expected T >= 1")
+        if TIMESTAMP_KEY in data:
+            check_timestamps("frames", data[TIMESTAMP_KEY], None)
+        if streams is not None and not isinstance(streams, dict):
+            raise ValueError(f"streams: expected a dict name -> rows, got {type(streams).__name__}")
+        checked_streams = {}
+        for name, rows in (streams or {}).items():
+            checked_streams[name] = self._check_stream_rows(name, rows)
+            check_timestamps(f"streams[{name!r}]", checked_streams[name][0][TIMESTAMP_KEY], None)
+        writer = self.begin_episode()
+        with writer:
+            writer._write_frames(data, n_new)
+            for name, (rows, n) in checked_streams.items():
+                writer._write_stream(name, rows, n)
+            return writer.commit(provenance)
 
-        n0, e0 = self._n_steps, self._n_episodes
-        touched: list[tuple[str, zarr.Array, int, int]] = []
-        for key, a in self._data.items():
-            self._write_rows(f"data/{key}", a, n0, data[key])
-            touched.append((f"data/{key}", a, n0, n0 + n_new))
-        self._write_rows("meta/episode_ends", self._ends_arr, e0, np.array([n0 + n_new]))
-        self._write_rows(
-            "meta/provenance",
-            self._prov_arr,
-            e0,
-            np.array([provenance.to_json()], dtype=np.dtypes.StringDType()),
+    def _commit(
+        self,
+        n_episodes: int,
+        n_steps: int,
+        stream_rows: dict[str, int],
+        provenance: EpisodeProvenance,
+    ) -> None:
+        _atomic_write_json(
+            self.path / COMMIT_FILE, self._commit_doc(n_episodes, n_steps, stream_rows)
         )
-        touched.append(("meta/episode_ends", self._ends_arr, e0, e0 + 1))
-        touched.append(("meta/provenance", self._prov_arr, e0, e0 + 1))
-        for key, a in self._stats_arr.items():
-            m = moments[key]
-            row = np.stack([getattr(m, name) for name in _STAT_FIELDS])[None]
-            self._write_rows(f"meta/stats/{key}", a, e0, row)
-            touched.append((f"meta/stats/{key}", a, e0, e0 + 1))
-        for name, a, lo, hi in touched:
-            self._fsync_chunks(name, a, lo, hi)
-        # Only now, with every chunk durable, does the episode exist.
-        self._commit(e0 + 1, n0 + n_new)
-        return e0
-
-    def _write_rows(self, name: str, a: zarr.Array, committed: int, rows: np.ndarray) -> None:
-        """Write ``rows`` at ``committed``, discarding any uncommitted tail left by a crash."""
-        if a.shape[0] > committed:
-            # Whole chunks past the committed rows hold only uncommitted data, perhaps torn
-            # by the crash that left them; zarr's resize does not delete them, so do it
-            # here and no stale chunk outlives the crash.
-            first_dead = math.ceil(committed / a.chunks[0])
-            chunk_root = self.path / name / "c"
-            if chunk_root.is_dir():
-                for child in chunk_root.iterdir():
-                    if child.name.isdigit() and int(child.name) >= first_dead:
-                        shutil.rmtree(child) if child.is_dir() else child.unlink()
-        a.resize((committed + len(rows), *a.shape[1:]))
-        a[committed : committed + len(rows)] = rows
-
-    def _fsync_chunks(self, name: str, a: zarr.Array, lo: int, hi: int) -> None:
-        # zarr writes files atomically (rename) but never fsyncs them; the commit
-        # document must not reach the disk before the chunks it covers.
-        cs = a.chunks[0]
-        array_dir = self.path / name
-        dirs = {array_dir, array_dir / "c"}
-        for c in range(lo // cs, (hi - 1) // cs + 1):
-            f = array_dir / "c" / str(c) / Path(*(["0"] * (a.ndim - 1)))
-            if f.is_file():
-                _fsync_path(f)
-            d = f.parent
-            while d != array_dir:
-                dirs.add(d)
-                d = d.parent
-        _fsync_path(array_dir / "zarr.json")
-        for d in dirs:
-            if d.is_dir():
-                _fsync_path(d)
-
-    def _commit(self, n_episodes: int, n_steps: int) -> None:
-        _atomic_write_json(self.path / COMMIT_FILE, self._commit_doc(n_episodes, n_steps))
+        e0 = self._n_episodes
         self._n_episodes, self._n_steps = n_episodes, n_steps
         ends = np.append(self._ends, np.int64(n_steps))
         ends.setflags(write=False)
         self._ends = ends
+        for s, n in stream_rows.items():
+            e = np.append(self._stream_ends[s], np.int64(n))
+            e.setflags(write=False)
+            self._stream_ends[s] = e
+        self._stream_rows = dict(stream_rows)
+        if self._ids is not None:
+            self._ids[provenance.episode_id] = e0
         self._cache.clear()
 
 

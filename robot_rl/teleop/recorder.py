@@ -1,26 +1,109 @@
-"""The recording loop: runs a :class:`~robot_rl.policies.base.Policy` (a teleop device, the
-scripted expert, a learned policy) in an env and appends each episode to an episode store.
+"""The recording loop: a device acts in an env at the control rate, and each episode goes
+to an episode store through a writer thread behind a bounded queue.
 
 Row t of an episode holds the observation the actor saw, the action it sent, and the
 reward / terminated / truncated that followed. The final observation is not a row (the
-store's sampler gives terminal rows next_obs = obs, masked by ``terminated``).
+store's sampler gives terminal rows next_obs = obs, masked by ``terminated``). The last
+row of every stored episode is terminated or truncated (an operator's STOP truncates).
+
+**Never blocking on disk.** The loop hands rows to :class:`EpisodeWriterThread` in
+blocks of ``block_steps`` rows through a ``queue.Queue(maxsize=queue_blocks)``; the
+writer thread owns the store's :class:`~robot_rl.data.episode_writer.EpisodeWriter` and
+does all I/O (chunk writes, fsyncs, the commit). The loop keeps an episode's last row
+back until it knows whether the episode ends there, so that a STOP can still mark it.
+
+**Overflow.** In real time (a person or a robot at the control rate) a block is put with
+``put_nowait``. If the queue is full the block cannot be stored, and an episode with a
+hole in it is no demonstration (its transitions across the hole are wrong), so the
+episode is *not* kept with missing rows: it is discarded, a loud warning names it and
+how many rows were dropped, :attr:`RecordSummary.n_overflowed` / ``dropped_rows`` count
+it, the session log marks it ``overflowed``, and the same seed is recorded again. After
+``max_consecutive_overflows`` such episodes in a row the session stops with
+:class:`RecorderError` (the disk cannot keep up). Episode boundaries (begin, commit,
+discard) are never dropped: when the queue is full they wait, in order, in the loop's
+outbox, and any row block behind them counts as overflow. When not in real time
+(scripted experts, replays: as fast as possible) the loop simply waits for room, since
+nothing suffers from that wait.
+
+**Controls** (:class:`~robot_rl.teleop.events.Control`): START, STOP, TOGGLE, DISCARD,
+RERECORD, SUCCESS / FAILURE (the operator's label overrides the env's ``is_success``),
+QUIT. With ``review`` on (the default for a person) an episode that ends waits for the
+operator: label it, discard it, re-record it, or START / STOP / TOGGLE to keep it.
+
+The env is anything with ``reset(seed=...) -> (obs, info)`` and
+``step(action) -> (obs, reward, terminated, truncated, info)`` (``info["is_success"]``
+optional): the simulator now, the hardware bridge later.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, Protocol
 
-import gymnasium as gym
 import numpy as np
 
-from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+from robot_rl.data.episode_store import EpisodeProvenance
 from robot_rl.policies.base import Policy
+from robot_rl.teleop.devices.base import Device
+from robot_rl.teleop.devices.scripted import PolicyDevice
+from robot_rl.teleop.events import Control
+
+log = logging.getLogger(__name__)
+
+WAITING, RECORDING, REVIEW, DONE = "waiting", "recording", "review", "done"
 
 
-@dataclass(frozen=True)
+class RecorderError(RuntimeError):
+    """The session cannot go on (the writer failed or cannot keep up, a bad action)."""
+
+
+class EnvLike(Protocol):
+    """What the loop needs of an env (the sim now, the hardware bridge later)."""
+
+    def reset(self, *, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]: ...
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class EpisodeRecord:
+    """What became of one recorded episode (the session log).
+
+    Attributes:
+        episode_id: the provenance ``episode_id`` it has (or would have had) in the store.
+        seed: env reset seed (replaying it with the same actions reproduces the episode).
+        steps: rows recorded.
+        outcome: ``committed``, ``discarded``, ``rerecorded``, ``overflowed`` (dropped
+            rows: discarded and recorded again), ``quit`` (session ended mid-episode).
+        success: the label stored (committed episodes) or that it had.
+        label_source: ``operator`` (marked) or ``env`` (``info["is_success"]``).
+        store_index: its index in the store once committed (filled by the writer).
+        dropped_rows: rows that could not be queued (outcome ``overflowed``).
+        start_time_unix_s: wall-clock time of its first step.
+    """
+
+    episode_id: str
+    seed: int
+    steps: int
+    outcome: str
+    success: bool | None
+    label_source: str
+    store_index: int | None = None
+    dropped_rows: int = 0
+    start_time_unix_s: float = 0.0
+
+
+@dataclass
 class RecordSummary:
     """What a recording session produced."""
 
@@ -28,95 +111,720 @@ class RecordSummary:
     n_steps: int
     n_success: int
     wall_time_s: float
+    #: Episodes dropped by DISCARD or RERECORD.
+    n_discarded: int = 0
+    #: Episodes discarded because a row block did not fit in the writer queue.
+    n_overflowed: int = 0
+    #: Rows those episodes lost (none of them reached the store).
+    dropped_rows: int = 0
+    #: Control ticks that ended after their deadline (real time only).
+    overruns: int = 0
+    #: Every episode of the session, in order, including the dropped ones.
+    episodes: list[EpisodeRecord] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float:
         return self.n_success / max(self.n_episodes, 1)
 
 
-def record_episode(
-    env: gym.Env,
-    policy: Policy,
-    *,
-    seed: int | None,
-    action_noise_std: float = 0.0,
-    rng: np.random.Generator | None = None,
-) -> tuple[dict[str, np.ndarray], bool]:
-    """Runs one episode and returns its frames (store layout) and whether it succeeded.
+@dataclass
+class SessionStats:
+    """A snapshot for the progress display."""
+
+    state: str
+    committed: int
+    target: int
+    episode_steps: int
+    total_steps: int
+    n_success: int
+    n_discarded: int
+    n_overflowed: int
+    dropped_rows: int
+    queue_fill: float
+    writer_lag_s: float
+    overruns: int
+    seed: int
+    label: bool | None
+    env_success: bool
+    tick_hz: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.n_success / max(self.committed, 1)
+
+
+class ProgressDisplay(Protocol):
+    """Where the loop reports progress (see :mod:`robot_rl.teleop.display`)."""
+
+    def update(self, stats: SessionStats) -> None: ...
+
+    def message(self, text: str, level: str = "info") -> None: ...
+
+
+# ---------------------------------------------------------------------------- writer thread
+
+
+class _Msg(NamedTuple):
+    kind: str  # begin | rows | commit | discard | stop
+    token: int
+    payload: Any
+    n_rows: int
+    enqueued: float
+
+
+class EpisodeWriterThread:
+    """Owns the store's episode writers; the loop talks to it only through a bounded queue.
 
     Args:
-        env: a Gymnasium env with dict observations and ``info["is_success"]``.
-        policy: the actor.
-        seed: reset seed of the episode.
-        action_noise_std: std of Gaussian noise added to the policy's normalized actions
-            (then clipped to the action bounds); the noisy action is what is recorded.
-        rng: noise generator (required when ``action_noise_std > 0``).
+        store: an episode store opened for appending (``begin_episode()``).
+        queue_blocks: capacity of the queue, in messages (row blocks, mostly).
+        block_on_full: wait for room instead of reporting overflow (not in real time).
+        on_commit: called on the writer thread with (token, store index) per commit.
     """
-    obs, _ = env.reset(seed=seed)
-    policy.reset()
-    low, high = env.action_space.low, env.action_space.high
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in obs}
-    rows.update(action=[], reward=[], terminated=[], truncated=[])
-    success = False
-    done = False
-    while not done:
-        action = np.asarray(policy.act(obs), dtype=np.float32)
-        if action_noise_std > 0:
-            if rng is None:
-                raise ValueError("record_episode: action_noise_std > 0 needs an rng")
-            action = action + action_noise_std * rng.standard_normal(action.shape)
-        action = np.clip(action, low, high).astype(np.float32)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        for k, v in obs.items():
-            rows[k].append(v)
-        rows["action"].append(action)
-        rows["reward"].append(np.float32(reward))
-        rows["terminated"].append(bool(terminated))
-        rows["truncated"].append(bool(truncated))
-        success = success or bool(info["is_success"])
-        done = terminated or truncated
-        obs = next_obs
-    frames = {k: np.asarray(v) for k, v in rows.items()}
-    frames["reward"] = frames["reward"].astype(np.float32)
-    return frames, success
+
+    def __init__(
+        self,
+        store: Any,
+        queue_blocks: int = 64,
+        *,
+        block_on_full: bool = False,
+        on_commit: Callable[[int, int], None] | None = None,
+    ):
+        if queue_blocks < 2:
+            raise ValueError(f"queue_blocks: expected >= 2, got {queue_blocks}")
+        self.store = store
+        self.queue: queue.Queue[_Msg] = queue.Queue(maxsize=queue_blocks)
+        self.block_on_full = block_on_full
+        self.on_commit = on_commit
+        self.error: BaseException | None = None
+        self.error_token: int | None = None
+        #: Seconds the last message processed had waited in the queue.
+        self.lag_s = 0.0
+        self.rows_written = 0
+        self.rows_queued = 0
+        self._outbox: deque[_Msg] = deque()
+        self._writer: Any = None
+        self._token: int | None = None
+        self._thread = threading.Thread(target=self._run, name="episode-writer", daemon=True)
+
+    # --- loop side ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def fill(self) -> float:
+        """Queue fill, 0..1."""
+        return self.queue.qsize() / self.queue.maxsize
+
+    @property
+    def backlogged(self) -> bool:
+        """Boundaries wait in the outbox, or the queue is over half full."""
+        return bool(self._outbox) or self.queue.qsize() * 2 > self.queue.maxsize
+
+    def flush(self) -> None:
+        """Move waiting boundary messages into the queue, as far as it has room."""
+        while self._outbox:
+            try:
+                self.queue.put_nowait(self._outbox[0])
+            except queue.Full:
+                return
+            self._outbox.popleft()
+
+    def send(self, kind: str, token: int, payload: Any = None) -> None:
+        """Queue an episode boundary (begin, commit, discard); never dropped, never blocks
+        in real time (it waits in the outbox, in order, when the queue is full)."""
+        msg = _Msg(kind, token, payload, 0, time.monotonic())
+        if self.block_on_full:
+            self.queue.put(msg)
+            return
+        self.flush()
+        if not self._outbox:
+            try:
+                self.queue.put_nowait(msg)
+                return
+            except queue.Full:
+                pass
+        self._outbox.append(msg)
+
+    def send_rows(self, token: int, block: dict[str, np.ndarray], n_rows: int) -> bool:
+        """Queue a block of rows; False when it did not fit (overflow: nothing queued)."""
+        msg = _Msg("rows", token, block, n_rows, time.monotonic())
+        if self.block_on_full:
+            self.queue.put(msg)
+        else:
+            self.flush()
+            if self._outbox:
+                return False  # boundaries still waiting: the queue is full
+            try:
+                self.queue.put_nowait(msg)
+            except queue.Full:
+                return False
+        self.rows_queued += n_rows
+        return True
+
+    def close(self) -> None:
+        """Wait until everything queued is written (commits included), then stop."""
+        while self._outbox:
+            self.queue.put(self._outbox.popleft())
+        self.queue.put(_Msg("stop", -1, None, 0, time.monotonic()))
+        self._thread.join()
+
+    # --- writer side ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            msg = self.queue.get()
+            self.lag_s = time.monotonic() - msg.enqueued
+            if msg.kind == "stop":
+                self._abandon()
+                return
+            if self.error is not None:
+                continue  # failed: drain without writing, the loop is stopping
+            try:
+                self._handle(msg)
+            except BaseException as e:
+                self.error, self.error_token = e, msg.token
+                log.exception("episode writer failed on a %s message", msg.kind)
+                self._abandon()
+
+    def _handle(self, msg: _Msg) -> None:
+        if msg.kind == "begin":
+            self._abandon()
+            self._writer = self.store.begin_episode()
+            self._token = msg.token
+            return
+        if msg.token != self._token or self._writer is None:
+            return  # belongs to an episode already abandoned
+        if msg.kind == "rows":
+            self._writer.append(msg.payload)
+            self.rows_written += msg.n_rows
+        elif msg.kind == "commit":
+            index = self._writer.commit(msg.payload)
+            self._writer, self._token = None, None
+            if self.on_commit is not None:
+                self.on_commit(msg.token, index)
+        elif msg.kind == "discard":
+            self._abandon()
+
+    def _abandon(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.discard()
+            finally:
+                self._writer, self._token = None, None
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class _Episode:
+    token: int
+    seed: int
+    episode_id: str
+    start_time_unix_s: float
+    steps: int = 0
+    label: bool | None = None
+    env_success: bool = False
+    dropped_rows: int = 0
+
+
+class Recorder:
+    """Runs a device in an env and records episodes into a store (see the module docstring).
+
+    Args:
+        env: reset/step env (:class:`EnvLike`).
+        device: the actor and the source of operator controls.
+        store: an episode store opened for appending.
+        provenance: template for every episode (success label, start time and episode id
+            are filled in per episode).
+        n_episodes: stop after this many committed episodes (0: until QUIT).
+        seed: reset seed of the first episode; each kept or discarded episode moves on
+            to the next seed, a re-recorded one keeps its seed.
+        control_hz: control rate in Hz (default: the store's ``control_hz``).
+        realtime: hold each control tick to the control period (default: True when a
+            person drives the device, False for scripted experts and replays).
+        review: let the operator label/keep/discard each ended episode (default: True
+            when a person drives the device).
+        block_on_full: wait for room in a full writer queue instead of treating it as
+            overflow (default: ``not realtime``).
+        queue_blocks: writer queue capacity, in row blocks.
+        block_steps: rows per block handed to the writer.
+        max_episode_steps: truncate episodes at this many steps (0: the env decides).
+        max_consecutive_overflows: stop the session after this many overflowed
+            episodes in a row.
+        display: progress display, or None.
+        on_episode: called with (episode number, success label) as each kept episode is
+            handed to the writer.
+    """
+
+    def __init__(
+        self,
+        env: EnvLike,
+        device: Device | Any,
+        store: Any,
+        *,
+        provenance: EpisodeProvenance,
+        n_episodes: int = 0,
+        seed: int = 0,
+        control_hz: float | None = None,
+        realtime: bool | None = None,
+        review: bool | None = None,
+        block_on_full: bool | None = None,
+        queue_blocks: int = 64,
+        block_steps: int = 10,
+        max_episode_steps: int = 0,
+        max_consecutive_overflows: int = 3,
+        display: ProgressDisplay | None = None,
+        on_episode: Callable[[int, bool | None], None] | None = None,
+    ):
+        if n_episodes < 0:
+            raise ValueError(f"n_episodes: expected >= 0 (0: until quit), got {n_episodes}")
+        if block_steps < 1:
+            raise ValueError(f"block_steps: expected >= 1, got {block_steps}")
+        operator = bool(getattr(device, "operator_driven", False))
+        if review and not operator:
+            raise ValueError(
+                f"review=True needs an operator-driven device; {type(device).__name__} has "
+                "nobody to keep or discard its episodes"
+            )
+        self.env = env
+        self.device = device
+        self.provenance = provenance
+        self.n_episodes = int(n_episodes)
+        self.control_hz = float(control_hz or getattr(store, "control_hz", 20.0))
+        if not self.control_hz > 0:
+            raise ValueError(f"control_hz: expected > 0, got {self.control_hz}")
+        self.realtime = operator if realtime is None else bool(realtime)
+        self.review = operator if review is None else bool(review)
+        self.block_steps = int(block_steps)
+        self.max_episode_steps = int(max_episode_steps)
+        self.max_consecutive_overflows = int(max_consecutive_overflows)
+        self.display = display
+        self.on_episode = on_episode
+        # Control rows carry a wall-clock timestamp (unix s) when the store has them; the
+        # bridge's other-rate streams are aligned to the rows by it.
+        self._timestamps = bool(getattr(store, "has_timestamps", False))
+        self._records: dict[int, EpisodeRecord] = {}
+        self._order: list[EpisodeRecord] = []
+        self.writer = EpisodeWriterThread(
+            store,
+            queue_blocks,
+            block_on_full=(not self.realtime) if block_on_full is None else bool(block_on_full),
+            on_commit=self._on_commit,
+        )
+        self._seed = int(seed)
+        self._state = WAITING
+        self._ep: _Episode | None = None
+        self._obs: dict[str, np.ndarray] = {}
+        self._buffer: list[dict[str, Any]] = []
+        self._tokens = 0
+        self._quit = False
+        self._start_pending = False
+        self._kept = 0
+        self._committed = 0
+        self._committed_lock = threading.Lock()
+        self._total_steps = 0
+        self._n_success = 0
+        self._n_discarded = 0
+        self._n_overflowed = 0
+        self._dropped_rows = 0
+        self._consecutive_overflows = 0
+        self._overruns = 0
+        self._tick_hz = 0.0
+        self._last_display = 0.0
+
+    # --- public -------------------------------------------------------------------------
+    def run(self) -> RecordSummary:
+        """Record until ``n_episodes`` are kept or the operator quits.
+
+        Episodes handed to the writer are committed before this returns, also when it
+        raises (KeyboardInterrupt included); an episode still being recorded, or one
+        awaiting the operator's review, is discarded.
+
+        Raises:
+            RecorderError: the writer failed or cannot keep up, or the device produced an
+                invalid action.
+        """
+        start = time.perf_counter()
+        self.writer.start()
+        try:
+            self._loop()
+        except BaseException:
+            if self._state == RECORDING and self._ep is not None:
+                self._drop("quit", next_seed=False, reset=False)
+            raise
+        finally:
+            self.writer.close()
+            self._state = DONE
+            self._update_display(force=True)
+        self._check_writer()
+        wall = time.perf_counter() - start
+        kept = [r for r in self._order if r.outcome == "committed"]
+        return RecordSummary(
+            n_episodes=len(kept),
+            n_steps=sum(r.steps for r in kept),
+            n_success=sum(bool(r.success) for r in kept),
+            wall_time_s=wall,
+            n_discarded=self._n_discarded,
+            n_overflowed=self._n_overflowed,
+            dropped_rows=self._dropped_rows,
+            overruns=self._overruns,
+            episodes=list(self._order),
+        )
+
+    @property
+    def episodes(self) -> list[EpisodeRecord]:
+        """Every episode of the session so far, in order, including the dropped ones."""
+        return list(self._order)
+
+    def stats(self) -> SessionStats:
+        ep = self._ep
+        with self._committed_lock:
+            committed = self._committed
+        return SessionStats(
+            state=self._state,
+            committed=committed,
+            target=self.n_episodes,
+            episode_steps=ep.steps if ep else 0,
+            total_steps=self._total_steps,
+            n_success=self._n_success,
+            n_discarded=self._n_discarded,
+            n_overflowed=self._n_overflowed,
+            dropped_rows=self._dropped_rows,
+            queue_fill=self.writer.fill,
+            writer_lag_s=self.writer.lag_s if self.writer.queue.qsize() else 0.0,
+            overruns=self._overruns,
+            seed=self._seed,
+            label=ep.label if ep else None,
+            env_success=ep.env_success if ep else False,
+            tick_hz=self._tick_hz,
+        )
+
+    # --- loop ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        period = 1.0 / self.control_hz
+        self._reset_env()
+        deadline = last_tick = time.monotonic()
+        mean_dt = 0.0
+        while True:
+            now = time.monotonic()
+            if now > last_tick:  # the loop rate, from a running mean of tick intervals
+                mean_dt = 0.9 * mean_dt + 0.1 * (now - last_tick) if mean_dt else now - last_tick
+                self._tick_hz = 1.0 / mean_dt
+            last_tick = now
+            self._check_writer()
+            self.writer.flush()
+            for control in self.device.poll_events():
+                self._on_control(control)
+            if self._quit or self._state == DONE:
+                break
+            if self._state == WAITING and (
+                self._start_pending or not getattr(self.device, "operator_driven", False)
+            ):
+                self._start()
+            if self._state == RECORDING:
+                self._step()
+                if self._state == DONE:
+                    break
+            self._update_display()
+            if self.realtime:
+                # Absolute deadlines: a slow tick shortens the next sleep instead of
+                # shifting every later tick.
+                deadline += period
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    self._overruns += 1
+                    if delay < -period:  # far behind: do not try to catch up in a burst
+                        deadline = time.monotonic()
+
+    def _on_control(self, c: Control) -> None:
+        state = self._state
+        if c is Control.TOGGLE:
+            c = Control.STOP if state == RECORDING else Control.START
+        if c is Control.START:
+            if state == WAITING:
+                self._start()
+            elif state == REVIEW:
+                self._keep()
+        elif c is Control.STOP:
+            if state == RECORDING:
+                self._end(truncate=True)
+            elif state == REVIEW:
+                self._keep()
+        elif c is Control.DISCARD:
+            if state in (RECORDING, REVIEW):
+                self._drop("discarded", next_seed=True)
+            elif state == WAITING:
+                self._seed += 1
+                self._say(f"skipped seed {self._seed - 1}; new scene, seed {self._seed}")
+                self._reset_env()
+        elif c is Control.RERECORD:
+            if state in (RECORDING, REVIEW):
+                self._drop("rerecorded", next_seed=False)
+            else:
+                self._say("re-record: no episode in progress (committed ones stay)")
+        elif c in (Control.SUCCESS, Control.FAILURE):
+            if state in (RECORDING, REVIEW) and self._ep is not None:
+                self._ep.label = c is Control.SUCCESS
+                self._say(f"episode marked {'success' if self._ep.label else 'failure'}")
+            else:
+                self._say(f"{c.value}: no episode to label")
+        elif c is Control.QUIT:
+            if state == RECORDING:
+                self._drop("quit", next_seed=False, reset=False)
+            elif state == REVIEW:
+                self._keep(reset=False)
+            self._quit = True
+
+    def _reset_env(self) -> None:
+        obs, _ = self.env.reset(seed=self._seed)
+        self._obs = obs
+        self._buffer = []
+        self._ep = None
+        self._state = WAITING
+
+    def _start(self) -> None:
+        if self.writer.backlogged:
+            # Still writing an earlier backlog (after an overflow, most likely): starting
+            # now would overflow again at once. Start as soon as it has drained.
+            if not self._start_pending:
+                self._say("writer catching up; the episode starts when it has")
+            self._start_pending = True
+            if not self.realtime:
+                time.sleep(0.001)
+            return
+        self._start_pending = False
+        self._tokens += 1
+        self._ep = _Episode(self._tokens, self._seed, uuid.uuid4().hex, time.time())
+        self.writer.send("begin", self._ep.token)
+        self.device.reset()
+        self._state = RECORDING
+
+    def _step(self) -> None:
+        ep = self._ep
+        assert ep is not None
+        obs = self._obs
+        action = np.asarray(self.device.act(obs), dtype=np.float32)
+        if action.ndim != 1 or not np.all(np.isfinite(action)):
+            raise RecorderError(
+                f"{type(self.device).__name__} returned the action {action!r} at step "
+                f"{ep.steps} of episode seed {ep.seed}; expected a finite 1-D vector"
+            )
+        action = np.clip(action, -1.0, 1.0)
+        stamp = time.time()
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        ep.steps += 1
+        self._total_steps += 1
+        if not terminated and self.max_episode_steps and ep.steps >= self.max_episode_steps:
+            truncated = True
+        ep.env_success = ep.env_success or bool((info or {}).get("is_success", False))
+        row = {k: np.array(v, copy=True) for k, v in obs.items()}
+        row.update(
+            action=action,
+            reward=np.float32(reward),
+            terminated=bool(terminated),
+            truncated=bool(truncated),
+        )
+        if self._timestamps:
+            row["timestamp"] = stamp
+        self._buffer.append(row)
+        self._obs = next_obs
+        if len(self._buffer) > self.block_steps and not self._flush_rows(keep_last=True):
+            return  # overflowed: the episode is gone and the env reset
+        if terminated or truncated:
+            self._end(truncate=False)
+
+    def _flush_rows(self, keep_last: bool) -> bool:
+        rows = self._buffer[:-1] if keep_last else self._buffer
+        if not rows:
+            return True
+        block = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+        ep = self._ep
+        assert ep is not None
+        if self.writer.send_rows(ep.token, block, len(rows)):
+            self._buffer = self._buffer[-1:] if keep_last else []
+            return True
+        self._overflow(len(rows))
+        return False
+
+    def _overflow(self, n_rows: int) -> None:
+        ep = self._ep
+        assert ep is not None
+        ep.dropped_rows += n_rows
+        self._n_overflowed += 1
+        self._dropped_rows += n_rows
+        self._consecutive_overflows += 1
+        msg = (
+            f"WRITER QUEUE FULL: episode seed {ep.seed} ({ep.episode_id[:8]}) lost {n_rows} "
+            f"rows after step {ep.steps - len(self._buffer)}; it is DISCARDED (never stored "
+            "with a hole) and will be recorded again"
+        )
+        self._say(msg, level="error")
+        self._drop("overflowed", next_seed=False, reset=False)
+        if self._consecutive_overflows >= self.max_consecutive_overflows:
+            raise RecorderError(
+                f"the episode writer cannot keep up: {self._consecutive_overflows} episodes "
+                f"in a row overflowed its queue ({self.writer.queue.maxsize} blocks of "
+                f"{self.block_steps} rows); use a faster disk, a larger queue_blocks, or a "
+                "lower control rate"
+            )
+        self._reset_env()
+
+    def _end(self, truncate: bool) -> None:
+        ep = self._ep
+        assert ep is not None
+        if ep.steps == 0:
+            self._drop("discarded", next_seed=False)
+            return
+        if truncate and not (self._buffer[-1]["terminated"] or self._buffer[-1]["truncated"]):
+            self._buffer[-1]["truncated"] = True
+        if not self._flush_rows(keep_last=False):
+            return
+        if self.review:
+            self._state = REVIEW
+            label = ep.env_success if ep.label is None else ep.label
+            self._say(
+                f"episode ended after {ep.steps} steps ({'success' if label else 'failure'}): "
+                "keep (start/stop), discard, re-record, or mark success/failure"
+            )
+        else:
+            self._keep()
+
+    def _keep(self, reset: bool = True) -> None:
+        ep = self._ep
+        assert ep is not None
+        success = ep.env_success if ep.label is None else ep.label
+        prov = replace(
+            self.provenance,
+            success=success,
+            start_time_unix_s=ep.start_time_unix_s,
+            episode_id=ep.episode_id,
+        )
+        self.writer.send("commit", ep.token, prov)
+        self._record(ep, "committed", success, "env" if ep.label is None else "operator")
+        self._kept += 1
+        self._n_success += bool(success)
+        self._consecutive_overflows = 0
+        if self.on_episode is not None:
+            self.on_episode(self._kept - 1, success)
+        self._say(
+            f"episode {self._kept}{f'/{self.n_episodes}' if self.n_episodes else ''} kept: "
+            f"{ep.steps} steps, {'success' if success else 'failure'} "
+            f"({'operator' if ep.label is not None else 'env'} label), seed {ep.seed}"
+        )
+        self._seed += 1
+        self._ep = None
+        if self.n_episodes and self._kept >= self.n_episodes:
+            self._state = DONE
+        elif reset:
+            self._reset_env()
+
+    def _drop(self, outcome: str, *, next_seed: bool, reset: bool = True) -> None:
+        ep = self._ep
+        assert ep is not None
+        self.writer.send("discard", ep.token)
+        success = ep.env_success if ep.label is None else ep.label
+        self._record(ep, outcome, success, "env" if ep.label is None else "operator")
+        if outcome in ("discarded", "rerecorded"):
+            self._n_discarded += 1
+            self._say(f"episode seed {ep.seed} {outcome} ({ep.steps} steps)", level="warning")
+        self._ep = None
+        self._buffer = []
+        if next_seed:
+            self._seed += 1
+        if reset:
+            self._reset_env()
+
+    def _record(self, ep: _Episode, outcome: str, success: bool | None, source: str) -> None:
+        rec = EpisodeRecord(
+            episode_id=ep.episode_id,
+            seed=ep.seed,
+            steps=ep.steps,
+            outcome=outcome,
+            success=success,
+            label_source=source,
+            dropped_rows=ep.dropped_rows,
+            start_time_unix_s=ep.start_time_unix_s,
+        )
+        self._records[ep.token] = rec
+        self._order.append(rec)
+
+    def _on_commit(self, token: int, index: int) -> None:  # writer thread
+        rec = self._records.get(token)
+        if rec is not None:
+            rec.store_index = index
+        with self._committed_lock:
+            self._committed += 1
+
+    def _check_writer(self) -> None:
+        err = self.writer.error
+        if err is not None:
+            rec = self._records.get(self.writer.error_token or -1)
+            which = f" (episode seed {rec.seed})" if rec else ""
+            raise RecorderError(
+                f"episode writer failed{which}: {type(err).__name__}: {err}; committed "
+                "episodes are intact"
+            ) from err
+
+    # --- display ------------------------------------------------------------------------
+    def _say(self, text: str, level: str = "info") -> None:
+        if self.display is not None:
+            self.display.message(text, level)
+        elif level != "info":
+            log.warning(text)
+
+    def _update_display(self, force: bool = False) -> None:
+        if self.display is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_display >= 0.1:
+            self._last_display = now
+            self.display.update(self.stats())
+
+
+# ---------------------------------------------------------------------------- shorthand
 
 
 def record_episodes(
-    env: gym.Env,
+    env: EnvLike,
     policy: Policy,
-    store: EpisodeStore,
+    store: Any,
     *,
     n_episodes: int,
     seed: int,
     provenance: EpisodeProvenance,
     action_noise_std: float = 0.0,
-    on_episode: Callable[[int, bool], None] | None = None,
+    on_episode: Callable[[int, bool | None], None] | None = None,
 ) -> RecordSummary:
-    """Records ``n_episodes`` episodes into ``store``; episode i resets with ``seed + i``.
+    """Records ``n_episodes`` episodes of ``policy`` into ``store`` as fast as possible;
+    episode i resets with ``seed + i``.
 
-    Each episode is committed to the store as soon as it ends, so an interrupted session
-    keeps every finished episode. ``provenance`` is the template for every episode (its
-    success label and start time are filled in per episode).
+    Each episode is committed as soon as it ends, so an interrupted session keeps every
+    finished episode. ``provenance`` is the template for every episode (its success label,
+    start time and id are filled in per episode).
+
+    Args:
+        action_noise_std: std of Gaussian noise added to the policy's normalized actions
+            (then clipped to [-1, 1]); the noisy action is what is recorded. The noise
+            generator is seeded with ``seed``.
     """
-    rng = np.random.default_rng(seed)
-    steps = successes = 0
-    start = time.perf_counter()
-    for i in range(n_episodes):
-        started = time.time()
-        frames, success = record_episode(
-            env, policy, seed=seed + i, action_noise_std=action_noise_std, rng=rng
-        )
-        store.append_episode(
-            frames,
-            replace(
-                provenance,
-                success=success,
-                start_time_unix_s=started,
-                episode_id=uuid.uuid4().hex,
-            ),
-        )
-        steps += len(frames["action"])
-        successes += success
-        if on_episode is not None:
-            on_episode(i, success)
-    return RecordSummary(n_episodes, steps, successes, time.perf_counter() - start)
+    device = PolicyDevice(
+        policy,
+        source=provenance.source,
+        policy_id=provenance.policy_id,
+        action_noise_std=action_noise_std,
+        rng=np.random.default_rng(seed),
+    )
+    return Recorder(
+        env,
+        device,
+        store,
+        provenance=provenance,
+        n_episodes=n_episodes,
+        seed=seed,
+        realtime=False,
+        review=False,
+        on_episode=on_episode,
+    ).run()

@@ -1,10 +1,12 @@
-"""robot-rl-data info / validate / stats on real stores."""
+"""robot-rl-data subcommands on real stores: exit codes, output, and the stores they write."""
 
 import numpy as np
 import pytest
+import zarr
 
 from robot_rl.cli.data import main
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+from robot_rl.data.governance import operator_pseudonym, pseudonymize
 
 
 @pytest.fixture
@@ -61,3 +63,166 @@ def test_validate_reports_the_corrupted_episode_and_key(store_path, capsys):
 def test_not_a_store_is_a_clear_error(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 2
     assert "not an episode store" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- label, filter, purge, ...
+
+
+@pytest.fixture(autouse=True)
+def salt_file(tmp_path, monkeypatch):
+    """Pseudonyms use a salt file in the test's directory, never the user's."""
+    path = tmp_path / "salt"
+    monkeypatch.setenv("ROBOT_RL_PSEUDONYM_SALT_FILE", str(path))
+    return path
+
+
+def _ops_store(path, operators):
+    store = EpisodeStore.create(
+        path,
+        obs_spec={"joint_pos": ((7,), "float32")},
+        action_dim=4,
+        control_hz=20.0,
+        robot="panda",
+        task="reach",
+    )
+    rng = np.random.default_rng(1)
+    for i, op in enumerate(operators):
+        t = 4
+        store.append_episode(
+            {
+                "joint_pos": rng.normal(size=(t, 7)),
+                "action": rng.uniform(-1, 1, (t, 4)),
+                "reward": rng.normal(size=t),
+                "terminated": np.zeros(t, bool),
+                "truncated": np.ones(t, bool),
+            },
+            EpisodeProvenance(
+                source="teleop" if i % 2 else "scripted", operator=op, episode_id=f"e{i}"
+            ),
+        )
+    store.close()
+    return path
+
+
+def test_label_success_and_preferences(store_path, capsys, salt_file):
+    assert main(["label", str(store_path), "--episode", "1", "--failure", "--labeller", "Ann"]) == 0
+    out = capsys.readouterr().out
+    assert "episode 1" in out and "failure" in out and "Ann" not in out
+    assert main(["label", str(store_path), "--prefer-index", "0", "2"]) == 0
+    with EpisodeStore.open(store_path) as s:
+        ids = s.episode_ids()
+        assert s.provenance(1).success is False
+        assert s.labels()[0].labeller == pseudonymize("Ann", salt_file.read_bytes())
+        prefs = s.preferences()
+        assert [(p.episode_a, p.episode_b, p.preferred) for p in prefs] == [(ids[0], ids[2], "a")]
+    assert main(["label", str(store_path), "--prefer", ids[1], ids[0], "--equal"]) == 0
+    with EpisodeStore.open(store_path) as s:
+        assert s.preferences()[-1].preferred == "equal"
+    assert main(["info", str(store_path)]) == 0
+    assert "1 label entries, 2 preferences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--episode", "9", "--success"], "episode index 9 out of range"),
+        (["--episode", "0"], "give --success, --failure or --unknown"),
+        (["--episode", "0", "--success", "--prefer-index", "0", "1"], "exactly one of"),
+        (["--prefer", "nope", "x"], "no committed episode 'nope'"),
+    ],
+)
+def test_label_errors_exit_2(store_path, capsys, args, message):
+    assert main(["label", str(store_path), *args]) == 2
+    out = capsys.readouterr().out
+    assert message in out and out.count("\n") == 1
+
+
+def test_filter_purge_merge_split_convert(tmp_path, capsys):
+    src = _ops_store(tmp_path / "src", ["pa", "pb", "pa", "pb", "pc"])
+    assert main(["filter", str(src), str(tmp_path / "f"), "--source", "teleop"]) == 0
+    assert "wrote 2 episode(s)" in capsys.readouterr().out
+    assert (
+        main(["filter", str(src), str(tmp_path / "g"), "--operator", "pa", "--episodes", "1:"]) == 0
+    )
+    with EpisodeStore.open(tmp_path / "f") as f, EpisodeStore.open(tmp_path / "g") as g:
+        assert f.episode_ids() == ["e1", "e3"] and g.episode_ids() == ["e2"]
+
+    assert main(["purge", str(src), "--operator", "pb"]) == 2  # no terminal, no --yes
+    assert "--yes" in capsys.readouterr().out
+    assert main(["purge", str(src), "--operator", "pb", "--yes"]) == 0
+    assert "removed 2 episode(s)" in capsys.readouterr().out
+    with EpisodeStore.open(src) as s:
+        assert s.episode_ids() == ["e0", "e2", "e4"] and s.validate().ok
+
+    assert main(["merge", str(tmp_path / "m"), str(src), str(tmp_path / "f")]) == 0
+    with EpisodeStore.open(tmp_path / "m") as m:
+        assert m.episode_ids() == ["e0", "e2", "e4", "e1", "e3"]
+
+    args = ["split", str(tmp_path / "m"), "--into", "train=0.6,val=0.4", "--seed", "1"]
+    assert main([*args, "--out-dir", str(tmp_path / "sp")]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "val" in out
+    with EpisodeStore.open(tmp_path / "sp" / "train.zarr") as tr:
+        assert tr.n_episodes == 3
+
+    assert main(["convert", str(src), str(tmp_path / "v2"), "--zarr-format", "2"]) == 0
+    assert (tmp_path / "v2" / ".zgroup").is_file()
+    v2 = zarr.open_group(tmp_path / "v2", mode="r", zarr_format=2)
+    np.testing.assert_array_equal(v2["meta/episode_ends"][:], [4, 8, 12])
+
+
+def test_purge_by_operator_name(tmp_path, capsys, salt_file):
+    src = _ops_store(tmp_path / "src", [operator_pseudonym("Ann"), "other"])
+    assert main(["purge", str(src), "--operator-name", "Ann", "--yes"]) == 0
+    with EpisodeStore.open(src) as s:
+        assert s.episode_ids() == ["e1"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["merge", "{t}/m", "{t}/a", "{t}/b"], "differ in control_hz"),
+        (["split", "{t}/a", "--into", "train=0.9,val=0.3", "--out-dir", "{t}/o"], "sum to 1"),
+        (["split", "{t}/a", "--into", "train:0.9", "--out-dir", "{t}/o"], "name=fraction"),
+        (["filter", "{t}/a", "{t}/a"], "already exists"),
+        (["filter", "{t}/a", "{t}/x", "--episodes", "3"], "expected A:B"),
+        (["convert", "{t}/a", "{t}/a", "--zarr-format", "2"], "already exists"),
+        (["purge", "{t}/nope", "--operator", "p", "--yes"], "does not exist"),
+        (["purge", "{t}/a", "--yes"], "exactly one of --operator"),
+    ],
+)
+def test_governance_errors_exit_2(tmp_path, capsys, argv, message):
+    _ops_store(tmp_path / "a", ["p"])
+    b = EpisodeStore.create(
+        tmp_path / "b",
+        obs_spec={"joint_pos": ((7,), "float32")},
+        action_dim=4,
+        control_hz=10.0,
+        robot="panda",
+        task="reach",
+    )
+    b.close()
+    assert main([a.format(t=tmp_path) for a in argv]) == 2
+    out = capsys.readouterr().out
+    assert message in out and out.startswith("error:")
+
+
+def test_convert_requires_format_2(store_path, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(store_path), str(tmp_path / "o"), "--zarr-format", "3"])
+    assert e.value.code == 2  # argparse's usage error
+
+
+def test_commands_registry_is_extensible(monkeypatch, capsys):
+    from robot_rl.cli import data
+
+    def add(p):
+        p.add_argument("thing")
+
+    monkeypatch.setattr(
+        data,
+        "COMMANDS",
+        [*data.COMMANDS, data.Command("hello", lambda a: print(f"hi {a.thing}") or 0, "x", add)],
+    )
+    assert data.main(["hello", "there"]) == 0
+    assert "hi there" in capsys.readouterr().out

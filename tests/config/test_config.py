@@ -110,3 +110,57 @@ def test_existing_dataset_needs_a_path():
 def test_cross_group_constraints_fail_before_anything_runs(overrides, key):
     with pytest.raises(ConfigError, match=key):
         to_object(_compose("pipeline", overrides), PipelineConfig)
+
+
+@pytest.mark.parametrize("device", ["scripted", "keyboard", "spacemouse", "gamepad", "replay"])
+def test_record_composes_for_every_teleop_device(device):
+    from robot_rl.config.schema import RecordConfig, TeleopConfig
+
+    overrides = [f"teleop={device}", "store.path=s.zarr"]
+    if device == "replay":
+        overrides.append("teleop.replay_store=demos.zarr")
+    cfg = to_object(_compose("record", overrides), RecordConfig)
+    assert isinstance(cfg.teleop, TeleopConfig) and cfg.teleop.device == device
+    human = device in ("keyboard", "spacemouse", "gamepad")
+    assert cfg.teleop.realtime is human and cfg.teleop.review is human
+    assert cfg.store.path == "s.zarr" and cfg.seed is None
+
+
+def test_teleop_yaml_restates_the_device_defaults():
+    # The YAML files show operators their bindings; drift from the code defaults is a bug.
+    from robot_rl.config.schema import RecordConfig
+    from robot_rl.teleop.devices.gamepad import DEFAULT_GAMEPAD_AXES, DEFAULT_GAMEPAD_BINDINGS
+    from robot_rl.teleop.devices.keyboard import DEFAULT_KEYBOARD_BINDINGS
+    from robot_rl.teleop.devices.spacemouse import (
+        DEFAULT_SPACEMOUSE_AXES,
+        DEFAULT_SPACEMOUSE_BINDINGS,
+    )
+
+    def teleop(device):
+        return to_object(
+            _compose("record", [f"teleop={device}", "store.path=s.zarr"]), RecordConfig
+        ).teleop
+
+    assert teleop("keyboard").bindings == DEFAULT_KEYBOARD_BINDINGS
+    assert teleop("gamepad").bindings == DEFAULT_GAMEPAD_BINDINGS
+    assert tuple(teleop("gamepad").axes) == DEFAULT_GAMEPAD_AXES
+    assert teleop("spacemouse").bindings == DEFAULT_SPACEMOUSE_BINDINGS
+    assert tuple(teleop("spacemouse").axes) == DEFAULT_SPACEMOUSE_AXES
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("teleop.speed=0", r"teleop\.speed"),
+        ("teleop.axes=[x,y]", r"teleop\.axes"),
+        ("teleop.review=true", r"teleop\.review"),  # the scripted expert has no operator
+        ("teleop.device=joystick", r"teleop\.device"),
+        ("n_episodes=-1", "n_episodes"),
+        ("queue_blocks=1", "queue_blocks"),
+    ],
+)
+def test_bad_record_values_name_the_key(override, key):
+    from robot_rl.config.schema import RecordConfig
+
+    with pytest.raises(ConfigError, match=key):
+        to_object(_compose("record", ["store.path=s.zarr", override]), RecordConfig)

@@ -11,6 +11,7 @@ import pytest
 import zarr
 
 from robot_rl.data import episode_store as es
+from robot_rl.data import episode_writer as ew
 from robot_rl.data.episode_store import (
     EpisodeProvenance,
     EpisodeStore,
@@ -36,7 +37,7 @@ def test_round_trip_values_exact(new_store, make_frames, make_prov, tmp_path):
         assert r.obs_keys == ["joint_pos", "cam"]
         assert r.obs_spec == {"joint_pos": ((3,), "float32"), "cam": ((2, 2), "uint8")}
         assert r.action_dim == 2 and r.control_hz == 20.0
-        assert r.attrs["format"] == "robot_rl.episode_store" and r.attrs["format_version"] == 1
+        assert r.attrs["format"] == "robot_rl.episode_store" and r.attrs["format_version"] == 2
         assert (r.attrs["robot"], r.attrs["task"]) == ("panda", "reach")
         assert r.attrs["units"] == {"joint_pos": "rad"}
         for i, frames in enumerate(episodes):
@@ -89,6 +90,8 @@ def _crash_at_commit(monkeypatch):
         raise OSError("simulated crash before the commit document")
 
     monkeypatch.setattr(es, "_atomic_write_json", boom)
+    # A killed process cleans nothing up: keep the failed episode's rows on disk.
+    monkeypatch.setattr(ew, "truncate_uncommitted", lambda store: None)
 
 
 def test_crash_before_commit_then_recover(
@@ -128,16 +131,16 @@ def test_crash_midway_through_data_arrays(
 ):
     path = tmp_path / "store"
     calls = {"n": 0}
-    real = EpisodeStore._write_rows
+    real = ew.write_rows
 
-    def write_some_then_die(self, name, a, committed, rows):
+    def write_some_then_die(*args):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("simulated crash mid-episode")
-        real(self, name, a, committed, rows)
+        real(*args)
 
     with monkeypatch.context() as m:
-        m.setattr(EpisodeStore, "_write_rows", write_some_then_die)
+        m.setattr(ew, "write_rows", write_some_then_die)
         with pytest.raises(OSError, match="mid-episode"):
             filled_store.append_episode(make_frames(7, 14), make_prov(3))
     # The same writer object stays usable and appends after the failure.

@@ -1,0 +1,234 @@
+"""robot-rl-record: drive the simulated arm with a teleop device (keyboard, SpaceMouse,
+gamepad), the task's scripted expert, or the replay of a stored episode, and record the
+episodes into an episode store (created if missing, appended to if it exists).
+
+Parsing and wiring only: the devices and the recording loop live in ``robot_rl.teleop``.
+Besides the store, the run directory gets ``session.json`` (every episode of the session
+with its seed and fate, dropped ones included) and, with ``teleop.events_out``, the raw
+input events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.cli.common import console, fail_on_config_error, quiet_library_loggers
+from robot_rl.config.schema import ConfigError, RecordConfig
+from robot_rl.config.store import register_configs, to_object
+from robot_rl.paths import CONF_DIR, code_version
+
+log = logging.getLogger(__name__)
+
+#: Version of the safety filter that vets recorded actions (none exists yet).
+SAFETY_FILTER_VERSION = "none"
+
+
+def stored_operator(name: str, salt_file: str) -> str:
+    """What the store keeps of the operator: a salted pseudonym, never the name."""
+    if not name.strip():
+        return ""
+    # The single call site of the data layer's pseudonymization (governance): nothing
+    # else in the recording path turns an operator's name into what is stored.
+    from robot_rl.data.governance import operator_pseudonym
+
+    try:
+        return operator_pseudonym(name, salt_file or None)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"operator pseudonym salt (operator_salt_file): {e}") from None
+
+
+def open_or_create_store(cfg: RecordConfig, env: Any) -> Any:
+    """The store at ``cfg.store.path`` opened for appending, created when missing.
+
+    Raises:
+        ConfigError: the path is no store (or another writer holds it), or the store
+            does not match this robot, task, control rate, observations or action size.
+    """
+    from robot_rl.sim.env import OBS_SPEC
+
+    path = Path(cfg.store.path)
+    spaces = env.observation_space.spaces
+    order = [k for k in OBS_SPEC if k in spaces] + [k for k in spaces if k not in OBS_SPEC]
+    obs_spec = {k: (tuple(spaces[k].shape), str(spaces[k].dtype)) for k in order}
+    action_dim = int(env.action_space.shape[0])
+    try:
+        return _open_or_create(cfg, path, obs_spec, action_dim)
+    except (OSError, ValueError, RuntimeError) as e:  # not a store, locked, unwritable
+        raise ConfigError(f"store.path={str(path)!r}: {e}") from None
+
+
+def _open_or_create(cfg: RecordConfig, path: Path, obs_spec: dict, action_dim: int) -> Any:
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.sim.env import OBS_SPEC
+
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return EpisodeStore.create(
+            path,
+            obs_spec=obs_spec,
+            action_dim=action_dim,
+            control_hz=cfg.task.control_hz,
+            robot=cfg.robot.name,
+            task=cfg.task.name,
+            units={k: unit for k, (_, unit) in OBS_SPEC.items() if k in obs_spec},
+            chunk_steps=cfg.store.chunk_steps or None,
+            timestamps=True,
+        )
+    store = EpisodeStore.open(path, mode="a")
+    want = {
+        "robot": cfg.robot.name,
+        "task": cfg.task.name,
+        "control_hz": float(cfg.task.control_hz),
+        "obs_spec": {k: (tuple(s), str(d)) for k, (s, d) in obs_spec.items()},
+        "action_dim": action_dim,
+    }
+    have = {
+        "robot": store.attrs.get("robot"),
+        "task": store.attrs.get("task"),
+        "control_hz": store.control_hz,
+        "obs_spec": {k: (tuple(s), str(d)) for k, (s, d) in store.obs_spec.items()},
+        "action_dim": store.action_dim,
+    }
+    diff = [f"{k}: store has {have[k]!r}, this run {want[k]!r}" for k in want if have[k] != want[k]]
+    if diff:
+        store.close()
+        raise ValueError(
+            "it holds other episodes than this run records ("
+            + "; ".join(diff)
+            + "); choose another store.path"
+        )
+    return store
+
+
+def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Records a session and returns what ``session.json`` holds."""
+    # Heavy imports here, so that `--help` and config errors answer instantly.
+    from robot_rl.data.episode_store import EpisodeProvenance
+    from robot_rl.sim.env import make_env
+    from robot_rl.teleop.devices import make_device
+    from robot_rl.teleop.display import LineDisplay, RichLiveDisplay
+    from robot_rl.teleop.recorder import Recorder
+
+    operator = stored_operator(cfg.operator, cfg.operator_salt_file)
+    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31 - 1)
+    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+    events_out = None
+    if cfg.teleop.events_out:
+        events_out = Path(cfg.teleop.events_out)
+        if not events_out.is_absolute():
+            events_out = run_dir / events_out
+        events_out.parent.mkdir(parents=True, exist_ok=True)
+
+    env = make_env(cfg.task, cfg.robot, cfg.sim)
+    store = open_or_create_store(cfg, env)
+    n_before = store.n_episodes
+    try:
+        device = make_device(
+            cfg.teleop,
+            task=cfg.task.name,
+            max_ee_step_m=cfg.task.max_ee_step_m,
+            noise_seed=seed,
+            events_out=events_out,
+        )
+    except (RuntimeError, ValueError) as e:
+        store.close()
+        raise ConfigError(f"teleop={cfg.teleop.device}: {e}") from None
+    provenance = EpisodeProvenance(
+        source=device.source,
+        operator=operator,
+        robot_id=cfg.robot_id or f"sim:{cfg.robot.name}",
+        policy_id=device.policy_id,
+        config_hash=config_hash,
+        code_version=code_version(),
+        safety_filter_version=SAFETY_FILTER_VERSION,
+    )
+    live = cfg.progress and sys.stderr.isatty()
+    display = RichLiveDisplay(getattr(device, "bindings", None)) if live else LineDisplay(console)
+    recorder = Recorder(
+        env,
+        device,
+        store,
+        provenance=provenance,
+        n_episodes=cfg.n_episodes,
+        seed=seed,
+        control_hz=cfg.task.control_hz,
+        realtime=cfg.teleop.realtime,
+        review=cfg.teleop.review,
+        queue_blocks=cfg.queue_blocks,
+        block_steps=cfg.block_steps,
+        max_episode_steps=cfg.max_episode_steps,
+        display=display,
+    )
+    console.print(
+        f"recording {cfg.n_episodes or 'until quit'} episode(s) of {cfg.task.name} with "
+        f"{cfg.teleop.device} (seeds from {seed}) into {store.path} "
+        f"({n_before} episodes already there)"
+    )
+    session: dict[str, Any] = {
+        "store": str(store.path),
+        "device": cfg.teleop.device,
+        "first_seed": seed,
+        "episodes_before": n_before,
+    }
+    summary = None
+    try:
+        with display:
+            summary = recorder.run()
+    finally:
+        device.close()
+        session["episodes"] = [dataclasses.asdict(r) for r in recorder.episodes]
+        if summary is not None:
+            session["summary"] = {
+                k: v for k, v in dataclasses.asdict(summary).items() if k != "episodes"
+            }
+        n_after = store.n_episodes
+        store.close()
+        session["episodes_after"] = n_after
+        (run_dir / "session.json").write_text(json.dumps(session, indent=2) + "\n")
+    assert summary is not None
+    console.print(
+        f"[bold green]kept {summary.n_episodes}[/bold green] episode(s), {summary.n_steps} "
+        f"steps, success {summary.success_rate:.0%}; discarded {summary.n_discarded}, "
+        f"overflowed {summary.n_overflowed} ({summary.dropped_rows} rows dropped) -> "
+        f"{session['store']} now has {session['episodes_after']} episodes "
+        f"[dim](session log: {run_dir / 'session.json'})[/dim]"
+    )
+    return session
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="record", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_library_loggers()
+    from robot_rl.teleop.recorder import RecorderError
+
+    with fail_on_config_error():
+        config = to_object(cfg, RecordConfig)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        try:
+            run_record(config, run_dir, resolved)
+        except RecorderError as e:
+            console.print(f"[bold red]recording stopped:[/bold red] {e}")
+            sys.exit(1)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow]: committed episodes are kept")
+            sys.exit(130)
+
+
+def main() -> None:
+    register_configs()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,529 @@
+"""Writing episodes into an episode store, incrementally and crash-safely.
+
+:class:`EpisodeWriter` is the recorder's hot path: ``store.begin_episode()`` returns one,
+``append`` takes blocks of control-rate rows and ``append_stream`` blocks of rows of a
+declared stream, ``commit`` makes the episode visible, ``discard`` drops it. Each array
+keeps at most one chunk of pending rows in memory (the rows up to its next chunk
+boundary); a full chunk is written, fsynced, and forgotten, so an episode of any length
+costs one chunk per array of memory and the disk work is spread over the episode.
+
+Commit order (see the store's module docstring for why): every remaining chunk, then the
+per-episode ``meta/`` rows (episode end, provenance, statistics, stream episode ends),
+each fsynced along with the array metadata and the directories that gained entries; only
+then is ``commit.json`` replaced, and only then does the episode exist. A process killed
+before that leaves rows past the committed counts, which readers ignore and the next
+``begin_episode`` deletes (:func:`truncate_uncommitted`).
+
+Validation (:func:`check_block`) happens before a block's first byte is written, so a bad
+block raises ValueError and leaves the open episode's earlier rows, and everything
+committed, as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from robot_rl.data.atomic_fs import fsync_path
+from robot_rl.data.stats import Moments
+
+if TYPE_CHECKING:
+    from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+
+# Temporary files zarr's LocalStore (``<name>.<uuid32>.partial``) and the store's own
+# documents (``.<name>.tmp-<pid>``) leave when a process dies mid-write.
+_PARTIAL_RE = re.compile(r"^.+\.[0-9a-f]{32}\.partial$")
+_TMP_DOC_RE = re.compile(r"^\..+\.tmp-\d+$")
+
+Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+# Key of the float64 seconds column of control rows (optional) and of every stream.
+TIMESTAMP_KEY = "timestamp"
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def cast_values(what: str, key: str, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Check that ``x`` fits ``dtype`` (same kind, in range, finite floats) and cast it.
+
+    Raises:
+        ValueError: naming ``what[key]``, what was expected and what was given.
+    """
+    src = x.dtype
+    ok = (
+        src.kind == dtype.kind
+        or (dtype.kind in "iu" and src.kind in "iu")
+        or (dtype.kind == "b" and src.kind in "iu")
+    )
+    if not ok:
+        raise ValueError(
+            f"{what}[{key!r}]: expected dtype {dtype} (kind {dtype.kind!r}), got {src}"
+        )
+    if dtype.kind == "b":
+        if src.kind != "b" and not np.isin(x, (0, 1)).all():
+            raise ValueError(
+                f"{what}[{key!r}]: expected bool (or 0/1) values, got {src} with other values"
+            )
+        return x.astype(bool)
+    if dtype.kind in "iu" and x.size:
+        info = np.iinfo(dtype)
+        lo, hi = x.min(), x.max()
+        if lo < info.min or hi > info.max:
+            raise ValueError(
+                f"{what}[{key!r}]: values in [{lo}, {hi}] do not fit dtype {dtype} "
+                f"([{info.min}, {info.max}])"
+            )
+    if dtype.kind == "f":
+        finite = np.isfinite(x)
+        if not finite.all():
+            step = int(np.argwhere(~finite)[0][0])
+            raise ValueError(f"{what}[{key!r}]: NaN or inf at step {step}; expected finite")
+        with np.errstate(over="ignore"):
+            y = x.astype(dtype)
+        if not np.isfinite(y).all():
+            raise ValueError(
+                f"{what}[{key!r}]: values overflow {dtype} (max |x| = {np.abs(x).max()})"
+            )
+        return y
+    return x.astype(dtype)
+
+
+def check_block(
+    what: str,
+    spec: Spec,
+    required: list[str],
+    block: dict[str, np.ndarray],
+    where: Path,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Check and cast a block of rows against ``spec``; nothing is written.
+
+    Keys of ``spec`` not in ``required`` are optional bool flags that default to all
+    False. Every key needs the same number of rows T (T may be 0).
+
+    Returns:
+        (every key of ``spec`` -> rows cast to its dtype, T).
+
+    Raises:
+        ValueError: an unknown or missing key, a wrong shape or dtype, differing T,
+            non-finite floats; the message names ``what[key]`` and ``where``.
+    """
+    if not isinstance(block, dict):
+        raise ValueError(f"{what}: expected a dict key -> array, got {type(block).__name__}")
+    unknown = sorted(set(block) - set(spec))
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {unknown}; expected {list(spec)} ({where})")
+    missing = [k for k in required if k not in block]
+    if missing:
+        raise ValueError(f"{what}: missing key(s) {missing}; every block needs {required}")
+    n_rows: int | None = None
+    first_key = ""
+    out: dict[str, np.ndarray] = {}
+    for key, (shape, dtype) in spec.items():
+        if key not in block:
+            continue
+        x = np.asarray(block[key])
+        if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != shape:
+            raise ValueError(
+                f"{what}[{key!r}]: expected shape (T, {', '.join(map(str, shape))}) "
+                f"(per-step shape {shape}), got {x.shape}".replace(", )", ")")
+            )
+        if n_rows is None:
+            n_rows, first_key = x.shape[0], key
+        elif x.shape[0] != n_rows:
+            raise ValueError(
+                f"{what}[{key!r}]: has {x.shape[0]} steps, but {what}[{first_key!r}] has "
+                f"{n_rows}; every key needs the same T"
+            )
+        out[key] = cast_values(what, key, x, dtype)
+    assert n_rows is not None  # required is never empty
+    for key, (shape, dtype) in spec.items():
+        if key not in out:
+            out[key] = np.zeros((n_rows, *shape), dtype=dtype)
+    return out, int(n_rows)
+
+
+def check_timestamps(what: str, ts: np.ndarray, previous: float | None) -> None:
+    """Raise ValueError unless ``ts`` is non-decreasing and starts at or after ``previous``."""
+    if ts.size == 0:
+        return
+    bad = np.nonzero(np.diff(ts) < 0)[0]
+    if bad.size:
+        r = int(bad[0]) + 1
+        raise ValueError(
+            f"{what}['timestamp']: decreases at row {r} ({ts[r - 1]!r} -> {ts[r]!r}); "
+            "timestamps must be non-decreasing"
+        )
+    if previous is not None and ts[0] < previous:
+        raise ValueError(
+            f"{what}['timestamp']: first value {ts[0]!r} is before the last appended "
+            f"{previous!r}; timestamps must be non-decreasing across blocks"
+        )
+
+
+# ---------------------------------------------------------------------------- durable writes
+
+
+def set_rows(a: zarr.Array, n: int) -> None:
+    """Set the array's length along axis 0 to ``n`` rows (metadata only).
+
+    Shrinking skips zarr's search for chunks outside the new shape, which enumerates every
+    chunk of the array (its cost would grow with the store); callers delete dead chunk
+    files themselves (:func:`truncate_uncommitted`), or there are none (a trim of rows
+    grown ahead but never written).
+    """
+    shape = (n, *a.shape[1:])
+    if n >= a.shape[0]:
+        a.resize(shape)
+    else:
+        sync(a.async_array.resize(shape, delete_outside_chunks=False))
+
+
+def chunk_file(array_dir: Path, a: zarr.Array, c: int) -> Path:
+    """Path of chunk ``c`` along axis 0 (the store's chunks span every other axis)."""
+    return array_dir.joinpath("c", str(c), *(["0"] * (a.ndim - 1)))
+
+
+def write_rows(
+    store_dir: Path,
+    name: str,
+    a: zarr.Array,
+    lo: int,
+    rows: np.ndarray,
+    dirs: set[Path],
+    grow_rows: int = 0,
+) -> None:
+    """Write ``rows`` at row ``lo`` of array ``name`` (growing it) and fsync their chunks.
+
+    When the array must grow, it grows by ``grow_rows`` more than needed, so a long
+    episode rewrites the array metadata once per several chunks, not once per chunk
+    (commit trims the shape to the committed rows). Directories that may have gained
+    entries are added to ``dirs``; the caller fsyncs them (once each) before committing.
+    """
+    hi = lo + len(rows)
+    if a.shape[0] < hi:
+        set_rows(a, hi + grow_rows)
+    a[lo:hi] = rows
+    cs = a.chunks[0]
+    array_dir = store_dir / name
+    dirs.add(array_dir)
+    for c in range(lo // cs, (hi - 1) // cs + 1):
+        f = chunk_file(array_dir, a, c)
+        fsync_path(f)
+        d = f.parent
+        while d != array_dir:
+            dirs.add(d)
+            d = d.parent
+
+
+# Chunks an array grows by beyond what a write needs (see write_rows).
+_GROW_CHUNKS = 8
+
+
+class _ArrayTail:
+    """Rows of one array not yet written: at most those up to its next chunk boundary."""
+
+    def __init__(self, store_dir: Path, name: str, a: zarr.Array, start_row: int):
+        self.store_dir, self.name, self.a = store_dir, name, a
+        self.cs = int(a.chunks[0])
+        self.grow = _GROW_CHUNKS * self.cs
+        self.start = start_row  # global row of the first pending row
+        self.fill = 0
+        self.buf: np.ndarray | None = None
+
+    def add(self, rows: np.ndarray, dirs: set[Path]) -> None:
+        i, n = 0, len(rows)
+        while i < n:
+            cap = self.cs - self.start % self.cs  # rows up to the next chunk boundary
+            if self.fill == 0 and n - i >= cap:
+                # Whole chunks straight from the block, no copy.
+                k = cap + (n - i - cap) // self.cs * self.cs
+                block = rows[i : i + k]
+                write_rows(self.store_dir, self.name, self.a, self.start, block, dirs, self.grow)
+                self.start += k
+                i += k
+                continue
+            if self.buf is None:
+                self.buf = np.empty((self.cs, *self.a.shape[1:]), dtype=self.a.dtype)
+            take = min(cap - self.fill, n - i)
+            self.buf[self.fill : self.fill + take] = rows[i : i + take]
+            self.fill += take
+            i += take
+            if self.fill == cap:
+                self.flush(dirs)
+
+    def flush(self, dirs: set[Path]) -> None:
+        if self.fill:
+            assert self.buf is not None
+            rows = self.buf[: self.fill]
+            write_rows(self.store_dir, self.name, self.a, self.start, rows, dirs, self.grow)
+            self.start += self.fill
+            self.fill = 0
+
+
+def truncate_uncommitted(store: EpisodeStore) -> None:
+    """Delete every row past the committed counts (a crashed or discarded episode).
+
+    Whole chunks past the committed rows hold only uncommitted data, perhaps torn by the
+    crash that left them; zarr's resize would delete only those inside the old shape, so
+    they are deleted here, along with temporary files a killed write left behind.
+    """
+    for name, a, committed in store._all_arrays():
+        array_dir = store.path / name
+        for child in array_dir.iterdir() if array_dir.is_dir() else ():
+            if _PARTIAL_RE.match(child.name):  # a killed metadata write
+                child.unlink(missing_ok=True)
+        if a.shape[0] <= committed:
+            continue
+        first_dead = math.ceil(committed / a.chunks[0])
+        chunk_root = array_dir / "c"
+        if chunk_root.is_dir():
+            for child in chunk_root.iterdir():
+                head = child.name.split(".", 1)[0]
+                if _PARTIAL_RE.match(child.name) or (head.isdigit() and int(head) >= first_dead):
+                    shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
+                elif child.is_dir() and head.isdigit() and int(head) == first_dead - 1:
+                    for f in child.rglob("*.partial"):
+                        f.unlink(missing_ok=True)
+        set_rows(a, committed)
+    for child in store.path.iterdir():
+        if _TMP_DOC_RE.match(child.name):
+            child.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- the writer
+
+
+class EpisodeWriter:
+    """One episode being written; get it from :meth:`EpisodeStore.begin_episode`.
+
+    Rows become visible to readers only at :meth:`commit`. A writer (like its store) is
+    not thread-safe: drive it from one thread, e.g. the recorder's writer thread. Use as
+    a context manager to discard the episode when the block is left without a commit
+    (an exception included)::
+
+        with store.begin_episode() as writer:
+            for block in blocks:
+                writer.append(block)
+            writer.commit(provenance)
+    """
+
+    def __init__(self, store: EpisodeStore):
+        self._store = store
+        self._dirs: set[Path] = set()
+        self._closed = False
+        n0 = store.n_steps
+        self._data_tails = {
+            k: _ArrayTail(store.path, f"data/{k}", a, n0) for k, a in store._data.items()
+        }
+        self._stream_tails = {
+            s: {
+                k: _ArrayTail(store.path, f"streams/{s}/{k}", a, store._stream_rows[s])
+                for k, a in arrays.items()
+            }
+            for s, arrays in store._streams.items()
+        }
+        self._n_rows = 0
+        self._stream_n: dict[str, int] = dict.fromkeys(store._streams, 0)
+        self._last_ts: float | None = None
+        self._stream_last_ts: dict[str, float | None] = dict.fromkeys(store._streams)
+        self._moments: dict[str, Moments | None] = dict.fromkeys(store._stats_arr)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def n_rows(self) -> int:
+        """Control-rate rows appended so far."""
+        return self._n_rows
+
+    def n_stream_rows(self, name: str) -> int:
+        """Rows of stream ``name`` appended so far."""
+        self._store._check_stream(name)
+        return self._stream_n[name]
+
+    @property
+    def closed(self) -> bool:
+        """True once committed or discarded."""
+        return self._closed
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError(
+                f"{self._store.path}: this episode writer is closed (committed or discarded); "
+                "call store.begin_episode() for the next episode"
+            )
+
+    # ------------------------------------------------------------------ appending
+
+    def append(self, frames: dict[str, np.ndarray]) -> None:
+        """Append a block of control-rate rows (T >= 0).
+
+        Args:
+            frames: the same keys as :meth:`EpisodeStore.append_episode` takes, each with
+                T rows; ``timestamp`` (float64 s, non-decreasing) when the store has
+                control-row timestamps.
+
+        Raises:
+            ValueError: a malformed block; nothing of it is written, and the episode's
+                earlier rows stay.
+        """
+        self._check_usable()
+        checked, n = self._store._check_frames(frames)
+        if "timestamp" in checked:
+            check_timestamps("frames", checked["timestamp"], self._last_ts)
+        self._write_frames(checked, n)
+
+    def _write_frames(self, checked: dict[str, np.ndarray], n: int) -> None:
+        if n == 0:
+            return
+        for key in self._moments:
+            m = Moments.from_rows(checked[key])
+            prev = self._moments[key]
+            self._moments[key] = m if prev is None else prev.merge(m)
+        try:
+            for key, tail in self._data_tails.items():
+                tail.add(checked[key], self._dirs)
+        except BaseException:
+            # Arrays now disagree on this episode's length: it cannot be committed.
+            self.discard()
+            raise
+        self._n_rows += n
+        if "timestamp" in checked:
+            self._last_ts = float(checked["timestamp"][-1])
+
+    def append_stream(self, name: str, rows: dict[str, np.ndarray]) -> None:
+        """Append a block of rows of the declared stream ``name`` (T >= 0).
+
+        Args:
+            name: a stream declared at :meth:`EpisodeStore.create`.
+            rows: every key of the stream plus ``timestamp`` (float64 seconds on the same
+                clock as the control rows' timestamps, non-decreasing).
+
+        Raises:
+            ValueError: an unknown stream or a malformed block; nothing of it is written.
+        """
+        self._check_usable()
+        checked, n = self._store._check_stream_rows(name, rows)
+        check_timestamps(f"streams[{name!r}]", checked["timestamp"], self._stream_last_ts[name])
+        self._write_stream(name, checked, n)
+
+    def _write_stream(self, name: str, checked: dict[str, np.ndarray], n: int) -> None:
+        if n == 0:
+            return
+        try:
+            for key, tail in self._stream_tails[name].items():
+                tail.add(checked[key], self._dirs)
+        except BaseException:
+            self.discard()
+            raise
+        self._stream_n[name] += n
+        self._stream_last_ts[name] = float(checked["timestamp"][-1])
+
+    # ------------------------------------------------------------------ ending
+
+    def commit(self, provenance: EpisodeProvenance) -> int:
+        """Write what is pending, make it durable, and commit the episode.
+
+        Args:
+            provenance: where the episode came from.
+
+        Returns:
+            The new episode's index.
+
+        Raises:
+            ValueError: malformed provenance, or no rows; the writer stays open, so fix
+                and commit again, or discard.
+            OSError: a failed write; the episode is discarded.
+        """
+        from robot_rl.data.episode_store import EpisodeProvenance
+
+        self._check_usable()
+        if not isinstance(provenance, EpisodeProvenance):
+            raise ValueError(
+                f"provenance: expected an EpisodeProvenance, got {type(provenance).__name__}"
+            )
+        provenance.check()
+        self._store._check_new_episode_id(provenance.episode_id)
+        if self._n_rows == 0:
+            raise ValueError(
+                f"{self._store.path}: the episode has 0 control rows; append at least one "
+                "before commit (or discard it)"
+            )
+        store = self._store
+        try:
+            tails = [*self._data_tails.values()]
+            tails += [t for ts in self._stream_tails.values() for t in ts.values()]
+            for tail in tails:
+                tail.flush(self._dirs)
+                if tail.a.shape[0] != tail.start:  # trim what write_rows grew ahead
+                    set_rows(tail.a, tail.start)
+            e0 = store.n_episodes
+            meta_rows: list[tuple[str, zarr.Array, np.ndarray]] = [
+                ("meta/episode_ends", store._ends_arr, np.array([store.n_steps + self._n_rows])),
+                (
+                    "meta/provenance",
+                    store._prov_arr,
+                    np.array([provenance.to_json()], dtype=np.dtypes.StringDType()),
+                ),
+            ]
+            for key, a in store._stats_arr.items():
+                m = self._moments[key]
+                assert m is not None
+                row = np.stack([m.mean, m.m2, m.min, m.max])[None]
+                meta_rows.append((f"meta/stats/{key}", a, row))
+            for s, a in store._stream_ends_arr.items():
+                end = store._stream_rows[s] + self._stream_n[s]
+                meta_rows.append((f"streams/{s}/episode_ends", a, np.array([end])))
+            for name, a, row in meta_rows:
+                write_rows(store.path, name, a, e0, row, self._dirs)
+            # Array metadata (the grown shapes) and new directory entries, deepest first.
+            for name, _, _ in store._all_arrays():
+                fsync_path(store.path / name / "zarr.json")
+            for d in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
+                if d.is_dir():
+                    fsync_path(d)
+            # Only now, with every chunk durable, does the episode exist.
+            store._commit(
+                e0 + 1,
+                store.n_steps + self._n_rows,
+                {s: store._stream_rows[s] + n for s, n in self._stream_n.items()},
+                provenance,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.discard()
+            raise
+        self._close()
+        return e0
+
+    def discard(self) -> None:
+        """Drop the episode: nothing becomes visible and its rows are deleted from disk."""
+        if self._closed:
+            return
+        self._close()
+        truncate_uncommitted(self._store)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._data_tails.clear()
+        self._stream_tails.clear()
+        if self._store._writer is self:
+            self._store._writer = None
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.discard()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"EpisodeWriter({str(self._store.path)!r}, n_rows={self._n_rows}, {state})"

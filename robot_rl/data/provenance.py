@@ -1,0 +1,95 @@
+"""Per-episode provenance: where an episode came from, stored as one JSON object each."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+SOURCES = ("teleop", "policy", "scripted", "import")
+
+
+@dataclass
+class EpisodeProvenance:
+    """Where an episode came from; stored as one JSON object per episode.
+
+    Attributes:
+        source: how the actions were produced: one of ``teleop``, ``policy``,
+            ``scripted``, ``import``.
+        operator: operator pseudonym (never a real name; see
+            :func:`robot_rl.data.governance.pseudonymize`).
+        robot_id: the physical unit (or sim twin) that ran the episode, e.g. a serial.
+        policy_id: the policy that acted, when ``source`` is ``policy``.
+        checkpoint_hash: hash of the policy weights that acted.
+        config_hash: hash of the resolved config of the run that recorded the episode.
+        code_version: ``robot_rl.paths.code_version()`` of the recording code.
+        safety_filter_version: version of the safety filter that vetted the actions.
+        success: success label: True, False, or None for unknown. The value recorded at
+            commit; :meth:`EpisodeStore.provenance` shows the latest human label instead
+            where one exists.
+        start_time_unix_s: wall-clock time of the episode's first step (UTC seconds since
+            the epoch); defaults to when this object was created, so create it at the
+            episode's start. None for imports with no known time.
+        episode_id: globally unique id (hex UUID4). Episode indices change when stores
+            are merged or purged; labels and reports refer to episodes by this id.
+    """
+
+    source: str
+    operator: str = ""
+    robot_id: str = ""
+    policy_id: str = ""
+    checkpoint_hash: str = ""
+    config_hash: str = ""
+    code_version: str = ""
+    safety_filter_version: str = ""
+    success: bool | None = None
+    start_time_unix_s: float | None = field(default_factory=time.time)
+    episode_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_json(self) -> str:
+        """The canonical JSON form stored in ``meta/provenance`` (sorted keys)."""
+        doc = asdict(self)
+        if doc["success"] is not None:  # a numpy bool is not JSON-serializable
+            doc["success"] = bool(doc["success"])
+        if doc["start_time_unix_s"] is not None:
+            doc["start_time_unix_s"] = float(doc["start_time_unix_s"])
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> EpisodeProvenance:
+        """Parse the stored JSON form; fields unknown to this version are ignored."""
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def check(self) -> None:
+        """Raise ValueError naming the field if any value is malformed."""
+        if self.source not in SOURCES:
+            raise ValueError(
+                f"provenance.source: expected one of {list(SOURCES)}, got {self.source!r}"
+            )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("source", "success", "start_time_unix_s"):
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"provenance.{f.name}: expected a str, got {type(value).__name__}")
+        if not self.episode_id:
+            raise ValueError("provenance.episode_id: expected a non-empty str, got ''")
+        if not (self.success is None or isinstance(self.success, bool | np.bool_)):
+            raise ValueError(
+                f"provenance.success: expected True, False or None, got {self.success!r}"
+            )
+        t = self.start_time_unix_s
+        if t is not None and (
+            isinstance(t, bool)
+            or not isinstance(t, int | float | np.integer | np.floating)
+            or not math.isfinite(t)
+        ):
+            raise ValueError(
+                f"provenance.start_time_unix_s: expected a finite float or None, got {t!r}"
+            )

@@ -1,0 +1,129 @@
+"""robot-rl-record end to end, as a user runs it: a real process, a real store on disk."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.teleop.events import RawEvent, read_event_log
+
+
+def run_record(tmp_path, *args, env_extra=None):
+    env = {**os.environ, "ROBOT_RL_PSEUDONYM_SALT_FILE": str(tmp_path / "salt")}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli.record", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_scripted_records_headless_and_appends_to_the_store(tmp_path):
+    store_path = tmp_path / "demos.zarr"
+    common = ["task=reach", f"store.path={store_path}"]
+    proc = run_record(
+        tmp_path, *common, "n_episodes=2", "seed=0", f"hydra.run.dir={tmp_path / 'r1'}"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kept 2 episode(s)" in proc.stdout
+
+    store = EpisodeStore.open(store_path)
+    assert store.n_episodes == 2 and store.validate().ok
+    before = [store.episode(i) for i in range(2)]
+    p = store.provenance(0)
+    assert p.source == "scripted" and p.policy_id == "scripted-expert:reach"
+    assert p.robot_id == "sim:panda" and p.safety_filter_version == "none"
+    assert p.code_version.startswith("0.1.0") and len(p.config_hash) == 16
+    assert p.operator == "" and p.success is True
+    session = json.loads((tmp_path / "r1" / "session.json").read_text())
+    assert session["first_seed"] == 0 and session["episodes_after"] == 2
+    assert [e["store_index"] for e in session["episodes"]] == [0, 1]
+    store.close()
+
+    proc = run_record(
+        tmp_path,
+        *common,
+        "n_episodes=1",
+        "seed=2",
+        "operator=Jane Doe",
+        f"hydra.run.dir={tmp_path / 'r2'}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = EpisodeStore.open(store_path)
+    assert store.n_episodes == 3 and store.validate().ok
+    for i in range(2):  # earlier episodes untouched
+        for k, v in store.episode(i).items():
+            np.testing.assert_array_equal(v, before[i][k])
+    operator = store.provenance(2).operator
+    assert operator and "Jane" not in operator  # a pseudonym, never the name
+    assert (tmp_path / "salt").is_file()  # the salt lives outside the store
+
+
+def test_keyboard_from_a_recorded_event_log(tmp_path):
+    # The keyboard path without a keyboard: a raw-event log drives it (hold w, start,
+    # stop after 4 steps, mark success in review, keep).
+    events = [
+        RawEvent("KeyDown", {"key": "w"}, 0.0, 0),
+        RawEvent("KeyDown", {"key": "return"}, 0.0, 0),
+        RawEvent("KeyDown", {"key": "return"}, 0.0, 4),
+        RawEvent("KeyDown", {"key": "y"}, 0.0, 5),
+        RawEvent("KeyDown", {"key": "return"}, 0.0, 6),
+    ]
+    log = tmp_path / "in.jsonl"
+    log.write_text("".join(e.to_json() + "\n" for e in events))
+    run_dir = tmp_path / "run"
+    proc = run_record(
+        tmp_path,
+        "teleop=keyboard",
+        "task=reach",
+        f"store.path={tmp_path / 's.zarr'}",
+        "n_episodes=1",
+        "seed=4",
+        f"teleop.events_in={log}",
+        "teleop.events_out=events.jsonl",
+        "teleop.realtime=false",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = EpisodeStore.open(tmp_path / "s.zarr")
+    assert store.n_episodes == 1 and store.n_steps == 4
+    ep = store.episode(0)
+    np.testing.assert_allclose(ep["action"], [[0.5, 0, 0, 1]] * 4)
+    assert ep["truncated"].tolist() == [False, False, False, True]
+    p = store.provenance(0)
+    assert p.source == "teleop" and p.success is True and p.policy_id == ""
+    # The raw events were logged again, at the same ticks.
+    logged = read_event_log(run_dir / "events.jsonl")
+    assert [(e.tick, e.data["key"]) for e in logged if e.type == "KeyDown"] == [
+        (e.tick, e.data["key"]) for e in events
+    ]
+
+
+def test_a_store_of_another_task_is_refused_by_name(tmp_path):
+    store_path = tmp_path / "s.zarr"
+    proc = run_record(
+        tmp_path, "task=reach", f"store.path={store_path}", "n_episodes=1", "seed=0",
+        f"hydra.run.dir={tmp_path / 'r1'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_record(
+        tmp_path, "task=push", f"store.path={store_path}", "n_episodes=1",
+        f"hydra.run.dir={tmp_path / 'r2'}",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "task: store has 'reach', this run 'push'" in proc.stdout
+    assert "store.path=" in proc.stdout
+    assert EpisodeStore.open(store_path).n_episodes == 1
+
+
+def test_bad_teleop_settings_fail_fast_and_name_the_key(tmp_path):
+    proc = run_record(tmp_path, "teleop=replay", f"store.path={tmp_path / 's.zarr'}")
+    assert proc.returncode != 0 and "teleop.replay_store" in proc.stdout + proc.stderr
+    proc = run_record(tmp_path, "teleop.speed=2", f"store.path={tmp_path / 's.zarr'}")
+    assert proc.returncode == 2 and "teleop.speed" in proc.stdout
+    assert not (tmp_path / "s.zarr").exists()

@@ -1,0 +1,434 @@
+"""The recording loop against the real sim and a real store: operator controls, the
+writer thread's overflow handling, writer failures, replay, and the pipeline's shorthand."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+from robot_rl.teleop.devices import KeyboardDevice, ReplayDevice, scripted_device
+from robot_rl.teleop.events import EventLogSource
+from robot_rl.teleop.recorder import Recorder, RecorderError, record_episodes
+
+
+def outcomes(summary):
+    return [(r.outcome, r.seed, r.steps) for r in summary.episodes]
+
+
+def check_episode_shape(store: EpisodeStore):
+    """Every committed episode ends (and only ends) on its last row."""
+    for i in range(store.n_episodes):
+        ep = store.episode(i)
+        done = ep["terminated"] | ep["truncated"]
+        assert done[-1] and not done[:-1].any(), f"episode {i}"
+
+
+def test_discard_rerecord_and_marks(reach_env, make_store, prov, keys):
+    store = make_store()
+    events = keys(
+        (0, "+w"), (0, "return"),  # hold w; start seed 0
+        (3, "r"),  # re-record: drop after 3 steps, same seed
+        (5, "return"), (8, "y"), (10, "return"),  # start, mark success, stop: kept
+        (12, "return"), (14, "backspace"),  # start seed 1, discard: next seed
+        (16, "return"), (19, "n"), (20, "return"),  # seed 2, mark failure, stop: kept
+        (21, "escape"),
+    )  # fmt: skip
+    kb = KeyboardDevice(EventLogSource(events), speed=0.5)
+    summary = Recorder(
+        reach_env, kb, store, provenance=prov, seed=0, realtime=False, review=False
+    ).run()
+
+    assert outcomes(summary) == [
+        ("rerecorded", 0, 3),
+        ("committed", 0, 5),
+        ("discarded", 1, 2),
+        ("committed", 2, 4),
+    ]
+    kept = [r for r in summary.episodes if r.outcome == "committed"]
+    assert [(r.success, r.label_source, r.store_index) for r in kept] == [
+        (True, "operator", 0),
+        (False, "operator", 1),
+    ]
+    assert summary.n_episodes == 2 and summary.n_discarded == 2 and summary.n_steps == 9
+
+    store = EpisodeStore.open(store.path)
+    assert store.validate().ok
+    assert store.n_episodes == 2 and store.n_steps == 9  # dropped rows never show
+    assert list(np.diff(store.episode_ends, prepend=0)) == [5, 4]
+    check_episode_shape(store)
+    for i, seed, label in ((0, 0, True), (1, 2, False)):
+        ep = store.episode(i)
+        assert ep["truncated"][-1] and not ep["terminated"].any()  # STOP truncates
+        np.testing.assert_allclose(ep["action"], [[0.5, 0, 0, 1]] * len(ep["action"]))
+        # A re-recorded episode restarts from its seed; a discarded one moves on.
+        first_obs, _ = reach_env.reset(seed=seed)
+        for k, v in first_obs.items():
+            np.testing.assert_array_equal(ep[k][0], v)
+        p = store.provenance(i)
+        assert p.success is label and p.source == "teleop" and p.operator == "op-test"
+        assert p.episode_id == kept[i].episode_id
+        assert np.all(np.diff(ep["timestamp"]) >= 0) and ep["timestamp"][0] > 1e9
+
+
+def test_review_lets_the_operator_label_and_quit_discards_a_running_episode(
+    reach_env, make_store, prov, keys
+):
+    store = make_store()
+    events = keys(
+        (0, "return"),  # start; the episode ends itself after 3 steps (max_episode_steps)
+        (3, "y"), (4, "return"),  # in review: mark success, keep
+        (5, "return"), (8, "r"),  # seed 1 ends at step 3, review: re-record it
+        (9, "return"), (10, "escape"),  # quit mid-episode: dropped
+    )  # fmt: skip
+    summary = Recorder(
+        reach_env,
+        KeyboardDevice(EventLogSource(events)),
+        store,
+        provenance=prov,
+        seed=0,
+        realtime=False,
+        review=True,
+        max_episode_steps=3,
+    ).run()
+    assert outcomes(summary) == [("committed", 0, 3), ("rerecorded", 1, 3), ("quit", 1, 1)]
+    store = EpisodeStore.open(store.path)
+    assert store.n_episodes == 1 and store.n_steps == 3
+    assert store.provenance(0).success is True
+    assert store.episode(0)["truncated"].tolist() == [False, False, True]
+
+
+def test_quit_in_review_keeps_the_finished_episode(reach_env, make_store, prov, keys):
+    store = make_store()
+    events = keys((0, "return"), (4, "escape"))
+    summary = Recorder(
+        reach_env,
+        KeyboardDevice(EventLogSource(events)),
+        store,
+        provenance=prov,
+        realtime=False,
+        review=True,
+        max_episode_steps=2,
+    ).run()
+    assert outcomes(summary) == [("committed", 0, 2)]
+    assert EpisodeStore.open(store.path).n_episodes == 1
+
+
+def test_controls_outside_an_episode_change_nothing(reach_env, make_store, prov, keys):
+    store = make_store()
+    # stop / re-record / labels while waiting are ignored; discard while waiting skips
+    # to the next seed.
+    events = keys((0, "y"), (1, "r"), (2, "backspace"), (3, "return"), (5, "return"))
+    events += keys((6, "escape"))
+    summary = Recorder(
+        reach_env,
+        KeyboardDevice(EventLogSource(events)),
+        store,
+        provenance=prov,
+        seed=10,
+        realtime=False,
+        review=False,
+    ).run()
+    assert outcomes(summary) == [("committed", 11, 2)]
+    assert EpisodeStore.open(store.path).provenance(0).success is False  # env label
+
+
+# --- the writer thread ------------------------------------------------------------------
+
+
+class SlowStore:
+    """Wraps a store: the first ``slow_appends`` block appends take ``delay_s`` each."""
+
+    def __init__(self, store, slow_appends, delay_s, fail_on_episode=None):
+        self.store, self.slow, self.delay = store, slow_appends, delay_s
+        self.fail_on_episode = fail_on_episode
+        self.episodes = 0
+        self.appended = []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def begin_episode(self):
+        self.episodes += 1
+        return SlowWriter(self.store.begin_episode(), self, self.episodes)
+
+
+class SlowWriter:
+    def __init__(self, writer, parent, number):
+        self.writer, self.parent, self.number = writer, parent, number
+
+    def append(self, frames):
+        if self.parent.fail_on_episode == self.number:
+            raise OSError(28, "No space left on device")
+        if self.parent.slow > 0:
+            self.parent.slow -= 1
+            time.sleep(self.parent.delay)
+        self.parent.appended.append(len(frames["action"]))
+        self.writer.append(frames)
+
+    def commit(self, provenance):
+        return self.writer.commit(provenance)
+
+    def discard(self):
+        self.writer.discard()
+
+
+def scripted_recorder(env, store, prov, **kw):
+    return Recorder(
+        env,
+        scripted_device("reach"),
+        store,
+        provenance=EpisodeProvenance(**{**prov.__dict__, "source": "scripted"}),
+        seed=0,
+        **kw,
+    )
+
+
+def test_overflow_discards_the_episode_and_records_it_again_whole(reach_env, make_store, prov):
+    ref_store = make_store("ref.zarr")
+    scripted_recorder(reach_env, ref_store, prov, n_episodes=2).run()
+    ref_store = EpisodeStore.open(ref_store.path)
+
+    # In real time at 50 Hz, one row per block: the queue holds 4 rows, fewer than any
+    # episode has (>= 7), so one append that takes 1.5 s overflows it. (An episode starts only
+    # once the queue is at most half full, so a backlog does not spill into the next.)
+    store = make_store()
+    slow = SlowStore(store, slow_appends=1, delay_s=1.5)
+    summary = scripted_recorder(
+        reach_env,
+        slow,
+        prov,
+        n_episodes=2,
+        realtime=True,
+        control_hz=50.0,
+        queue_blocks=4,
+        block_steps=1,
+        max_consecutive_overflows=10,
+    ).run()
+
+    assert summary.n_overflowed >= 1 and summary.dropped_rows >= 1
+    lost = [r for r in summary.episodes if r.outcome == "overflowed"]
+    assert len(lost) == summary.n_overflowed
+    assert all(r.store_index is None and r.dropped_rows > 0 for r in lost)
+    assert sum(r.dropped_rows for r in lost) == summary.dropped_rows
+    kept = [r for r in summary.episodes if r.outcome == "committed"]
+    assert [(r.seed, r.store_index) for r in kept] == [(0, 0), (1, 1)]
+    # Each overflowed episode is recorded again from its seed.
+    assert {r.seed for r in lost} <= {0, 1}
+    store = EpisodeStore.open(store.path)
+    assert store.validate().ok and store.n_episodes == 2
+    check_episode_shape(store)
+    # Not thinned: the stored episodes are exactly those of a recording that never
+    # overflowed.
+    np.testing.assert_array_equal(store.episode_ends, ref_store.episode_ends)
+    for i in range(2):
+        a, b = store.episode(i), ref_store.episode(i)
+        for k in a:
+            if k != "timestamp":
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_persistent_overflow_stops_the_session(reach_env, make_store, prov):
+    store = make_store()
+    slow = SlowStore(store, slow_appends=10**6, delay_s=0.1)
+    rec = scripted_recorder(
+        reach_env,
+        slow,
+        prov,
+        n_episodes=3,
+        realtime=False,
+        block_on_full=False,  # as in real time: never wait for the disk
+        queue_blocks=2,
+        block_steps=1,
+        max_consecutive_overflows=2,
+    )
+    with pytest.raises(RecorderError, match="cannot keep up"):
+        rec.run()
+    assert [r.outcome for r in rec.episodes] == ["overflowed", "overflowed"]
+    store.close()
+    store = EpisodeStore.open(store.path)
+    assert store.n_episodes == 0 and store.validate().ok
+
+
+def test_without_realtime_a_full_queue_waits_instead(reach_env, make_store, prov):
+    store = make_store()
+    slow = SlowStore(store, slow_appends=3, delay_s=0.05)
+    summary = scripted_recorder(
+        reach_env, slow, prov, n_episodes=1, realtime=False, queue_blocks=2, block_steps=1
+    ).run()
+    assert summary.n_overflowed == 0 and summary.n_episodes == 1
+    assert sum(slow.appended) == summary.n_steps
+
+
+def test_the_loop_does_not_wait_for_a_slow_disk(reach_env, make_store, prov):
+    # Each block takes the writer 0.1 s; the loop still runs its episode at its own pace
+    # and hands it over long before the writer is done with it.
+    store = make_store()
+    slow = SlowStore(store, slow_appends=10**6, delay_s=0.1)
+    handed_over = []
+    t0 = time.monotonic()
+    summary = scripted_recorder(
+        reach_env,
+        slow,
+        prov,
+        n_episodes=1,
+        realtime=False,
+        block_on_full=False,
+        block_steps=1,
+        on_episode=lambda i, ok: handed_over.append(time.monotonic() - t0),
+    ).run()
+    written = time.monotonic() - t0
+    assert summary.n_episodes == 1 and summary.n_overflowed == 0 and summary.n_steps > 3
+    assert written >= 0.1 * (summary.n_steps - 1)  # the writer really was that slow
+    assert handed_over[0] < 0.3 * written
+
+
+def test_writer_failure_stops_the_session_and_keeps_committed_episodes(reach_env, make_store, prov):
+    store = make_store()
+    failing = SlowStore(store, 0, 0.0, fail_on_episode=2)
+    rec = scripted_recorder(reach_env, failing, prov, n_episodes=3, realtime=False)
+    with pytest.raises(RecorderError, match="No space left on device") as info:
+        rec.run()
+    assert "seed 1" in str(info.value)
+    store.close()
+    store = EpisodeStore.open(store.path)
+    assert store.n_episodes == 1 and store.validate().ok
+    check_episode_shape(store)
+
+
+# --- replay and the pipeline's shorthand ------------------------------------------------
+
+
+def test_replay_device_reproduces_a_stored_episode(reach_env, make_store, prov):
+    src = make_store("src.zarr")
+    Recorder(
+        reach_env,
+        scripted_device("reach", action_noise_std=0.3, seed=7),
+        src,
+        provenance=EpisodeProvenance(**{**prov.__dict__, "source": "scripted"}),
+        n_episodes=2,
+        seed=5,
+    ).run()
+    src.close()
+    src = EpisodeStore.open(src.path)
+    original = src.episode(1)
+
+    dst = make_store("dst.zarr")
+    replay = ReplayDevice(src.path, episode=1)
+    assert replay.source == "scripted"
+    summary = Recorder(reach_env, replay, dst, provenance=prov, n_episodes=1, seed=6).run()
+    assert summary.n_episodes == 1
+    dst = EpisodeStore.open(dst.path)
+    replayed = dst.episode(0)
+    for k in original:
+        if k != "timestamp":
+            np.testing.assert_array_equal(replayed[k], original[k], err_msg=k)
+
+    # From another initial state the actions still play back, and the episode stops
+    # (truncated) when they run out.
+    dst2 = make_store("dst2.zarr", timestamps=False)
+    replay = ReplayDevice(src.path, 1)
+    Recorder(reach_env, replay, dst2, provenance=prov, n_episodes=1, seed=99).run()
+    dst2 = EpisodeStore.open(dst2.path)
+    ep = dst2.episode(0)
+    n = len(ep["action"])
+    np.testing.assert_array_equal(ep["action"], original["action"][:n])
+    assert ep["truncated"][-1] or ep["terminated"][-1]
+    if not ep["terminated"][-1]:
+        assert n == len(original["action"])
+
+
+def test_replay_of_a_missing_episode_is_named(make_store):
+    store = make_store()
+    store.close()
+    with pytest.raises(ValueError, match="out of range"):
+        ReplayDevice(store.path, 0)
+
+
+def test_record_episodes_keeps_the_pipeline_contract(reach_env, make_store, prov):
+    from robot_rl.sim.experts import make_expert
+
+    store = make_store()
+    template = EpisodeProvenance(**{**prov.__dict__, "source": "scripted", "policy_id": "x"})
+    calls = []
+    summary = record_episodes(
+        reach_env,
+        make_expert("reach"),
+        store,
+        n_episodes=3,
+        seed=3,
+        provenance=template,
+        action_noise_std=0.1,
+        on_episode=lambda i, ok: calls.append((i, ok)),
+    )
+    assert summary.n_episodes == 3 and [c[0] for c in calls] == [0, 1, 2]
+    assert summary.n_success == sum(ok for _, ok in calls)
+    store.close()
+    store = EpisodeStore.open(store.path)
+    assert store.n_episodes == 3 and store.n_steps == summary.n_steps
+    ids = {store.provenance(i).episode_id for i in range(3)}
+    assert len(ids) == 3
+    assert all(store.provenance(i).policy_id == "x" for i in range(3))
+    first_obs, _ = reach_env.reset(seed=3)
+    np.testing.assert_array_equal(store.episode(0)["ee_pos"][0], first_obs["ee_pos"])
+
+
+def test_writer_thread_is_the_only_one_touching_the_store(reach_env, make_store, prov):
+    store = make_store()
+    threads = set()
+    real_begin = store.begin_episode
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def begin_episode(self):
+            threads.add(threading.current_thread().name)
+            return real_begin()
+
+    scripted_recorder(reach_env, Spy(), prov, n_episodes=2).run()
+    assert threads == {"episode-writer"}
+
+
+def test_realtime_holds_the_control_rate_and_shows_progress(reach_env, make_store, prov):
+    import io
+
+    from rich.console import Console
+
+    from robot_rl.teleop.display import RichLiveDisplay
+
+    out = io.StringIO()
+    display = RichLiveDisplay(console=Console(file=out, force_terminal=True, width=120))
+    store = make_store()
+    t0 = time.monotonic()
+    with display:
+        summary = scripted_recorder(
+            reach_env, store, prov, n_episodes=2, realtime=True, control_hz=50.0, display=display
+        ).run()
+    wall = time.monotonic() - t0
+    # Paced to 50 Hz: no faster than the steps take at that rate (the sim alone runs
+    # ~1000 steps/s), and not far slower either.
+    assert wall >= summary.n_steps / 50.0
+    assert wall < summary.n_steps / 50.0 + 2.0
+    text = out.getvalue()
+    for needle in ("2/2 committed", "success", "writer queue", "writer lag", "episode 2/2 kept"):
+        assert needle in text, needle
+
+
+def test_line_display_reports_each_episode(reach_env, make_store, prov):
+    import io
+
+    from rich.console import Console
+
+    from robot_rl.teleop.display import LineDisplay
+
+    out = io.StringIO()
+    store = make_store()
+    scripted_recorder(
+        reach_env, store, prov, n_episodes=2, display=LineDisplay(Console(file=out))
+    ).run()
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["episode 1/2 kept", "episode 2/2 kept"]
