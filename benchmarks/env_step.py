@@ -18,9 +18,9 @@ import mujoco
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import write_result
 
-from robot_rl.sim.env import RobotEnv  # noqa: E402
+from robot_rl.sim.env import RobotEnv
 
 
 def time_env(task: str, steps: int, seed: int = 0) -> float:

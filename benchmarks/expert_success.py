@@ -1,6 +1,6 @@
 """Scripted-expert success per task over seeded episodes, with 95% Wilson intervals.
 
-    python benchmarks/expert_success.py [--episodes 500] [--noise 0.0]
+python benchmarks/expert_success.py [--episodes 500] [--noise 0.0]
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import write_result
 
-from robot_rl.eval.runner import evaluate  # noqa: E402
-from robot_rl.sim.env import RobotEnv  # noqa: E402
-from robot_rl.sim.experts import make_expert  # noqa: E402
+from robot_rl.eval.runner import evaluate
+from robot_rl.sim.env import RobotEnv
+from robot_rl.sim.experts import make_expert
 
 
 class NoisyExpert:
