@@ -23,6 +23,7 @@ import numpy as np
 
 from robot_rl.config.schema import RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.ik import DifferentialIK
+from robot_rl.sim.kinematics import SerialChain
 from robot_rl.sim.scene import TabletopScene
 from robot_rl.sim.tasks import TASKS
 from robot_rl.sim.tasks.base import START_TCP_M, WORKSPACE_MAX_M, WORKSPACE_MIN_M
@@ -113,14 +114,9 @@ class RobotEnv(gym.Env):
         )
         limits = self.scene.limits
         self.home_q = limits.home_joint_pos_rad.copy()
+        self.chain = SerialChain(self.model, limits.joint_names, self.robot_config.tcp_site)
         self.ik = DifferentialIK(
-            self.model,
-            self.scene.tcp_site,
-            self.scene.arm_qpos_adr,
-            self.scene.arm_dof_adr,
-            self.scene.arm_pos_min,
-            self.scene.arm_pos_max,
-            self.home_q,
+            self.chain, self.scene.arm_pos_min, self.scene.arm_pos_max, self.home_q
         )
         # The start posture: the arm's ready posture moved (by IK) to put the TCP at the
         # start point; deterministic, so it is the same in every env and backend.
@@ -167,7 +163,8 @@ class RobotEnv(gym.Env):
         self.data.ctrl[self.scene.arm_actuators] = q0
         self.data.ctrl[self.scene.gripper_actuator] = self.scene.gripper_width_max_m / 2
         mujoco.mj_forward(self.model, self.data)
-        self._tcp_target = self.scene.ee_pos(self.data)
+        self._update_ee_pose()
+        self._tcp_target = self._ee_pos.copy()
         self._steps = 0
         self._condition_steps = 0
         return self._obs(), {"is_success": False}
@@ -199,7 +196,8 @@ class RobotEnv(gym.Env):
         self._q_cmd = q_target
         self._steps += 1
 
-        m = self.scene.measure(self.data)
+        self._update_ee_pose()
+        m = self.scene.measure(self.data, self._ee_pos)
         self._condition_steps = self._condition_steps + 1 if self.task.condition(m) else 0
         success = self._condition_steps >= self.success_steps_needed
         if self.task_config.reward_type == "dense":
@@ -237,14 +235,24 @@ class RobotEnv(gym.Env):
         norm = np.linalg.norm(delta)
         if norm > cfg.max_ee_step_m:
             delta *= cfg.max_ee_step_m / norm
-        ee = self.scene.ee_pos(self.data)
+        ee = self._ee_pos
         target = np.clip(self._tcp_target + delta, WORKSPACE_MIN_M, WORKSPACE_MAX_M)
         lead = target - ee
         lead_norm = np.linalg.norm(lead)
         if lead_norm > MAX_TARGET_LEAD_M:
             target = ee + lead * (MAX_TARGET_LEAD_M / lead_norm)
         self._tcp_target = target
-        return self.ik.solve(self._q_cmd, target, EE_DOWN_QUAT, iters=2)
+        return self.ik.solve(self._q_cmd, target, EE_DOWN_QUAT, iters=1)
+
+    def _update_ee_pose(self) -> None:
+        # From the current joint positions: MuJoCo's site_xpos after mj_step still holds
+        # the pose computed before the step's integration.
+        pos, rot = self.ik.forward(self.data.qpos[self.scene.arm_qpos_adr])
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, rot[0].ravel())
+        # q and -q are one rotation; keep the side of the pointing-down orientation
+        # (0, 1, 0, 0), where the TCP spends its time, so the observation never flips.
+        self._ee_pos, self._ee_quat = pos[0], quat if quat[1] >= 0 else -quat
 
     def _obs(self) -> dict[str, np.ndarray]:
         d, s = self.data, self.scene
@@ -254,8 +262,8 @@ class RobotEnv(gym.Env):
             "joint_vel": d.qvel[s.arm_dof_adr],
             # Penetration of the closed pads can make the width a hair negative.
             "gripper_width": np.clip([s.gripper_width(d)], 0.0, s.gripper_width_max_m),
-            "ee_pos": s.ee_pos(d),
-            "ee_quat": s.ee_quat(d),
+            "ee_pos": self._ee_pos,
+            "ee_quat": self._ee_quat,
             "object_pos": cube_pos,
             "object_quat": cube_quat,
             "goal": s.goal(d),

@@ -1,28 +1,58 @@
-"""Differential inverse kinematics for the arm: damped least squares with a posture task.
+"""Differential inverse kinematics for the arm: damped least squares with a posture task,
+batched over worlds (numpy; no torch, no ``MjData``, so the robot-side bridge runs it too).
 
-Pure numpy + MuJoCo (no torch) so that the robot-side bridge can run it too. Each
-iteration linearizes the TCP pose at the current joint guess, solves
+Each iteration linearizes the TCP pose at the current joint guess, solves
 
     dq = Jᵀ (J Jᵀ + λ² I)⁻¹ e  +  (I - J⁺ J) k (q_nominal - q)
 
 for the 6-D pose error ``e`` (position, orientation), and clips the result to the joint
-range shrunk by a margin, so targets never leave the joint limits.
+range shrunk by a margin, so targets never leave the joint limits. Every world is solved
+independently (a world's result never depends on the others in the batch).
 """
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
+
+from robot_rl.sim.kinematics import SerialChain, quat_to_mat
+
+
+def quat_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotation vectors (..., 3), world frame, that turn ``current`` into ``target``
+    (quaternions (..., 4), w x y z): the log map of target ⊗ current⁻¹."""
+    tw, tv = target[..., :1], target[..., 1:]
+    cw, cv = current[..., :1], -current[..., 1:]  # conjugate of current
+    w = tw * cw - np.sum(tv * cv, axis=-1, keepdims=True)
+    v = tw * cv + cw * tv + np.cross(tv, cv)
+    # q and -q are one rotation: take the short way round.
+    sign = np.where(w < 0, -1.0, 1.0)
+    w, v = w * sign, v * sign
+    norm_v = np.linalg.norm(v, axis=-1, keepdims=True)
+    angle = 2.0 * np.arctan2(norm_v, w)
+    scale = np.where(norm_v > 1e-12, angle / np.maximum(norm_v, 1e-12), 2.0)
+    return v * scale
+
+
+def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotation vectors (..., 3), world frame, that turn rotation matrices ``current`` into
+    ``target`` (..., 3, 3): the log map of target · currentᵀ, via its axis and angle."""
+    r = target @ np.swapaxes(current, -1, -2)
+    vee = np.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
+                    r[..., 1, 0] - r[..., 0, 1]], -1)  # fmt: skip
+    cos = np.clip((np.trace(r, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos)
+    sin = np.sin(angle)[..., None]
+    # vee = 2 sin(angle) axis; near 0 the ratio tends to 1/2. (Near pi the axis is
+    # ill-conditioned; IK steps are bounded, so errors stay far from pi.)
+    scale = np.where(sin > 1e-9, angle[..., None] / (2.0 * np.maximum(sin, 1e-9)), 0.5)
+    return vee * scale
 
 
 class DifferentialIK:
-    """Pose IK for one site over a subset of joints.
+    """Pose IK for one site over a chain of hinge joints, for a batch of worlds.
 
     Args:
-        model: the MuJoCo model (a private ``MjData`` is kept for linearization).
-        site_id: the site to place (the TCP).
-        qpos_adr: qpos addresses of the controlled joints.
-        dof_adr: dof addresses of the same joints (columns of the Jacobian).
+        chain: the arm's kinematic chain (with the TCP site).
         q_min, q_max: joint range in radians.
         q_nominal: posture the null space is pulled towards, radians.
         damping: λ in metres (and radians); larger is slower but safer near singularities.
@@ -35,10 +65,7 @@ class DifferentialIK:
 
     def __init__(
         self,
-        model: mujoco.MjModel,
-        site_id: int,
-        qpos_adr: np.ndarray,
-        dof_adr: np.ndarray,
+        chain: SerialChain,
         q_min: np.ndarray,
         q_max: np.ndarray,
         q_nominal: np.ndarray,
@@ -49,33 +76,19 @@ class DifferentialIK:
         limit_margin_rad: float = 0.02,
         max_err_per_iter: float = 0.05,
     ) -> None:
-        self.model = model
-        self.data = mujoco.MjData(model)
-        self.site_id = site_id
-        self.qpos_adr = np.asarray(qpos_adr)
-        self.dof_adr = np.asarray(dof_adr)
-        self.q_lo = np.asarray(q_min) + limit_margin_rad
-        self.q_hi = np.asarray(q_max) - limit_margin_rad
+        self.chain = chain
+        self.q_lo = np.asarray(q_min, dtype=np.float64) + limit_margin_rad
+        self.q_hi = np.asarray(q_max, dtype=np.float64) - limit_margin_rad
         self.q_nominal = np.asarray(q_nominal, dtype=np.float64)
         self.damping = damping
         self.nullspace_gain = nullspace_gain
         self.orientation_weight = orientation_weight
         self.max_err_per_iter = max_err_per_iter
-        self._jacp = np.zeros((3, model.nv))
-        self._jacr = np.zeros((3, model.nv))
-        self._quat = np.zeros(4)
-        self._quat_err = np.zeros(3)
-        self._eye = np.eye(len(self.qpos_adr))
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """TCP position and rotation matrix at joint positions ``q``."""
-        self.data.qpos[self.qpos_adr] = q
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_comPos(self.model, self.data)
-        return (
-            self.data.site_xpos[self.site_id].copy(),
-            self.data.site_xmat[self.site_id].reshape(3, 3).copy(),
-        )
+        """TCP positions (N, 3) and rotation matrices (N, 3, 3) at joint positions (N, n)."""
+        pos, rot, _, _ = self.chain.forward(q)
+        return pos, rot
 
     def solve(
         self,
@@ -88,43 +101,44 @@ class DifferentialIK:
         """Joint positions that move the site towards ``target_pos`` (and orientation).
 
         Args:
-            q_init: starting guess (usually the last commanded joint targets), radians.
-            target_pos: desired site position in the world frame, metres.
-            target_quat: desired orientation (w, x, y, z); None leaves orientation free.
-            iters: iterations; one per control step is enough for small moves, more for
-                large ones.
-            tol_m: stop early once the position error is below this (and orientation,
-                weighted, too).
+            q_init: starting guesses (N, n) or (n,) (usually the last commanded targets).
+            target_pos: desired site positions, world frame, metres: (N, 3) or (3,).
+            target_quat: desired orientation(s) (w, x, y, z), (N, 4) or (4,); None leaves
+                orientation free.
+            iters: iterations; one or two per control step suffice for small moves.
+            tol_m: a world whose (weighted) pose error is below this stops moving.
 
         Returns:
-            Joint positions inside the joint range shrunk by the margin.
+            Joint positions inside the joint range shrunk by the margin, shaped like
+            ``q_init``.
         """
-        q = np.clip(np.asarray(q_init, dtype=np.float64), self.q_lo, self.q_hi)
+        single = np.ndim(q_init) == 1
+        q = np.clip(np.atleast_2d(np.asarray(q_init, dtype=np.float64)), self.q_lo, self.q_hi)
+        n = q.shape[0]
+        target_pos = np.broadcast_to(np.asarray(target_pos, dtype=np.float64), (n, 3))
+        eye_n = np.eye(q.shape[1])
+        target_rot = None if target_quat is None else quat_to_mat(np.asarray(target_quat, float))
         for _ in range(iters):
-            pos, rot = self.forward(q)
-            err_p = target_pos - pos
-            mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site_id)
-            jp = self._jacp[:, self.dof_adr]
-            if target_quat is not None:
-                mujoco.mju_mat2Quat(self._quat, rot.ravel())
-                # subQuat gives the rotation in the current site frame; the Jacobian is in world.
-                mujoco.mju_subQuat(self._quat_err, np.asarray(target_quat, float), self._quat)
-                err_r = rot @ self._quat_err
+            pos, rot, jac = self.chain.jacobian(q)
+            err = target_pos - pos
+            if target_rot is not None:
                 w = self.orientation_weight
-                jac = np.vstack([jp, w * self._jacr[:, self.dof_adr]])
-                err = np.concatenate([err_p, w * err_r])
+                err = np.concatenate([err, w * rotation_error(target_rot, rot)], axis=-1)
+                jac = np.concatenate([jac[:, :3], w * jac[:, 3:]], axis=1)
             else:
-                jac, err = jp, err_p
-            if np.linalg.norm(err) < tol_m:
+                jac = jac[:, :3]
+            norm = np.linalg.norm(err, axis=-1, keepdims=True)
+            active = norm[:, 0] >= tol_m
+            if not active.any():
                 break
             # Linearization holds only near q: walk towards far targets in bounded steps.
-            norm = np.linalg.norm(err)
-            if norm > self.max_err_per_iter:
-                err *= self.max_err_per_iter / norm
-            jjt = jac @ jac.T + (self.damping**2) * np.eye(jac.shape[0])
-            dq = jac.T @ np.linalg.solve(jjt, err)
+            err = err * np.minimum(1.0, self.max_err_per_iter / np.maximum(norm, 1e-300))
+            jac_t = jac.transpose(0, 2, 1)
+            jjt = jac @ jac_t + (self.damping**2) * np.eye(jac.shape[1])
+            jjt_inv = np.linalg.inv(jjt)
+            dq = (jac_t @ (jjt_inv @ err[..., None]))[..., 0]
             # The pseudo-inverse of the damped system gives the null-space projector.
-            j_pinv = jac.T @ np.linalg.inv(jjt)
-            dq += (self._eye - j_pinv @ jac) @ (self.nullspace_gain * (self.q_nominal - q))
-            q = np.clip(q + dq, self.q_lo, self.q_hi)
-        return q
+            null = eye_n - jac_t @ jjt_inv @ jac
+            dq += (null @ (self.nullspace_gain * (self.q_nominal - q))[..., None])[..., 0]
+            q = np.where(active[:, None], np.clip(q + dq, self.q_lo, self.q_hi), q)
+        return q[0] if single else q

@@ -82,20 +82,6 @@ class TabletopScene:
         return mujoco.MjData(self.model)
 
     # --- reading -------------------------------------------------------------------------
-    def ee_pos(self, data: mujoco.MjData) -> np.ndarray:
-        return data.site_xpos[self.tcp_site].copy()
-
-    def ee_quat(self, data: mujoco.MjData) -> np.ndarray:
-        """TCP orientation as a unit quaternion (w, x, y, z).
-
-        q and -q are the same rotation; the sign is chosen on the side of the hand's
-        pointing-down orientation (0, 1, 0, 0), where the TCP spends its time, so the
-        observation does not flip sign (as a w >= 0 rule would, since w is near 0 there).
-        """
-        quat = np.empty(4)
-        mujoco.mju_mat2Quat(quat, data.site_xmat[self.tcp_site])
-        return quat if quat[1] >= 0 else -quat
-
     def gripper_width(self, data: mujoco.MjData) -> float:
         return float(data.qpos[self.finger_qpos_adr].sum())
 
@@ -117,10 +103,11 @@ class TabletopScene:
         other = np.where(pairs[:, 0] == self.cube_geom, pairs[:, 1], pairs[:, 0])[touching]
         return bool((other == self.left_pad).any()), bool((other == self.right_pad).any())
 
-    def measure(self, data: mujoco.MjData) -> Measurements:
+    def measure(self, data: mujoco.MjData, ee_pos: np.ndarray) -> Measurements:
+        """The task's view of the scene; ``ee_pos`` comes from the caller's kinematics."""
         left, right = self.pad_contacts(data)
         return Measurements(
-            ee_pos=self.ee_pos(data),
+            ee_pos=ee_pos,
             cube_pos=self.cube_pose(data)[0],
             goal=self.goal(data),
             gripper_width_m=self.gripper_width(data),

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from robot_rl.config.schema import RobotConfig
-from robot_rl.sim.ik import DifferentialIK
+from robot_rl.sim.ik import DifferentialIK, quat_error
+from robot_rl.sim.kinematics import SerialChain, mat_to_quat, quat_to_mat
 from robot_rl.sim.scene import TabletopScene
 
 # (a_{i-1}, d_i, alpha_{i-1}) for joints 1..7, then the flange (theta = 0).
@@ -94,16 +95,15 @@ def test_model_limits_match_datasheet(scene):
     assert scene.model.opt.timestep == pytest.approx(0.002)
 
 
-def test_ik_reaches_workspace_targets_within_5mm(scene):
-    ik = DifferentialIK(
-        scene.model,
-        scene.tcp_site,
-        scene.arm_qpos_adr,
-        scene.arm_dof_adr,
-        scene.arm_pos_min,
-        scene.arm_pos_max,
-        scene.limits.home_joint_pos_rad,
+def _ik(scene, **kwargs):
+    chain = SerialChain(scene.model, scene.limits.joint_names, "tcp")
+    return DifferentialIK(
+        chain, scene.arm_pos_min, scene.arm_pos_max, scene.limits.home_joint_pos_rad, **kwargs
     )
+
+
+def test_ik_reaches_workspace_targets_within_5mm(scene):
+    ik = _ik(scene)
     from robot_rl.sim.env import EE_DOWN_QUAT
     from robot_rl.sim.tasks.base import WORKSPACE_MAX_M, WORKSPACE_MIN_M
 
@@ -120,17 +120,51 @@ def test_ik_reaches_workspace_targets_within_5mm(scene):
 
 
 def test_ik_keeps_unreachable_targets_inside_joint_limits(scene):
-    ik = DifferentialIK(
-        scene.model,
-        scene.tcp_site,
-        scene.arm_qpos_adr,
-        scene.arm_dof_adr,
-        scene.arm_pos_min,
-        scene.arm_pos_max,
-        scene.limits.home_joint_pos_rad,
-        limit_margin_rad=0.02,
-    )
+    ik = _ik(scene, limit_margin_rad=0.02)
     for target in ([2.0, 0, 0.3], [0.0, 0.0, -0.5], [0.05, 0.05, 0.2]):
         q = ik.solve(scene.limits.home_joint_pos_rad, np.array(target), iters=300)
         assert np.all(q >= scene.arm_pos_min + 0.02 - 1e-12)
         assert np.all(q <= scene.arm_pos_max - 0.02 + 1e-12)
+
+
+def test_batched_chain_kinematics_match_mujoco(scene):
+    chain = SerialChain(scene.model, scene.limits.joint_names, "tcp")
+    q = np.array(_configs(scene, 40, seed=3))
+    pos, rot, jac = chain.jacobian(q)
+    data = scene.new_data()
+    jacp, jacr = np.zeros((3, scene.model.nv)), np.zeros((3, scene.model.nv))
+    for i, qi in enumerate(q):
+        data.qpos[scene.arm_qpos_adr] = qi
+        mujoco.mj_kinematics(scene.model, data)
+        mujoco.mj_comPos(scene.model, data)
+        mujoco.mj_jacSite(scene.model, data, jacp, jacr, scene.tcp_site)
+        np.testing.assert_allclose(pos[i], data.site_xpos[scene.tcp_site], atol=1e-12)
+        np.testing.assert_allclose(rot[i], data.site_xmat[scene.tcp_site].reshape(3, 3), atol=1e-12)
+        np.testing.assert_allclose(jac[i, :3], jacp[:, scene.arm_dof_adr], atol=1e-12)
+        np.testing.assert_allclose(jac[i, 3:], jacr[:, scene.arm_dof_adr], atol=1e-12)
+
+
+def test_quaternion_helpers_round_trip_and_agree_with_mujoco():
+    rng = np.random.default_rng(0)
+    quats = rng.normal(size=(200, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    quats[quats[:, 0] < 0] *= -1
+    mats = quat_to_mat(quats)
+    np.testing.assert_allclose(mat_to_quat(mats), quats, atol=1e-12)
+    for qa, qb in zip(quats[:50], quats[50:100], strict=True):
+        local = np.zeros(3)
+        mujoco.mju_subQuat(local, qa, qb)  # rotation from qb to qa, in qb's frame
+        np.testing.assert_allclose(quat_error(qa, qb), quat_to_mat(qb) @ local, atol=1e-9)
+
+
+def test_batched_ik_solves_each_world_independently(scene):
+    ik = _ik(scene)
+    rng = np.random.default_rng(1)
+    from robot_rl.sim.env import EE_DOWN_QUAT
+    from robot_rl.sim.tasks.base import WORKSPACE_MAX_M, WORKSPACE_MIN_M
+
+    targets = rng.uniform(WORKSPACE_MIN_M, WORKSPACE_MAX_M, (16, 3))
+    q0 = np.tile(scene.limits.home_joint_pos_rad, (16, 1))
+    batch = ik.solve(q0, targets, EE_DOWN_QUAT, iters=3)
+    one_by_one = np.array([ik.solve(q0[i], targets[i], EE_DOWN_QUAT, iters=3) for i in range(16)])
+    np.testing.assert_array_equal(batch, one_by_one)
