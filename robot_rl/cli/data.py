@@ -1,13 +1,14 @@
 """robot-rl-data: look into, label and reshape episode stores (a plain CLI, no Hydra).
 
-robot-rl-data info PATH         layout, episodes, streams, labels, content hash
+robot-rl-data info PATH [--hash]  layout, episodes, streams, labels (content hash)
 robot-rl-data validate PATH     read every chunk, check checksums and structure
-robot-rl-data stats PATH [-k KEY ...]   per-key mean/std/min/max/quantiles
+robot-rl-data stats PATH [-k KEY ...]   per-key mean/std/min/max/quantiles (keys of
+                                more than 16 elements per step: one summary row)
 robot-rl-data label PATH --episode I (--success | --failure | --unknown) [--labeller NAME]
 robot-rl-data label PATH --prefer ID_A ID_B [--equal] | --prefer-index I J [--equal]
 robot-rl-data filter SRC DST [--source X] [--success | --failure] [--operator P]
                              [--robot-id R] [--episodes A:B]
-robot-rl-data purge PATH (--operator P | --operator-name NAME) [--yes]
+robot-rl-data purge PATH (--operator P | --operator-name NAME) [--yes] [--allow-none]
 robot-rl-data convert SRC DST --zarr-format 2
 robot-rl-data merge DST SRC1 SRC2 ...
 robot-rl-data split SRC --into train=0.9,val=0.1 [--seed S] --out-dir D
@@ -84,7 +85,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         for key in store.obs_keys:
             shape, dtype = store.obs_spec[key]
             table.add_row(key, str(tuple(shape)), dtype, units.get(key, ""))
-        table.add_row("action", f"({store.action_dim},)", "float32", "normalized [-1, 1]")
+        action_unit = units.get("action") or "normalized [-1, 1]"
+        table.add_row("action", f"({store.action_dim},)", "float32", action_unit)
         if store.has_timestamps:
             table.add_row("timestamp", "()", "float64", "s")
         console.print(table)
@@ -100,7 +102,15 @@ def cmd_info(args: argparse.Namespace) -> int:
                         str(store.n_stream_rows(s)) if n == 0 else "",
                     )
             console.print(streams)
-        console.print(f"  content hash {store.content_hash()}")
+        from robot_rl.data.episode_store import stale_siblings
+
+        for stale in stale_siblings(store.path):
+            console.print(
+                f"  [yellow]stale temporary store[/yellow] {stale.name} (an interrupted "
+                "rewrite; may hold purged data): opening the store for writing deletes it"
+            )
+        if args.hash:
+            console.print(f"  content hash {store.content_hash()}")
     return 0
 
 
@@ -114,14 +124,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
 
 
+# Keys with more elements per step (images) get one summary row, not one row per element.
+_STATS_MAX_ROWS_PER_KEY = 16
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    names = ("mean", "std", "min", "max", "q01", "q99")
     with _open(args.path) as store:
         keys = args.key or [*store.obs_keys, "action", "reward"]
         table = Table("key", "dim", "mean", "std", "min", "max", "q01", "q99")
         for key in keys:
             s = store.stats(key)
             flat = {k: np.atleast_1d(np.asarray(s[k])).ravel() for k in s if k != "count"}
-            for d in range(flat["mean"].size):
+            size = flat["mean"].size
+            if size > _STATS_MAX_ROWS_PER_KEY:
+                # Over all elements: mean of the means and of the stds, the extreme min,
+                # max and quantiles.
+                summary = {
+                    "mean": flat["mean"].mean(),
+                    "std": flat["std"].mean(),
+                    "min": flat["min"].min(),
+                    "max": flat["max"].max(),
+                    "q01": flat["q01"].min(),
+                    "q99": flat["q99"].max(),
+                }
+                table.add_row(key, f"all {size}", *(f"{summary[k]:.4g}" for k in names))
+                continue
+            for d in range(size):
                 table.add_row(
                     key if d == 0 else "",
                     str(d),
@@ -135,6 +164,13 @@ def _add_path(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="episode store directory")
 
 
+def _add_info_args(p: argparse.ArgumentParser) -> None:
+    _add_path(p)
+    p.add_argument(
+        "--hash", action="store_true", help="also compute the content hash (reads every chunk)"
+    )
+
+
 def _add_stats_args(p: argparse.ArgumentParser) -> None:
     _add_path(p)
     p.add_argument("-k", "--key", action="append", help="key(s) to show (default: all)")
@@ -146,7 +182,7 @@ def _add_stats_args(p: argparse.ArgumentParser) -> None:
 def _labeller(name: str | None) -> str:
     from robot_rl.data.governance import operator_pseudonym
 
-    return operator_pseudonym(name or getpass.getuser())
+    return operator_pseudonym(name or getpass.getuser(), create_salt=False)
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -246,14 +282,32 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from robot_rl.data.governance import operator_pseudonym, purge
+    from robot_rl.data.governance import looks_like_pseudonym, operator_pseudonym, purge
 
     if (args.operator is None) == (args.operator_name is None):
         raise ValueError("purge: give exactly one of --operator P or --operator-name NAME")
-    operator = args.operator or operator_pseudonym(args.operator_name)
+    # Never creates a salt: a new one would match no recorded pseudonym.
+    operator = args.operator or operator_pseudonym(args.operator_name, create_salt=False)
     with _open(args.path) as store:
         n = sum(store.recorded_provenance(i).operator == operator for i in range(store.n_episodes))
         total = store.n_episodes
+        n_labels = sum(e.labeller == operator for e in store.labels())
+        n_labels += sum(p.labeller == operator for p in store.preferences())
+    if args.operator is not None and not looks_like_pseudonym(args.operator):
+        console.print(
+            f"[yellow]warning:[/yellow] --operator {args.operator!r} does not look like a "
+            "pseudonym (16 hex digits); to purge by name use --operator-name"
+        )
+    if n == 0 and n_labels == 0:
+        msg = f"no episode, label or preference of operator {operator} in {args.path}"
+        if args.allow_none:
+            console.print(f"nothing to purge: {msg}")
+            return 0
+        console.print(
+            f"[bold red]error:[/bold red] {msg}; nothing removed (check the name or "
+            "pseudonym and the salt file; --allow-none makes this exit 0)"
+        )
+        return 1
     if not args.yes:
         if not sys.stdin.isatty():
             raise ValueError("purge: not a terminal; pass --yes to confirm")
@@ -280,6 +334,11 @@ def _add_purge_args(p: argparse.ArgumentParser) -> None:
         "--operator-name", metavar="NAME", help="operator name (turned into its pseudonym)"
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--allow-none",
+        action="store_true",
+        help="exit 0 when nothing matches (default: exit 1, so a typo is noticed)",
+    )
 
 
 # ---------------------------------------------------------------- convert / merge / split
@@ -401,7 +460,7 @@ def _add_import_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: list[Command] = [
-    Command("info", cmd_info, "summary of a store", _add_path),
+    Command("info", cmd_info, "summary of a store", _add_info_args),
     Command("validate", cmd_validate, "check every chunk and the commit record", _add_path),
     Command("stats", cmd_stats, "per-key statistics", _add_stats_args),
     Command("label", cmd_label, "success labels and pairwise preferences", _add_label_args),

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
+import os
+import re
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +38,81 @@ log = logging.getLogger(__name__)
 SAFETY_FILTER_VERSION = "none"
 
 
+#: Environment variable holding the operator's name (never a config value: Hydra writes
+#: the config to the run directory in plain text).
+OPERATOR_ENV = "ROBOT_RL_OPERATOR"
+#: Config keys left out of the config hash: who recorded is not what was recorded, and
+#: an unsalted hash of a config naming the operator could be reversed by trying names.
+CONFIG_HASH_EXCLUDED = ("operator_pseudonym", "operator_salt_file")
+_PSEUDONYM_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
 def stored_operator(name: str, salt_file: str) -> str:
     """What the store keeps of the operator: a salted pseudonym, never the name."""
     if not name.strip():
         return ""
     # The single call site of the data layer's pseudonymization (governance): nothing
     # else in the recording path turns an operator's name into what is stored.
-    from robot_rl.data.governance import operator_pseudonym
+    from robot_rl.data import governance
 
     try:
-        return operator_pseudonym(name, salt_file or None)
+        # Recording may create the salt (labelling and purging never do).
+        kwargs = {}
+        if "create" in inspect.signature(governance.load_salt).parameters:
+            kwargs["create"] = True
+        salt = governance.load_salt(salt_file or None, **kwargs)
+        return governance.pseudonymize(name, salt)
     except (OSError, ValueError) as e:
         raise ConfigError(f"operator pseudonym salt (operator_salt_file): {e}") from None
+
+
+def resolve_operator(
+    cfg: RecordConfig, operator_driven: bool, prompt: Callable[[str], str] | None = None
+) -> str:
+    """The operator pseudonym for the provenance.
+
+    From ``operator_pseudonym`` as is, else from ``$ROBOT_RL_OPERATOR``, else, when a
+    person drives the device and stdin is a terminal, from a prompt; names are
+    pseudonymized at once and never kept. A person recording with no operator gets a
+    loud warning: those episodes can never be purged by operator.
+    """
+    name = os.environ.get(OPERATOR_ENV, "")
+    if cfg.operator_pseudonym:
+        if name.strip():
+            raise ConfigError(
+                f"operator_pseudonym and ${OPERATOR_ENV} are both set; use one of them"
+            )
+        if not _PSEUDONYM_RE.match(cfg.operator_pseudonym):
+            raise ConfigError(
+                f"operator_pseudonym={cfg.operator_pseudonym!r}: expected 16 lowercase hex "
+                "digits, as robot-rl-data prints pseudonyms (a name goes in "
+                f"${OPERATOR_ENV})"
+            )
+        return cfg.operator_pseudonym
+    if not name.strip() and operator_driven:
+        if prompt is None and sys.stdin.isatty():
+            prompt = input
+        if prompt is not None:
+            try:
+                name = prompt("operator name (stored only as a salted pseudonym; empty: none): ")
+            except EOFError:
+                name = ""
+    if name.strip():
+        return stored_operator(name, cfg.operator_salt_file)
+    if operator_driven:
+        console.print(
+            "[bold red]WARNING: no operator[/bold red]: a person is recording, but neither "
+            f"${OPERATOR_ENV} nor operator_pseudonym is set; these episodes can never be "
+            "found or purged by operator"
+        )
+    return ""
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """Hash of the resolved config, without the operator fields (see
+    :data:`CONFIG_HASH_EXCLUDED`)."""
+    kept = {k: v for k, v in resolved.items() if k not in CONFIG_HASH_EXCLUDED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def open_or_create_store(cfg: RecordConfig, env: Any) -> Any:
@@ -119,9 +186,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
     from robot_rl.teleop.display import LineDisplay, RichLiveDisplay
     from robot_rl.teleop.recorder import Recorder
 
-    operator = stored_operator(cfg.operator, cfg.operator_salt_file)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31 - 1)
-    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
     events_out = None
     if cfg.teleop.events_out:
         events_out = Path(cfg.teleop.events_out)
@@ -143,12 +208,20 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
     except (RuntimeError, ValueError) as e:
         store.close()
         raise ConfigError(f"teleop={cfg.teleop.device}: {e}") from None
+    if cfg.seed is None and getattr(device, "reset_seed", None) is not None:
+        seed = int(device.reset_seed)  # a replay resets as its episode did
+    try:
+        operator = resolve_operator(cfg, bool(getattr(device, "operator_driven", False)))
+    except BaseException:
+        device.close()
+        store.close()
+        raise
     provenance = EpisodeProvenance(
         source=device.source,
         operator=operator,
         robot_id=cfg.robot_id or f"sim:{cfg.robot.name}",
         policy_id=device.policy_id,
-        config_hash=config_hash,
+        config_hash=config_hash(resolved),
         code_version=code_version(),
         safety_filter_version=SAFETY_FILTER_VERSION,
     )
@@ -167,6 +240,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
         queue_blocks=cfg.queue_blocks,
         block_steps=cfg.block_steps,
         max_episode_steps=cfg.max_episode_steps,
+        on_overflow=cfg.on_overflow,
         display=display,
     )
     console.print(
@@ -199,7 +273,8 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
     console.print(
         f"[bold green]kept {summary.n_episodes}[/bold green] episode(s), {summary.n_steps} "
         f"steps, success {summary.success_rate:.0%}; discarded {summary.n_discarded}, "
-        f"overflowed {summary.n_overflowed} ({summary.dropped_rows} rows dropped) -> "
+        f"overflowed {summary.n_overflowed} ({summary.dropped_rows} rows dropped, "
+        f"on_overflow={cfg.on_overflow}) -> "
         f"{session['store']} now has {session['episodes_after']} episodes "
         f"[dim](session log: {run_dir / 'session.json'})[/dim]"
     )

@@ -396,8 +396,11 @@ class RecordConfig:
     #: Reset seed of the first episode (null: a random one, printed); each kept or
     #: discarded episode moves to the next seed, a re-recorded one keeps its seed.
     seed: int | None = None
-    #: The operator's name or handle; only its salted pseudonym is stored.
-    operator: str = ""
+    #: The operator's existing pseudonym, stored as is (16 hex digits, as
+    #: robot-rl-data prints them). The real name never goes in the config (Hydra writes
+    #: the config to the run directory): it comes from $ROBOT_RL_OPERATOR, or a prompt
+    #: when a person drives the device, and is pseudonymized at once.
+    operator_pseudonym: str = ""
     #: File holding the pseudonym salt, kept outside every store ("" = the file named by
     #: $ROBOT_RL_PSEUDONYM_SALT_FILE, else ~/.config/robot_rl/pseudonym_salt; created
     #: with random bytes on first use).
@@ -408,6 +411,10 @@ class RecordConfig:
     queue_blocks: int = 64
     #: Rows per block handed to the writer thread.
     block_steps: int = 10
+    #: A row block that does not fit in the writer queue: keep (store the episode flagged
+    #: with dropped_rows and gap_rows in its provenance; the only choice for robot
+    #: episodes) or discard (drop the episode and record its seed again; sim only).
+    on_overflow: str = "keep"
     #: Truncate episodes after this many control steps (0: the task's horizon).
     max_episode_steps: int = 0
     #: Live progress panel (on a terminal; plain lines otherwise).
@@ -417,4 +424,10 @@ class RecordConfig:
         _check(self.n_episodes >= 0, "n_episodes", self.n_episodes, ">= 0 (0: until quit)")
         _check(self.queue_blocks >= 2, "queue_blocks", self.queue_blocks, ">= 2")
         _check(self.block_steps >= 1, "block_steps", self.block_steps, ">= 1")
+        _check(
+            self.on_overflow in ("keep", "discard"),
+            "on_overflow",
+            self.on_overflow,
+            "keep or discard",
+        )
         _check(self.max_episode_steps >= 0, "max_episode_steps", self.max_episode_steps, ">= 0")

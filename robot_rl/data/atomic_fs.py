@@ -79,7 +79,8 @@ def _renameat2_exchange(a: Path, b: Path) -> bool:
     raise OSError(err, f"renameat2({a}, {b}, RENAME_EXCHANGE): {os.strerror(err)}")
 
 
-def _journal_path(path: Path) -> Path:
+def journal_path(path: Path) -> Path:
+    """The journal file of a two-rename swap onto ``path``."""
     return path.with_name(f".{path.name}.swap.json")
 
 
@@ -98,7 +99,7 @@ def swap_dirs(new: Path, path: Path) -> Path:
     if _renameat2_exchange(new, path):
         fsync_path(path.parent)
         return new
-    journal = _journal_path(path)
+    journal = journal_path(path)
     old = path.with_name(f"{new.name}.old")
     atomic_write_json(journal, {"new": new.name, "old": old.name})
     os.rename(path, old)
@@ -127,7 +128,7 @@ def finish_interrupted_swap(path: Path) -> bool:
         True if a swap was finished (``path`` now holds the new directory, or the old one
         when the new one is gone), False if there was nothing to do.
     """
-    journal = _journal_path(path)
+    journal = journal_path(path)
     if not journal.is_file():
         return False
     try:

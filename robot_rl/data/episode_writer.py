@@ -22,6 +22,8 @@ committed, as they were.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import re
 import shutil
@@ -167,6 +169,20 @@ def check_timestamps(what: str, ts: np.ndarray, previous: float | None) -> None:
             f"{what}['timestamp']: first value {ts[0]!r} is before the last appended "
             f"{previous!r}; timestamps must be non-decreasing across blocks"
         )
+
+
+def digest_update(h: Any, rows: np.ndarray) -> None:
+    """Feed rows into a per-episode digest: C-order, little-endian bytes of the stored dtype.
+
+    The digest of an episode's rows of a key depends only on their values, not on how
+    they were split into blocks or chunks (the store's ``meta/digests``)."""
+    x = np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<"))
+    h.update(memoryview(x).cast("B"))
+
+
+def new_digest() -> Any:
+    """A fresh per-episode digest (SHA-256)."""
+    return hashlib.sha256()
 
 
 # ---------------------------------------------------------------------------- durable writes
@@ -336,6 +352,12 @@ class EpisodeWriter:
         self._last_ts: float | None = None
         self._stream_last_ts: dict[str, float | None] = dict.fromkeys(store._streams)
         self._moments: dict[str, Moments | None] = dict.fromkeys(store._stats_arr)
+        # Per-episode digests of every data and stream key (stores of format version 3 on).
+        self._digests: dict[str, Any] | None = None
+        if store._digest_arr is not None:
+            names = [f"data/{k}" for k in store._data]
+            names += [f"streams/{s}/{k}" for s, arrays in store._streams.items() for k in arrays]
+            self._digests = {name: new_digest() for name in names}
 
     # ------------------------------------------------------------------ state
 
@@ -391,6 +413,8 @@ class EpisodeWriter:
         try:
             for key, tail in self._data_tails.items():
                 tail.add(checked[key], self._dirs)
+                if self._digests is not None:
+                    digest_update(self._digests[f"data/{key}"], checked[key])
         except BaseException:
             # Arrays now disagree on this episode's length: it cannot be committed.
             self.discard()
@@ -421,6 +445,8 @@ class EpisodeWriter:
         try:
             for key, tail in self._stream_tails[name].items():
                 tail.add(checked[key], self._dirs)
+                if self._digests is not None:
+                    digest_update(self._digests[f"streams/{name}/{key}"], checked[key])
         except BaseException:
             self.discard()
             raise
@@ -474,6 +500,17 @@ class EpisodeWriter:
                     np.array([provenance.to_json()], dtype=np.dtypes.StringDType()),
                 ),
             ]
+            if self._digests is not None and store._digest_arr is not None:
+                doc = json.dumps(
+                    {name: h.hexdigest() for name, h in self._digests.items()}, sort_keys=True
+                )
+                meta_rows.append(
+                    (
+                        "meta/digests",
+                        store._digest_arr,
+                        np.array([doc], dtype=np.dtypes.StringDType()),
+                    )
+                )
             for key, a in store._stats_arr.items():
                 m = self._moments[key]
                 assert m is not None

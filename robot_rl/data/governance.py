@@ -4,9 +4,12 @@ Pseudonyms. Stores hold operator pseudonyms, never names: :func:`pseudonymize` i
 HMAC-SHA256 of the name keyed with a secret salt that lives outside every store, in the
 file named by ``$ROBOT_RL_PSEUDONYM_SALT_FILE`` (default
 ``~/.config/robot_rl/pseudonym_salt``), created with 32 random bytes and mode 0600 when
-missing. Without the salt a pseudonym cannot be traced back to a name by trying names;
-with it, the same name always gives the same pseudonym, so one operator's episodes can be
-found (and purged) across stores recorded on machines that share the salt file.
+missing (recording creates it, and says so; purging and labelling never do, since a new
+salt matches no recorded pseudonym). Without the salt a pseudonym cannot be traced back to
+a name by trying names; with it, the same name always gives the same pseudonym, so one
+operator's episodes can be found (and purged) across stores recorded on machines that
+share the salt file. Names are stripped, case-folded and NFC-normalized before hashing,
+so ``"Ann"``, ``" ann "`` and ``"ANN"`` are one operator.
 
 Rewrites. Every operation here writes a complete new store: episodes are copied through
 the ordinary writer (so the copy is validated, checksummed and gets fresh statistics;
@@ -20,7 +23,9 @@ published with renames:
   meanwhile), the new store is swapped with the old one by one atomic exchange of the two
   directories (see :func:`robot_rl.data.atomic_fs.swap_dirs`), then the old one is
   deleted. A crash at any point leaves at the store's path either the old store or the
-  new one, complete. Readers that had the old store open must reopen it.
+  new one, complete. Readers that had the old store open must reopen it: their next read
+  (or refresh) raises :class:`~robot_rl.data.episode_store.StoreRewrittenError`, since
+  every new store gets a new generation in ``commit.json``. A purge does not wait for them.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import math
 import os
 import re
 import secrets
+import sys
 import unicodedata
 import uuid
 import warnings
@@ -62,17 +68,26 @@ def salt_file_path() -> Path:
     return Path(os.environ.get(SALT_FILE_ENV) or DEFAULT_SALT_FILE).expanduser()
 
 
-def load_salt(path: str | os.PathLike[str] | None = None) -> bytes:
+def load_salt(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> bytes:
     """The pseudonym salt, creating the salt file (random bytes, mode 0600) if missing.
 
     Args:
         path: the salt file; default :func:`salt_file_path`. Keep it outside every store
             (and out of version control): whoever holds it can test guessed names.
+        create: create a missing salt file (and say so on stderr); False raises instead,
+            for lookups of existing pseudonyms (purge, label), which a new salt cannot match.
 
     Raises:
         ValueError: the file is shorter than 16 bytes.
+        FileNotFoundError: the file is missing and ``create`` is False (names the path).
     """
     p = Path(path).expanduser() if path is not None else salt_file_path()
+    if not p.exists() and not create:
+        raise FileNotFoundError(
+            f"{p}: no pseudonym salt file. Pseudonyms of recorded operators can only be "
+            f"computed with the salt they were recorded with: copy that salt file here or "
+            f"point ${SALT_FILE_ENV} at it (or give the pseudonym itself)"
+        )
     if not p.exists():
         p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -83,13 +98,21 @@ def load_salt(path: str | os.PathLike[str] | None = None) -> bytes:
             os.fsync(fd)
         finally:
             os.close(fd)
+        created = False
         try:
             os.link(tmp, p)  # atomic create-if-absent: concurrent creators agree on one salt
+            created = True
         except FileExistsError:
             pass
         finally:
             tmp.unlink()
         fsync_path(p.parent)
+        if created:
+            print(
+                f"created a new pseudonym salt file {p}; pseudonyms made with it match no "
+                "other salt's, so share this file with every machine that records or purges",
+                file=sys.stderr,
+            )
     salt = p.read_bytes()
     if len(salt) < 16:
         raise ValueError(f"{p}: pseudonym salt file holds {len(salt)} bytes; expected >= 16")
@@ -105,8 +128,8 @@ def load_salt(path: str | os.PathLike[str] | None = None) -> bytes:
 def pseudonymize(operator_name: str, salt: bytes) -> str:
     """Pseudonym of an operator: the first 16 hex digits of HMAC-SHA256(salt, name).
 
-    The name is stripped and NFC-normalized first, so the same name typed twice maps to
-    the same pseudonym.
+    The name is stripped, case-folded and NFC-normalized first, so the same name typed
+    twice (in any case) maps to the same pseudonym.
 
     Raises:
         ValueError: an empty name or salt.
@@ -115,13 +138,24 @@ def pseudonymize(operator_name: str, salt: bytes) -> str:
         raise ValueError(f"operator_name: expected a non-empty str, got {operator_name!r}")
     if not isinstance(salt, bytes | bytearray) or not salt:
         raise ValueError("salt: expected non-empty bytes (see load_salt)")
-    name = unicodedata.normalize("NFC", operator_name.strip()).encode("utf-8")
+    name = unicodedata.normalize("NFC", operator_name.strip().casefold()).encode("utf-8")
     return hmac.new(bytes(salt), name, "sha256").hexdigest()[:PSEUDONYM_HEX_CHARS]
 
 
-def operator_pseudonym(operator_name: str, salt_file: str | os.PathLike[str] | None = None) -> str:
-    """:func:`pseudonymize` with the salt from :func:`load_salt`."""
-    return pseudonymize(operator_name, load_salt(salt_file))
+def operator_pseudonym(
+    operator_name: str,
+    salt_file: str | os.PathLike[str] | None = None,
+    *,
+    create_salt: bool = True,
+) -> str:
+    """:func:`pseudonymize` with the salt from :func:`load_salt` (``create_salt`` is its
+    ``create``: pass False to look up an existing operator)."""
+    return pseudonymize(operator_name, load_salt(salt_file, create=create_salt))
+
+
+def looks_like_pseudonym(text: str) -> bool:
+    """True for what :func:`pseudonymize` returns: 16 lowercase hex digits."""
+    return bool(re.fullmatch(f"[0-9a-f]{{{PSEUDONYM_HEX_CHARS}}}", text))
 
 
 # ---------------------------------------------------------------------------- selection
@@ -429,7 +463,8 @@ def merge(srcs: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -
     """Concatenate stores into a new store at ``dst``, in order.
 
     Provenance, episode ids, labels and preferences are carried over; the label logs are
-    interleaved by time, so the latest label of an episode stays the latest.
+    concatenated in store order (not re-sorted by wall-clock time, which may differ between
+    machines), so the latest label of an episode stays the latest.
 
     Args:
         srcs: source stores; their schemas (observation spec, action_dim, control_hz,
@@ -467,12 +502,11 @@ def merge(srcs: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -
                         "an episode can be merged only once"
                     )
                 seen[eid] = st.path
+        # Store order, each log as it was: the latest entry of an episode is its last in
+        # its own store's log (ids are unique across sources), whatever the wall clocks say.
         labels = LabelLog(
-            sorted((e for st in stores for e in st._labels.labels), key=lambda e: e.time_unix_s),
-            sorted(
-                (p for st in stores for p in st._labels.preferences),
-                key=lambda p: p.time_unix_s,
-            ),
+            [e for st in stores for e in st._labels.labels],
+            [p for st in stores for p in st._labels.preferences],
         )
         episodes = [(st, i) for st in stores for i in range(st.n_episodes)]
         _write_new_store(dst, "merge", first.schema, first.chunk_rows(), episodes, labels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -11,6 +12,18 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 SOURCES = ("teleop", "policy", "scripted", "import")
+_NON_STR_FIELDS = (
+    "source",
+    "success",
+    "start_time_unix_s",
+    "dropped_rows",
+    "gap_rows",
+    "reset_seed",
+)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 @dataclass
@@ -36,6 +49,15 @@ class EpisodeProvenance:
             episode's start. None for imports with no known time.
         episode_id: globally unique id (hex UUID4). Episode indices change when stores
             are merged or purged; labels and reports refer to episodes by this id.
+        dropped_rows: control rows the recorder could not store (its writer queue was
+            full). 0 for a complete episode.
+        gap_rows: row indices ``r`` (within the episode, ascending) such that rows were
+            lost between stored rows ``r`` and ``r + 1``: the transition ``r -> r + 1``
+            is invalid, and samplers skip it. Rows lost before the first stored row count
+            in ``dropped_rows`` only (no stored transition spans them, but the episode
+            then does not start at its reset state).
+        reset_seed: the env reset seed the episode started from (None: unknown), so a
+            replay of its actions can reproduce it.
     """
 
     source: str
@@ -49,6 +71,9 @@ class EpisodeProvenance:
     success: bool | None = None
     start_time_unix_s: float | None = field(default_factory=time.time)
     episode_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    dropped_rows: int = 0
+    gap_rows: list[int] = field(default_factory=list)
+    reset_seed: int | None = None
 
     def to_json(self) -> str:
         """The canonical JSON form stored in ``meta/provenance`` (sorted keys)."""
@@ -57,6 +82,10 @@ class EpisodeProvenance:
             doc["success"] = bool(doc["success"])
         if doc["start_time_unix_s"] is not None:
             doc["start_time_unix_s"] = float(doc["start_time_unix_s"])
+        doc["dropped_rows"] = int(doc["dropped_rows"])  # numpy ints are not JSON either
+        doc["gap_rows"] = [int(r) for r in doc["gap_rows"]]
+        if doc["reset_seed"] is not None:
+            doc["reset_seed"] = int(doc["reset_seed"])
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -74,7 +103,7 @@ class EpisodeProvenance:
             )
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("source", "success", "start_time_unix_s"):
+            if f.name in _NON_STR_FIELDS:
                 continue
             if not isinstance(value, str):
                 raise ValueError(f"provenance.{f.name}: expected a str, got {type(value).__name__}")
@@ -92,4 +121,23 @@ class EpisodeProvenance:
         ):
             raise ValueError(
                 f"provenance.start_time_unix_s: expected a finite float or None, got {t!r}"
+            )
+        if not _is_int(self.dropped_rows) or self.dropped_rows < 0:
+            raise ValueError(
+                f"provenance.dropped_rows: expected an int >= 0, got {self.dropped_rows!r}"
+            )
+        gaps = self.gap_rows
+        if not isinstance(gaps, list | tuple) or not all(_is_int(r) and r >= 0 for r in gaps):
+            raise ValueError(
+                f"provenance.gap_rows: expected a list of row indices >= 0, got {gaps!r}"
+            )
+        if any(b <= a for a, b in itertools.pairwise(gaps)):
+            raise ValueError(f"provenance.gap_rows: expected strictly ascending, got {gaps!r}")
+        if gaps and not self.dropped_rows:
+            raise ValueError(
+                f"provenance.gap_rows: {gaps!r} but dropped_rows is 0; a gap loses rows"
+            )
+        if self.reset_seed is not None and not _is_int(self.reset_seed):
+            raise ValueError(
+                f"provenance.reset_seed: expected an int or None, got {self.reset_seed!r}"
             )

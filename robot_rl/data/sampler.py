@@ -5,6 +5,11 @@ Transitions follow d3rlpy's episode semantics: within an episode, row t gives
 ``terminated`` it still gives a transition, with next_obs = its own obs (the learner
 masks the bootstrap with terminated = 1); otherwise (``truncated`` by a time limit or an
 operator stop) it gives none.
+
+Recording gaps: an episode's provenance may list ``gap_rows``, rows r after which rows
+were lost (the recorder's queue overflowed), so row r + 1 does not follow row r. Row r
+then gives no transition, and no window spans from r to r + 1: a window that reaches the
+gap is edge-padded there (mask 0), as at an episode's end.
 """
 
 from __future__ import annotations
@@ -39,6 +44,27 @@ def _flat_obs(store: EpisodeStore, keys: list[str], rows: np.ndarray | None = No
         x = store.array(k) if rows is None else store.zarr_array(k).oindex[rows]
         parts.append(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
     return np.concatenate(parts, axis=1)
+
+
+def _gap_rows(store: EpisodeStore) -> np.ndarray:
+    """Store rows after which a recording gap lies (sorted, int64): rows ``start + r`` for
+    each episode's provenance ``gap_rows`` r inside the episode."""
+    out = []
+    for i in range(store.n_episodes):
+        gaps = getattr(store.recorded_provenance(i), "gap_rows", None) or []
+        if not gaps:
+            continue
+        start, end = store.episode_bounds(i)
+        r = np.asarray(gaps, dtype=np.int64) + start
+        out.append(r[(r >= start) & (r < end)])
+    return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+def _read_rows(store: EpisodeStore, key: str, rows: np.ndarray) -> np.ndarray:
+    """float32 rows of ``data/<key>`` (any order, repeats allowed), one sorted read."""
+    uniq, inv = np.unique(rows, return_inverse=True)
+    x = np.asarray(store.zarr_array(key).oindex[uniq], np.float32)
+    return x[inv.reshape(rows.shape)]
 
 
 def _obs_dim(store: EpisodeStore, keys: list[str]) -> int:
@@ -86,6 +112,8 @@ class TransitionSampler:
         is_last = np.zeros(self._n_steps, dtype=bool)
         is_last[ends - 1] = True
         valid = ~is_last | terminated
+        # Rows before a recording gap: their next stored row is not s_{t+1}.
+        valid[_gap_rows(store)] = False
         self.valid_rows = np.flatnonzero(valid).astype(np.int64)
         self.valid_rows.setflags(write=False)
         # s' is the next row, except at a terminal last row, which has none: reuse s.
@@ -147,9 +175,9 @@ class TransitionSampler:
 class WindowSampler:
     """Uniform batches of ``horizon``-step windows from within single episodes.
 
-    Every committed row starts a window; rows past the episode's end repeat its last
-    step (edge padding, as Diffusion Policy's sequence sampler) with mask 0. Loads the
-    committed arrays into memory.
+    Every committed row starts a window; rows past the episode's end (or past a recording
+    gap, see the module docstring) repeat the last step before it (edge padding, as
+    Diffusion Policy's sequence sampler) with mask 0.
 
     Args:
         store: the episode store.
@@ -158,6 +186,8 @@ class WindowSampler:
         batch_size: windows per batch.
         device: torch device of the returned tensors.
         seed: seed of the index generator.
+        in_memory: load the committed arrays once (fast); False reads each batch's rows
+            through zarr, for stores larger than RAM.
     """
 
     def __init__(
@@ -169,6 +199,7 @@ class WindowSampler:
         batch_size: int = 256,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        in_memory: bool = True,
     ):
         if horizon <= 0 or batch_size <= 0:
             raise ValueError(
@@ -182,13 +213,16 @@ class WindowSampler:
         self._rng = np.random.default_rng(seed)
         self.obs_dim = _obs_dim(store, self.obs_keys)
         self.action_dim = store.action_dim
-        ends = store.episode_ends
-        lengths = np.diff(ends, prepend=0)
-        # End row of the episode each row belongs to.
-        self._episode_end = np.repeat(ends, lengths)
-        self._obs = _flat_obs(store, self.obs_keys)
-        self._action = store.array("action").astype(np.float32, copy=False)
-        self._reward = store.array("reward").astype(np.float32, copy=False)
+        self.in_memory = in_memory
+        # Segments: episodes, cut after every recording gap. End row (exclusive) of the
+        # segment each row belongs to.
+        seg_ends = np.union1d(store.episode_ends, _gap_rows(store) + 1).astype(np.int64)
+        lengths = np.diff(seg_ends, prepend=0)
+        self._episode_end = np.repeat(seg_ends, lengths)
+        if in_memory:
+            self._obs = _flat_obs(store, self.obs_keys)
+            self._action = store.array("action").astype(np.float32, copy=False)
+            self._reward = store.array("reward").astype(np.float32, copy=False)
 
     @property
     def n_windows(self) -> int:
@@ -213,9 +247,16 @@ class WindowSampler:
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
+        if self.in_memory:
+            obs, action, reward = self._obs[idx], self._action[idx], self._reward[idx]
+        else:
+            uniq, inv = np.unique(idx, return_inverse=True)
+            obs = _flat_obs(self.store, self.obs_keys, uniq)[inv.reshape(idx.shape)]
+            action = _read_rows(self.store, "action", idx)
+            reward = _read_rows(self.store, "reward", idx)
         return WindowBatch(
-            obs=t(self._obs[idx]),
-            action=t(self._action[idx]),
-            reward=t(self._reward[idx]),
+            obs=t(obs),
+            action=t(action),
+            reward=t(reward),
             mask=t(mask.astype(np.float32)),
         )

@@ -6,19 +6,29 @@ increase and match the commit document, that float data is finite, that timestam
 not decrease within an episode, that provenance parses and episode ids are unique, and
 that labels refer to committed episodes. Each problem names the episode(s) a damaged
 chunk holds rows of, and the array.
+
+A crc only proves a chunk is the one that was written to that file, so, in the same single
+pass over the data, it also recomputes what the commit recorded: each episode's digest of
+each data and stream key (``meta/digests``, format version 3 on; it catches chunk files
+swapped between places and values rewritten with a valid crc) and each episode's moments
+(``meta/stats/<key>``, compared with a relative tolerance of 1e-6 since block order
+changes rounding). Every statistics array the schema implies must exist. Hidden siblings
+a crashed rewrite left (perhaps holding purged data) are reported too.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robot_rl.data.episode_writer import TIMESTAMP_KEY, chunk_file
+from robot_rl.data.episode_writer import TIMESTAMP_KEY, chunk_file, digest_update, new_digest
 from robot_rl.data.labels import LABELS_FILE
 from robot_rl.data.provenance import EpisodeProvenance
+from robot_rl.data.stats import Moments
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore
@@ -74,7 +84,30 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
     def per_episode(a: int, b: int) -> list[int]:
         return list(range(a, b))
 
-    def check_array(name, a, n_rows, row_episodes, ends=None) -> None:
+    # Per-episode digests and moments recomputed from the data, for comparison with what
+    # the commit recorded; episodes with an unreadable chunk are not compared.
+    digests: dict[str, list] = {}
+    moments: dict[str, list[Moments | None]] = {}
+    unverified: dict[str, set[int]] = {}
+
+    def feed(name: str, lo: int, block: np.ndarray, episode_ends: np.ndarray) -> None:
+        hi = lo + len(block)
+        r = lo
+        while r < hi:
+            i = int(np.searchsorted(episode_ends, r, side="right"))
+            if i >= len(episode_ends):
+                break
+            stop = min(hi, int(episode_ends[i]))
+            part = block[r - lo : stop - lo]
+            if name in digests:
+                digest_update(digests[name][i], part)
+            if name in moments:
+                m = Moments.from_rows(part)
+                prev = moments[name][i]
+                moments[name][i] = m if prev is None else prev.merge(m)
+            r = stop
+
+    def check_array(name, a, n_rows, row_episodes, ends=None, episode_ends=None) -> None:
         cs = a.chunks[0]
         array_dir = store.path / name
         # Timestamps: rows that start an episode may go back in time; no other row.
@@ -95,6 +128,8 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
                         f"unreadable: {type(e).__name__}: {e}"
                     )
                 else:
+                    if episode_ends is not None and (name in digests or name in moments):
+                        feed(name, lo, block, episode_ends)
                     if block.dtype.kind == "f" and not np.isfinite(block).all():
                         bad_rows = np.nonzero(
                             ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
@@ -122,6 +157,7 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
                 prev = None
                 for ep in row_episodes(lo, hi):
                     report.problems.append((ep, name, problem))
+                    unverified.setdefault(name, set()).add(ep)
 
     def check_ends(name: str, ends: np.ndarray, strict: bool) -> None:
         d = np.diff(ends, prepend=0)
@@ -132,12 +168,26 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
     check_ends("meta/episode_ends", store._ends, strict=True)
     data_episodes = rows_to_episodes(store._ends)
     check_array("meta/episode_ends", store._ends_arr, n_ep, per_episode)
+    for key in store._persisted_stat_keys(store._spec, store.obs_spec):
+        if key not in store._stats_arr:
+            report.problems.append(
+                (None, f"meta/stats/{key}", "statistics array is missing (the schema implies it)")
+            )
+    recorded_digests = _recorded_digests(store, report)
+    if recorded_digests is not None:
+        names = [f"data/{k}" for k in store._data]
+        names += [f"streams/{s}/{k}" for s, arrays in store._streams.items() for k in arrays]
+        digests.update({name: [new_digest() for _ in range(n_ep)] for name in names})
+    for key in store._stats_arr:
+        moments[f"data/{key}"] = [None] * n_ep
     for key, a in store._data.items():
         ts_ends = store._ends if key == TIMESTAMP_KEY else None
-        check_array(f"data/{key}", a, store._n_steps, data_episodes, ts_ends)
+        check_array(f"data/{key}", a, store._n_steps, data_episodes, ts_ends, store._ends)
     for key, a in store._stats_arr.items():
         check_array(f"meta/stats/{key}", a, n_ep, per_episode)
     check_array("meta/provenance", store._prov_arr, n_ep, per_episode)
+    if store._digest_arr is not None:
+        check_array("meta/digests", store._digest_arr, n_ep, per_episode)
     for s, arrays in store._streams.items():
         ends = store._stream_ends[s]
         check_ends(f"streams/{s}/episode_ends", ends, strict=False)
@@ -145,7 +195,37 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
         stream_episodes = rows_to_episodes(ends)
         for key, a in arrays.items():
             ts_ends = ends if key == TIMESTAMP_KEY else None
-            check_array(f"streams/{s}/{key}", a, store._stream_rows[s], stream_episodes, ts_ends)
+            check_array(
+                f"streams/{s}/{key}", a, store._stream_rows[s], stream_episodes, ts_ends, ends
+            )
+    if recorded_digests is not None:
+        for name, hashers in digests.items():
+            bad = unverified.get(name, set())
+            for i, h in enumerate(hashers):
+                want = recorded_digests[i].get(name) if recorded_digests[i] is not None else None
+                if i in bad or want is None:
+                    continue
+                if h.hexdigest() != want:
+                    report.problems.append(
+                        (
+                            i,
+                            name,
+                            "content differs from the digest recorded at commit (rows "
+                            "rewritten, or chunk files moved, after the episode was committed)",
+                        )
+                    )
+    _compare_moments(store, moments, unverified, report)
+    from robot_rl.data.episode_store import stale_siblings
+
+    for sib in stale_siblings(store.path):
+        report.problems.append(
+            (
+                None,
+                sib.name,
+                "stale temporary store left by an interrupted rewrite (it may hold purged "
+                "data); open the store with mode='a' to delete it",
+            )
+        )
     ids: set[str] = set()
     for i in range(n_ep):
         try:
@@ -160,6 +240,8 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
                 (i, "meta/provenance", f"episode_id {prov.episode_id!r} is not unique")
             )
         ids.add(prov.episode_id)
+    if store._labels_error is not None:
+        report.problems.append((None, LABELS_FILE, f"damaged: {store._labels_error}"))
     for entry in store._labels.labels:
         if entry.episode_id not in ids:
             report.problems.append(
@@ -172,3 +254,60 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
                     (None, LABELS_FILE, f"preference names unknown episode_id {eid!r}")
                 )
     return report
+
+
+def _recorded_digests(store: EpisodeStore, report: ValidationReport) -> list[dict | None] | None:
+    """Each episode's recorded digests (None for an unreadable row); None without digests."""
+    if store._digest_arr is None:
+        return None
+    n_ep = store._n_episodes
+    out: list[dict | None] = []
+    for i in range(n_ep):
+        try:
+            doc = json.loads(str(store._digest_arr[i].item()))
+            if not isinstance(doc, dict):
+                raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+        except Exception as e:
+            report.problems.append((i, "meta/digests", f"unreadable digest row: {e}"))
+            doc = None
+        out.append(doc)
+    names = {f"data/{k}" for k in store._data}
+    names |= {f"streams/{s}/{k}" for s, arrays in store._streams.items() for k in arrays}
+    for i, d in enumerate(out):
+        if d is not None and set(d) != names:
+            report.problems.append(
+                (i, "meta/digests", f"digest row covers {sorted(d)}, not every data key")
+            )
+            out[i] = None
+    return out
+
+
+def _compare_moments(
+    store: EpisodeStore,
+    moments: dict[str, list[Moments | None]],
+    unverified: dict[str, set[int]],
+    report: ValidationReport,
+) -> None:
+    n_ep = store._n_episodes
+    for key, a in store._stats_arr.items():
+        name = f"data/{key}"
+        try:
+            rows = np.asarray(a[:n_ep])
+        except Exception:
+            continue  # check_array reported the unreadable chunk
+        bad = unverified.get(name, set()) | unverified.get(f"meta/stats/{key}", set())
+        for i, m in enumerate(moments.get(name, [])):
+            if m is None or i in bad:
+                continue
+            got = np.stack([m.mean, m.m2, m.min, m.max])
+            scale = np.maximum(np.abs(got), np.abs(rows[i]))
+            # m2 is a sum over rows: its rounding grows with the episode's length.
+            tol = 1e-6 * scale + 1e-9 * max(1, m.count)
+            if not np.all(np.abs(got - rows[i]) <= tol):
+                report.problems.append(
+                    (
+                        i,
+                        f"meta/stats/{key}",
+                        "persisted per-episode moments differ from the episode's data",
+                    )
+                )

@@ -23,12 +23,17 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 #: Type of the last line of a recorded log: the tick at which recording stopped.
 END_OF_LOG = "EndOfLog"
@@ -164,8 +169,11 @@ class EventLogSource:
 class EventLogRecorder:
     """Wraps a source and appends every event it delivers to a JSON-lines log.
 
-    Each poll is flushed to the file, so a crashed session leaves its events up to the
-    crash. :meth:`close` writes the ``EndOfLog`` line and closes the wrapped source.
+    :meth:`poll` runs on the control loop's thread, so it only stamps the events and hands
+    them to a background logger thread through a queue; that thread writes and flushes
+    each batch, so a crashed session leaves its events up to (nearly) the crash.
+    :meth:`close` drains the queue, writes the ``EndOfLog`` line and closes the wrapped
+    source.
     """
 
     def __init__(self, source: EventSource, path: str | os.PathLike[str]):
@@ -174,6 +182,12 @@ class EventLogRecorder:
         self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
         self._polls = 0
         self._t0: float | None = None
+        # Batches of events; a batch ending with EndOfLog is the last.
+        self._queue: queue.SimpleQueue[list[RawEvent] | None] = queue.SimpleQueue()
+        self._closed = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="event-log", daemon=True)
+        self._thread.start()
 
     @property
     def exhausted(self) -> bool:
@@ -187,20 +201,39 @@ class EventLogRecorder:
         out = []
         for e in self.source.poll():
             t = e.t if e.t else time.monotonic() - self._t0
-            e = RawEvent(e.type, dict(e.data), t, tick)
-            self._file.write(e.to_json() + "\n")
-            out.append(e)
+            out.append(RawEvent(e.type, dict(e.data), t, tick))
         if out:
-            self._file.flush()
+            self._queue.put(out)
         return out
 
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            last = batch[-1].type == END_OF_LOG
+            if self.error is not None:
+                continue  # keep draining: poll() must never back up behind a dead log
+            try:
+                self._file.write("".join(e.to_json() + "\n" for e in batch))
+                self._file.flush()
+            except Exception as e:
+                self.error = e
+                log.exception("writing the raw-event log %s failed", self.path)
+            if last:
+                return
+
     def close(self) -> None:
-        if self._file.closed:
+        if self._closed:
             return
+        self._closed = True
         t = time.monotonic() - self._t0 if self._t0 is not None else 0.0
-        self._file.write(RawEvent(END_OF_LOG, {}, t, max(self._polls - 1, 0)).to_json() + "\n")
-        self._file.close()
-        self.source.close()
+        self._queue.put([RawEvent(END_OF_LOG, {}, t, max(self._polls - 1, 0))])
+        self._thread.join()
+        try:
+            self._file.close()
+        finally:
+            self.source.close()
 
 
 def read_event_log(path: str | os.PathLike[str]) -> list[RawEvent]:

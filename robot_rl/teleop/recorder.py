@@ -13,30 +13,53 @@ does all I/O (chunk writes, fsyncs, the commit). The loop keeps an episode's las
 back until it knows whether the episode ends there, so that a STOP can still mark it.
 
 **Overflow.** In real time (a person or a robot at the control rate) a block is put with
-``put_nowait``. If the queue is full the block cannot be stored, and an episode with a
-hole in it is no demonstration (its transitions across the hole are wrong), so the
-episode is *not* kept with missing rows: it is discarded, a loud warning names it and
-how many rows were dropped, :attr:`RecordSummary.n_overflowed` / ``dropped_rows`` count
-it, the session log marks it ``overflowed``, and the same seed is recorded again. After
-``max_consecutive_overflows`` such episodes in a row the session stops with
-:class:`RecorderError` (the disk cannot keep up). Episode boundaries (begin, commit,
-discard) are never dropped: when the queue is full they wait, in order, in the loop's
-outbox, and any row block behind them counts as overflow. When not in real time
-(scripted experts, replays: as fast as possible) the loop simply waits for room, since
-nothing suffers from that wait.
+``put_nowait``. If the queue is full the block cannot be stored. By default
+(``on_overflow="keep"``) the episode is kept and *flagged*, never silently thinned: its
+provenance gets ``dropped_rows`` and ``gap_rows`` (the stored rows after which rows are
+missing, so that samplers skip the broken transitions), a loud message names it, and
+:attr:`RecordSummary.n_overflowed` / ``dropped_rows`` and the session log count it. That
+is the only possible choice for robot and bridge episodes, which cannot be recorded
+again. ``on_overflow="discard"`` (useful in sim only, where the same seed can be
+recorded again) discards such an episode instead, marks it ``overflowed`` in the session
+log and records its seed again. After ``max_consecutive_overflows`` overflowed episodes
+in a row the session stops with :class:`RecorderError` (the disk cannot keep up).
+Episode boundaries (begin, commit, discard) are never dropped: when the queue is full
+they wait, in order, in the loop's outbox, and any row block behind them counts as
+overflow. An episode's last rows (at most ``block_steps + 1``) travel with its commit,
+so every stored episode ends on its terminal row. When not in real time (scripted
+experts, replays: as fast as possible) the loop simply waits for room, since nothing
+suffers from that wait.
+
+**Fates.** The session log (:attr:`Recorder.episodes`) marks a kept episode ``queued``
+when it is handed to the writer and ``committed`` once the store has committed it (the
+"kept" message comes then); if the writer fails, the queued ones that never reached the
+store become ``lost``.
+
+**Clock.** Control-row timestamps and episode start times are wall-clock seconds from a
+clock anchored once per session (``time.time()`` at the start plus ``time.monotonic()``
+since), so a wall-clock step (NTP) can neither make timestamps decrease nor end the
+session.
 
 **Controls** (:class:`~robot_rl.teleop.events.Control`): START, STOP, TOGGLE, DISCARD,
-RERECORD, SUCCESS / FAILURE (the operator's label overrides the env's ``is_success``),
-QUIT. With ``review`` on (the default for a person) an episode that ends waits for the
+RERECORD, SUCCESS / FAILURE, QUIT. An operator's SUCCESS / FAILURE is human feedback:
+after the commit the writer stores it with the store's label API
+(:meth:`~robot_rl.data.episode_store.EpisodeStore.set_success_label`, labeller: the
+provenance's operator pseudonym, or ``"operator"`` when there is none), and it overrides
+the env's ``is_success``, which stays the provenance's recorded ``success``. Pairwise
+preferences have no control here: enter them with ``robot-rl-data label --prefer``.
+With ``review`` on (the default for a person) an episode that ends waits for the
 operator: label it, discard it, re-record it, or START / STOP / TOGGLE to keep it.
 
 The env is anything with ``reset(seed=...) -> (obs, info)`` and
-``step(action) -> (obs, reward, terminated, truncated, info)`` (``info["is_success"]``
-optional): the simulator now, the hardware bridge later.
+``step(action) -> (obs, reward, terminated, truncated, info)``: the simulator now, the
+hardware bridge later. Optional ``info`` keys: ``is_success``; ``clipped`` and
+``intervention`` (bools), passed through to the per-frame flags. The recorder also sets
+``clipped`` when it clips the device's action to [-1, 1].
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -83,13 +106,19 @@ class EpisodeRecord:
         episode_id: the provenance ``episode_id`` it has (or would have had) in the store.
         seed: env reset seed (replaying it with the same actions reproduces the episode).
         steps: rows recorded.
-        outcome: ``committed``, ``discarded``, ``rerecorded``, ``overflowed`` (dropped
-            rows: discarded and recorded again), ``quit`` (session ended mid-episode).
-        success: the label stored (committed episodes) or that it had.
+        outcome: ``queued`` (handed to the writer, not yet committed), ``committed``,
+            ``lost`` (queued, but the writer failed before committing it),
+            ``discarded``, ``rerecorded``, ``overflowed`` (dropped rows with
+            ``on_overflow="discard"``: discarded and recorded again), ``quit`` (session
+            ended mid-episode).
+        success: its success label: the operator's where marked, else the env's.
         label_source: ``operator`` (marked) or ``env`` (``info["is_success"]``).
         store_index: its index in the store once committed (filled by the writer).
-        dropped_rows: rows that could not be queued (outcome ``overflowed``).
+        dropped_rows: rows that could not be queued (the writer queue was full).
+        gap_rows: stored rows after which rows are missing (see
+            :class:`~robot_rl.data.provenance.EpisodeProvenance`).
         start_time_unix_s: wall-clock time of its first step.
+        label_stored: the operator's label was written to the store's label log.
     """
 
     episode_id: str
@@ -100,7 +129,9 @@ class EpisodeRecord:
     label_source: str
     store_index: int | None = None
     dropped_rows: int = 0
+    gap_rows: list[int] = field(default_factory=list)
     start_time_unix_s: float = 0.0
+    label_stored: bool = False
 
 
 @dataclass
@@ -113,10 +144,13 @@ class RecordSummary:
     wall_time_s: float
     #: Episodes dropped by DISCARD or RERECORD.
     n_discarded: int = 0
-    #: Episodes discarded because a row block did not fit in the writer queue.
+    #: Episodes that lost rows because a row block did not fit in the writer queue (kept
+    #: and flagged with ``on_overflow="keep"``, discarded with ``"discard"``).
     n_overflowed: int = 0
-    #: Rows those episodes lost (none of them reached the store).
+    #: Rows those episodes lost.
     dropped_rows: int = 0
+    #: Episodes handed to the writer that never reached the store (the writer failed).
+    n_lost: int = 0
     #: Control ticks that ended after their deadline (real time only).
     overruns: int = 0
     #: Every episode of the session, in order, including the dropped ones.
@@ -172,14 +206,33 @@ class _Msg(NamedTuple):
     enqueued: float
 
 
+class _Commit(NamedTuple):
+    """A commit's payload: the episode's last rows travel with it (never dropped)."""
+
+    provenance: EpisodeProvenance
+    rows: dict[str, np.ndarray] | None
+    #: The operator's success label to store after the commit (None: not marked).
+    label: bool | None
+    labeller: str
+
+
+#: How long a blocked put waits between checks that the writer thread is still alive.
+_PUT_POLL_S = 0.1
+
+
 class EpisodeWriterThread:
     """Owns the store's episode writers; the loop talks to it only through a bounded queue.
+
+    A failure on the writer thread is kept in :attr:`error` (and logged); the thread then
+    keeps draining the queue without writing, so the loop never blocks on a dead writer.
 
     Args:
         store: an episode store opened for appending (``begin_episode()``).
         queue_blocks: capacity of the queue, in messages (row blocks, mostly).
         block_on_full: wait for room instead of reporting overflow (not in real time).
         on_commit: called on the writer thread with (token, store index) per commit.
+        on_label: called on the writer thread with (token, error message or None) after
+            it tried to store an operator's label.
     """
 
     def __init__(
@@ -189,6 +242,7 @@ class EpisodeWriterThread:
         *,
         block_on_full: bool = False,
         on_commit: Callable[[int, int], None] | None = None,
+        on_label: Callable[[int, str | None], None] | None = None,
     ):
         if queue_blocks < 2:
             raise ValueError(f"queue_blocks: expected >= 2, got {queue_blocks}")
@@ -196,6 +250,7 @@ class EpisodeWriterThread:
         self.queue: queue.Queue[_Msg] = queue.Queue(maxsize=queue_blocks)
         self.block_on_full = block_on_full
         self.on_commit = on_commit
+        self.on_label = on_label
         self.error: BaseException | None = None
         self.error_token: int | None = None
         #: Seconds the last message processed had waited in the queue.
@@ -212,6 +267,10 @@ class EpisodeWriterThread:
         self._thread.start()
 
     @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def fill(self) -> float:
         """Queue fill, 0..1."""
         return self.queue.qsize() / self.queue.maxsize
@@ -220,6 +279,23 @@ class EpisodeWriterThread:
     def backlogged(self) -> bool:
         """Boundaries wait in the outbox, or the queue is over half full."""
         return bool(self._outbox) or self.queue.qsize() * 2 > self.queue.maxsize
+
+    def _put(self, msg: _Msg) -> None:
+        """Put, waiting for room, but never on a writer thread that has died."""
+        while True:
+            try:
+                self.queue.put(msg, timeout=_PUT_POLL_S)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise RecorderError(
+                        f"the episode writer thread died{self._error_text()}; committed "
+                        "episodes are intact"
+                    ) from self.error
+
+    def _error_text(self) -> str:
+        err = self.error
+        return f" ({type(err).__name__}: {err})" if err is not None else ""
 
     def flush(self) -> None:
         """Move waiting boundary messages into the queue, as far as it has room."""
@@ -230,12 +306,13 @@ class EpisodeWriterThread:
                 return
             self._outbox.popleft()
 
-    def send(self, kind: str, token: int, payload: Any = None) -> None:
+    def send(self, kind: str, token: int, payload: Any = None, n_rows: int = 0) -> None:
         """Queue an episode boundary (begin, commit, discard); never dropped, never blocks
         in real time (it waits in the outbox, in order, when the queue is full)."""
-        msg = _Msg(kind, token, payload, 0, time.monotonic())
+        msg = _Msg(kind, token, payload, n_rows, time.monotonic())
+        self.rows_queued += n_rows
         if self.block_on_full:
-            self.queue.put(msg)
+            self._put(msg)
             return
         self.flush()
         if not self._outbox:
@@ -250,7 +327,7 @@ class EpisodeWriterThread:
         """Queue a block of rows; False when it did not fit (overflow: nothing queued)."""
         msg = _Msg("rows", token, block, n_rows, time.monotonic())
         if self.block_on_full:
-            self.queue.put(msg)
+            self._put(msg)
         else:
             self.flush()
             if self._outbox:
@@ -263,28 +340,39 @@ class EpisodeWriterThread:
         return True
 
     def close(self) -> None:
-        """Wait until everything queued is written (commits included), then stop."""
-        while self._outbox:
-            self.queue.put(self._outbox.popleft())
-        self.queue.put(_Msg("stop", -1, None, 0, time.monotonic()))
+        """Wait until everything queued is written (commits included), then stop.
+
+        Returns at once if the writer thread has died; :attr:`error` says why.
+        """
+        try:
+            while self._outbox:
+                self._put(self._outbox.popleft())
+            self._put(_Msg("stop", -1, None, 0, time.monotonic()))
+        except RecorderError:
+            return  # the thread is gone: nothing more will be written
         self._thread.join()
 
     # --- writer side ----------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            msg = self.queue.get()
-            self.lag_s = time.monotonic() - msg.enqueued
-            if msg.kind == "stop":
-                self._abandon()
-                return
-            if self.error is not None:
-                continue  # failed: drain without writing, the loop is stopping
-            try:
-                self._handle(msg)
-            except BaseException as e:
-                self.error, self.error_token = e, msg.token
-                log.exception("episode writer failed on a %s message", msg.kind)
-                self._abandon()
+        try:
+            while True:
+                msg = self.queue.get()
+                self.lag_s = time.monotonic() - msg.enqueued
+                if msg.kind == "stop":
+                    self._abandon_quietly()
+                    return
+                if self.error is not None:
+                    continue  # failed: drain without writing, the loop is stopping
+                try:
+                    self._handle(msg)
+                except BaseException as e:
+                    self.error, self.error_token = e, msg.token
+                    log.exception("episode writer failed on a %s message", msg.kind)
+                    self._abandon_quietly()
+        except BaseException as e:  # not expected: still say why the thread is gone
+            if self.error is None:
+                self.error = e
+            log.exception("episode writer thread died")
 
     def _handle(self, msg: _Msg) -> None:
         if msg.kind == "begin":
@@ -298,12 +386,30 @@ class EpisodeWriterThread:
             self._writer.append(msg.payload)
             self.rows_written += msg.n_rows
         elif msg.kind == "commit":
-            index = self._writer.commit(msg.payload)
+            commit: _Commit = msg.payload
+            if commit.rows is not None:
+                self._writer.append(commit.rows)
+                self.rows_written += msg.n_rows
+            index = self._writer.commit(commit.provenance)
             self._writer, self._token = None, None
             if self.on_commit is not None:
                 self.on_commit(msg.token, index)
+            if commit.label is not None:
+                self._store_label(msg.token, index, commit.label, commit.labeller)
         elif msg.kind == "discard":
             self._abandon()
+
+    def _store_label(self, token: int, index: int, label: bool, labeller: str) -> None:
+        # The episode is committed whatever happens here: a failed label write is
+        # reported, not a reason to stop recording.
+        error = None
+        try:
+            self.store.set_success_label(index, label, labeller=labeller)
+        except Exception as e:
+            log.exception("storing the operator's label of episode %d failed", index)
+            error = f"{type(e).__name__}: {e}"
+        if self.on_label is not None:
+            self.on_label(token, error)
 
     def _abandon(self) -> None:
         if self._writer is not None:
@@ -311,6 +417,14 @@ class EpisodeWriterThread:
                 self._writer.discard()
             finally:
                 self._writer, self._token = None, None
+
+    def _abandon_quietly(self) -> None:
+        """:meth:`_abandon` on the way out: a failing discard is logged, never raised (an
+        uncommitted tail is deleted by the next ``begin_episode`` anyway)."""
+        try:
+            self._abandon()
+        except BaseException:
+            log.exception("discarding an uncommitted episode failed")
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -326,6 +440,9 @@ class _Episode:
     label: bool | None = None
     env_success: bool = False
     dropped_rows: int = 0
+    #: Rows handed to the writer so far (the stored row index of the next one).
+    queued_rows: int = 0
+    gap_rows: list[int] = field(default_factory=list)
 
 
 class Recorder:
@@ -352,6 +469,9 @@ class Recorder:
         max_episode_steps: truncate episodes at this many steps (0: the env decides).
         max_consecutive_overflows: stop the session after this many overflowed
             episodes in a row.
+        on_overflow: ``keep`` (default: store the episode flagged with its gaps; the only
+            choice for robot and bridge episodes) or ``discard`` (drop it and record its
+            seed again; for sim only).
         display: progress display, or None.
         on_episode: called with (episode number, success label) as each kept episode is
             handed to the writer.
@@ -374,6 +494,7 @@ class Recorder:
         block_steps: int = 10,
         max_episode_steps: int = 0,
         max_consecutive_overflows: int = 3,
+        on_overflow: str = "keep",
         display: ProgressDisplay | None = None,
         on_episode: Callable[[int, bool | None], None] | None = None,
     ):
@@ -381,6 +502,8 @@ class Recorder:
             raise ValueError(f"n_episodes: expected >= 0 (0: until quit), got {n_episodes}")
         if block_steps < 1:
             raise ValueError(f"block_steps: expected >= 1, got {block_steps}")
+        if on_overflow not in ("keep", "discard"):
+            raise ValueError(f"on_overflow: expected 'keep' or 'discard', got {on_overflow!r}")
         operator = bool(getattr(device, "operator_driven", False))
         if review and not operator:
             raise ValueError(
@@ -399,6 +522,7 @@ class Recorder:
         self.block_steps = int(block_steps)
         self.max_episode_steps = int(max_episode_steps)
         self.max_consecutive_overflows = int(max_consecutive_overflows)
+        self.on_overflow = on_overflow
         self.display = display
         self.on_episode = on_episode
         # Control rows carry a wall-clock timestamp (unix s) when the store has them; the
@@ -411,7 +535,15 @@ class Recorder:
             queue_blocks,
             block_on_full=(not self.realtime) if block_on_full is None else bool(block_on_full),
             on_commit=self._on_commit,
+            on_label=self._on_label,
         )
+        # Commits and label results reported by the writer thread, for the loop to
+        # announce (displays are driven from the loop's thread only).
+        # ("commit", token, committed count) or ("label", token, error message or None).
+        self._notices: deque[tuple[str, int, Any]] = deque()
+        # The session clock (see the module docstring): re-anchored when run() starts.
+        self._t0_wall = time.time()
+        self._t0_mono = time.monotonic()
         self._seed = int(seed)
         self._state = WAITING
         self._ep: _Episode | None = None
@@ -429,6 +561,7 @@ class Recorder:
         self._n_overflowed = 0
         self._dropped_rows = 0
         self._consecutive_overflows = 0
+        self._n_lost = 0
         self._overruns = 0
         self._tick_hz = 0.0
         self._last_display = 0.0
@@ -446,31 +579,54 @@ class Recorder:
                 invalid action.
         """
         start = time.perf_counter()
+        self._t0_wall, self._t0_mono = time.time(), time.monotonic()
         self.writer.start()
         try:
             self._loop()
         except BaseException:
-            if self._state == RECORDING and self._ep is not None:
-                self._drop("quit", next_seed=False, reset=False)
+            if self._state in (RECORDING, REVIEW) and self._ep is not None:
+                # If the writer is gone, the first error is the one to raise.
+                with contextlib.suppress(RecorderError):
+                    self._drop("quit", next_seed=False, reset=False)
             raise
         finally:
             self.writer.close()
+            with self._committed_lock:
+                for rec in self._order:
+                    if rec.outcome == "queued":  # never committed: the writer failed
+                        rec.outcome = "lost"
+                        self._n_lost += 1
             self._state = DONE
+            self._announce()
+            if self._n_lost:
+                self._say(
+                    f"{self._n_lost} queued episode(s) never reached the store (the writer "
+                    "failed); the session log marks them lost",
+                    level="error",
+                )
             self._update_display(force=True)
         self._check_writer()
-        wall = time.perf_counter() - start
+        return self._summary(time.perf_counter() - start)
+
+    def _summary(self, wall_time_s: float) -> RecordSummary:
         kept = [r for r in self._order if r.outcome == "committed"]
         return RecordSummary(
             n_episodes=len(kept),
             n_steps=sum(r.steps for r in kept),
             n_success=sum(bool(r.success) for r in kept),
-            wall_time_s=wall,
+            wall_time_s=wall_time_s,
             n_discarded=self._n_discarded,
             n_overflowed=self._n_overflowed,
             dropped_rows=self._dropped_rows,
+            n_lost=self._n_lost,
             overruns=self._overruns,
             episodes=list(self._order),
         )
+
+    def wall_time(self) -> float:
+        """Seconds since the epoch on the session clock: anchored to ``time.time()`` once,
+        advanced by ``time.monotonic()``, so never decreasing within a session."""
+        return self._t0_wall + (time.monotonic() - self._t0_mono)
 
     @property
     def episodes(self) -> list[EpisodeRecord]:
@@ -514,6 +670,7 @@ class Recorder:
             last_tick = now
             self._check_writer()
             self.writer.flush()
+            self._announce()
             for control in self.device.poll_events():
                 self._on_control(control)
             if self._quit or self._state == DONE:
@@ -597,7 +754,7 @@ class Recorder:
             return
         self._start_pending = False
         self._tokens += 1
-        self._ep = _Episode(self._tokens, self._seed, uuid.uuid4().hex, time.time())
+        self._ep = _Episode(self._tokens, self._seed, uuid.uuid4().hex, self.wall_time())
         self.writer.send("begin", self._ep.token)
         self.device.reset()
         self._state = RECORDING
@@ -612,57 +769,89 @@ class Recorder:
                 f"{type(self.device).__name__} returned the action {action!r} at step "
                 f"{ep.steps} of episode seed {ep.seed}; expected a finite 1-D vector"
             )
+        clipped = bool(np.any(np.abs(action) > 1.0))
         action = np.clip(action, -1.0, 1.0)
-        stamp = time.time()
+        stamp = self.wall_time()
         next_obs, reward, terminated, truncated, info = self.env.step(action)
+        info = info or {}
         ep.steps += 1
         self._total_steps += 1
         if not terminated and self.max_episode_steps and ep.steps >= self.max_episode_steps:
             truncated = True
-        ep.env_success = ep.env_success or bool((info or {}).get("is_success", False))
+        ep.env_success = ep.env_success or bool(info.get("is_success", False))
         row = {k: np.array(v, copy=True) for k, v in obs.items()}
         row.update(
             action=action,
             reward=np.float32(reward),
             terminated=bool(terminated),
             truncated=bool(truncated),
+            clipped=clipped or bool(info.get("clipped", False)),
+            intervention=bool(info.get("intervention", False)),
         )
         if self._timestamps:
             row["timestamp"] = stamp
         self._buffer.append(row)
         self._obs = next_obs
-        if len(self._buffer) > self.block_steps and not self._flush_rows(keep_last=True):
-            return  # overflowed: the episode is gone and the env reset
+        if len(self._buffer) > self.block_steps and not self._flush_rows():
+            return  # overflowed and discarded (on_overflow="discard"): the env was reset
         if terminated or truncated:
             self._end(truncate=False)
 
-    def _flush_rows(self, keep_last: bool) -> bool:
-        rows = self._buffer[:-1] if keep_last else self._buffer
+    @staticmethod
+    def _block(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def _flush_rows(self) -> bool:
+        """Hand all buffered rows but the last to the writer (the last may still be
+        marked by a STOP). False: they overflowed and the episode was discarded."""
+        rows = self._buffer[:-1]
         if not rows:
             return True
-        block = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
         ep = self._ep
         assert ep is not None
-        if self.writer.send_rows(ep.token, block, len(rows)):
-            self._buffer = self._buffer[-1:] if keep_last else []
+        self._buffer = self._buffer[-1:]
+        if self.writer.send_rows(ep.token, self._block(rows), len(rows)):
+            ep.queued_rows += len(rows)
             return True
-        self._overflow(len(rows))
+        return self._overflow(len(rows))
+
+    def _overflow(self, n_rows: int) -> bool:
+        """``n_rows`` rows did not fit in the writer queue; True if the episode goes on."""
+        ep = self._ep
+        assert ep is not None
+        if not ep.dropped_rows:
+            self._n_overflowed += 1
+            self._consecutive_overflows += 1
+        ep.dropped_rows += n_rows
+        self._dropped_rows += n_rows
+        after = ep.steps - len(self._buffer) - n_rows
+        if self.on_overflow == "keep":
+            # Rows are lost between the last stored row and the next one.
+            new_gap = ep.queued_rows > 0 and (
+                not ep.gap_rows or ep.gap_rows[-1] != ep.queued_rows - 1
+            )
+            if new_gap:
+                ep.gap_rows.append(ep.queued_rows - 1)
+            if new_gap or ep.dropped_rows == n_rows:  # once per gap, not per lost block
+                self._say(
+                    f"WRITER QUEUE FULL: episode seed {ep.seed} ({ep.episode_id[:8]}) is "
+                    f"losing rows after step {after}; it is KEPT and FLAGGED (provenance "
+                    "dropped_rows, gap_rows: samplers skip the broken transitions)",
+                    level="error",
+                )
+            return True
+        self._say(
+            f"WRITER QUEUE FULL: episode seed {ep.seed} ({ep.episode_id[:8]}) lost {n_rows} "
+            f"rows after step {after}; it is DISCARDED (on_overflow=discard) and will be "
+            "recorded again",
+            level="error",
+        )
+        self._drop("overflowed", next_seed=False, reset=False)
+        self._check_overflows()
+        self._reset_env()
         return False
 
-    def _overflow(self, n_rows: int) -> None:
-        ep = self._ep
-        assert ep is not None
-        ep.dropped_rows += n_rows
-        self._n_overflowed += 1
-        self._dropped_rows += n_rows
-        self._consecutive_overflows += 1
-        msg = (
-            f"WRITER QUEUE FULL: episode seed {ep.seed} ({ep.episode_id[:8]}) lost {n_rows} "
-            f"rows after step {ep.steps - len(self._buffer)}; it is DISCARDED (never stored "
-            "with a hole) and will be recorded again"
-        )
-        self._say(msg, level="error")
-        self._drop("overflowed", next_seed=False, reset=False)
+    def _check_overflows(self) -> None:
         if self._consecutive_overflows >= self.max_consecutive_overflows:
             raise RecorderError(
                 f"the episode writer cannot keep up: {self._consecutive_overflows} episodes "
@@ -670,7 +859,6 @@ class Recorder:
                 f"{self.block_steps} rows); use a faster disk, a larger queue_blocks, or a "
                 "lower control rate"
             )
-        self._reset_env()
 
     def _end(self, truncate: bool) -> None:
         ep = self._ep
@@ -680,8 +868,7 @@ class Recorder:
             return
         if truncate and not (self._buffer[-1]["terminated"] or self._buffer[-1]["truncated"]):
             self._buffer[-1]["truncated"] = True
-        if not self._flush_rows(keep_last=False):
-            return
+        # The rows still buffered (at most block_steps + 1) go with the commit.
         if self.review:
             self._state = REVIEW
             label = ep.env_success if ep.label is None else ep.label
@@ -696,26 +883,33 @@ class Recorder:
         ep = self._ep
         assert ep is not None
         success = ep.env_success if ep.label is None else ep.label
+        # The recorded success is the env's; an operator's mark is human feedback, stored
+        # in the label log after the commit (and shown by store.provenance()).
         prov = replace(
             self.provenance,
-            success=success,
+            success=ep.env_success,
             start_time_unix_s=ep.start_time_unix_s,
             episode_id=ep.episode_id,
+            dropped_rows=ep.dropped_rows,
+            gap_rows=list(ep.gap_rows),
+            reset_seed=ep.seed,
         )
-        self.writer.send("commit", ep.token, prov)
-        self._record(ep, "committed", success, "env" if ep.label is None else "operator")
+        rows = self._buffer
+        self._buffer = []
+        labeller = self.provenance.operator or "operator"
+        commit = _Commit(prov, self._block(rows) if rows else None, ep.label, labeller)
+        self.writer.send("commit", ep.token, commit, n_rows=len(rows))
+        self._record(ep, "queued", success, "env" if ep.label is None else "operator")
         self._kept += 1
         self._n_success += bool(success)
-        self._consecutive_overflows = 0
         if self.on_episode is not None:
             self.on_episode(self._kept - 1, success)
-        self._say(
-            f"episode {self._kept}{f'/{self.n_episodes}' if self.n_episodes else ''} kept: "
-            f"{ep.steps} steps, {'success' if success else 'failure'} "
-            f"({'operator' if ep.label is not None else 'env'} label), seed {ep.seed}"
-        )
         self._seed += 1
         self._ep = None
+        if ep.dropped_rows:
+            self._check_overflows()
+        else:
+            self._consecutive_overflows = 0
         if self.n_episodes and self._kept >= self.n_episodes:
             self._state = DONE
         elif reset:
@@ -724,16 +918,16 @@ class Recorder:
     def _drop(self, outcome: str, *, next_seed: bool, reset: bool = True) -> None:
         ep = self._ep
         assert ep is not None
-        self.writer.send("discard", ep.token)
+        self._ep = None
+        self._buffer = []
         success = ep.env_success if ep.label is None else ep.label
         self._record(ep, outcome, success, "env" if ep.label is None else "operator")
         if outcome in ("discarded", "rerecorded"):
             self._n_discarded += 1
             self._say(f"episode seed {ep.seed} {outcome} ({ep.steps} steps)", level="warning")
-        self._ep = None
-        self._buffer = []
         if next_seed:
             self._seed += 1
+        self.writer.send("discard", ep.token)
         if reset:
             self._reset_env()
 
@@ -746,17 +940,57 @@ class Recorder:
             success=success,
             label_source=source,
             dropped_rows=ep.dropped_rows,
+            gap_rows=list(ep.gap_rows),
             start_time_unix_s=ep.start_time_unix_s,
         )
-        self._records[ep.token] = rec
-        self._order.append(rec)
+        with self._committed_lock:
+            self._records[ep.token] = rec
+            self._order.append(rec)
 
     def _on_commit(self, token: int, index: int) -> None:  # writer thread
-        rec = self._records.get(token)
-        if rec is not None:
-            rec.store_index = index
         with self._committed_lock:
+            rec = self._records.get(token)
+            if rec is not None:
+                rec.store_index = index
+                rec.outcome = "committed"
             self._committed += 1
+            self._notices.append(("commit", token, self._committed))
+
+    def _on_label(self, token: int, error: str | None) -> None:  # writer thread
+        with self._committed_lock:
+            rec = self._records.get(token)
+            if rec is not None:
+                rec.label_stored = error is None
+            self._notices.append(("label", token, error))
+
+    def _announce(self) -> None:
+        """Say what the writer has done since the last call (on the loop's thread)."""
+        while self._notices:
+            kind, token, info = self._notices.popleft()
+            rec = self._records.get(token)
+            if rec is None:
+                continue
+            if kind == "label":
+                if info is not None:
+                    self._say(
+                        f"the operator's label of episode {rec.store_index} "
+                        f"({rec.episode_id[:8]}) was not stored: {info}; set it with "
+                        "robot-rl-data label",
+                        level="error",
+                    )
+                continue
+            target = f"/{self.n_episodes}" if self.n_episodes else ""
+            flagged = (
+                f"; FLAGGED: {rec.dropped_rows} rows dropped, gaps after rows {rec.gap_rows}"
+                if rec.dropped_rows
+                else ""
+            )
+            self._say(
+                f"episode {info}{target} kept: {rec.steps} steps, "
+                f"{'success' if rec.success else 'failure'} ({rec.label_source} label), "
+                f"seed {rec.seed}{flagged}",
+                level="error" if rec.dropped_rows else "info",
+            )
 
     def _check_writer(self) -> None:
         err = self.writer.error
@@ -767,6 +1001,8 @@ class Recorder:
                 f"episode writer failed{which}: {type(err).__name__}: {err}; committed "
                 "episodes are intact"
             ) from err
+        if self._state != DONE and not self.writer.alive:
+            raise RecorderError("the episode writer thread is gone; committed episodes are intact")
 
     # --- display ------------------------------------------------------------------------
     def _say(self, text: str, level: str = "info") -> None:

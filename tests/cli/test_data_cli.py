@@ -6,7 +6,7 @@ import zarr
 
 from robot_rl.cli.data import main
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
-from robot_rl.data.governance import operator_pseudonym, pseudonymize
+from robot_rl.data.governance import load_salt, operator_pseudonym, pseudonymize
 
 
 @pytest.fixture
@@ -40,9 +40,46 @@ def store_path(tmp_path):
 def test_info_and_stats(store_path, capsys):
     assert main(["info", str(store_path)]) == 0
     out = capsys.readouterr().out
-    assert "3 episodes, 30 steps" in out and "joint_pos" in out and "content hash" in out
+    assert "3 episodes, 30 steps" in out and "joint_pos" in out
+    assert "content hash" not in out  # reads every chunk: only with --hash
+    assert main(["info", str(store_path), "--hash"]) == 0
+    with EpisodeStore.open(store_path) as s:
+        assert f"content hash {s.content_hash()}" in capsys.readouterr().out
     assert main(["stats", str(store_path), "-k", "reward"]) == 0
     assert "reward" in capsys.readouterr().out
+
+
+def test_info_shows_action_units_and_stats_summarizes_wide_keys(tmp_path, capsys):
+    store = EpisodeStore.create(
+        tmp_path / "s",
+        obs_spec={"img": ((4, 5), "uint8"), "q": ((2,), "float32")},
+        action_dim=2,
+        control_hz=10.0,
+        robot="panda",
+        task="reach",
+        units={"action": "rad/s"},
+    )
+    t = 6
+    store.append_episode(
+        {
+            "img": np.arange(t * 20, dtype=np.uint8).reshape(t, 4, 5),
+            "q": np.zeros((t, 2), np.float32),
+            "action": np.zeros((t, 2), np.float32),
+            "reward": np.zeros(t, np.float32),
+            "terminated": np.zeros(t, bool),
+            "truncated": np.eye(1, t, t - 1, dtype=bool)[0],
+        },
+        EpisodeProvenance(source="scripted"),
+    )
+    store.close()
+    assert main(["info", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "rad/s" in out and "normalized" not in out
+    assert main(["stats", str(tmp_path / "s"), "-k", "img", "-k", "q"]) == 0
+    out = capsys.readouterr().out
+    assert "all 20" in out and "119" in out  # one row: max over the 20 elements
+    rows = [line for line in out.splitlines() if "│" in line]
+    assert len(rows) == 1 + 2  # img: one summary row; q: one row per element
 
 
 def test_validate_reports_the_corrupted_episode_and_key(store_path, capsys):
@@ -73,6 +110,9 @@ def salt_file(tmp_path, monkeypatch):
     """Pseudonyms use a salt file in the test's directory, never the user's."""
     path = tmp_path / "salt"
     monkeypatch.setenv("ROBOT_RL_PSEUDONYM_SALT_FILE", str(path))
+    # Labelling and purging never create a salt (a new one matches no recorded operator):
+    # the recorder's run would have made it.
+    load_salt(path)
     return path
 
 
@@ -226,3 +266,34 @@ def test_commands_registry_is_extensible(monkeypatch, capsys):
     )
     assert data.main(["hello", "there"]) == 0
     assert "hi there" in capsys.readouterr().out
+
+
+def test_purge_and_label_never_create_a_salt(tmp_path, capsys, salt_file, monkeypatch):
+    src = _ops_store(tmp_path / "src", ["other"])
+    missing = tmp_path / "no-salt-here"
+    monkeypatch.setenv("ROBOT_RL_PSEUDONYM_SALT_FILE", str(missing))
+    assert main(["purge", str(src), "--operator-name", "Ann", "--yes"]) == 2
+    assert "no pseudonym salt file" in capsys.readouterr().out
+    assert main(["label", str(src), "--episode", "0", "--success", "--labeller", "Ann"]) == 2
+    assert not missing.exists()
+    with EpisodeStore.open(src) as s:
+        assert s.n_episodes == 1 and s.labels() == []
+
+
+def test_purge_that_matches_nothing_fails_unless_allowed(tmp_path, capsys, salt_file):
+    src = _ops_store(tmp_path / "src", [operator_pseudonym("Ann"), "other"])
+    assert main(["purge", str(src), "--operator-name", "Bob", "--yes"]) == 1
+    assert "nothing removed" in capsys.readouterr().out
+    assert main(["purge", str(src), "--operator-name", "Bob", "--yes", "--allow-none"]) == 0
+    # Names are stripped and case-folded: " ANN " is Ann.
+    assert main(["purge", str(src), "--operator-name", " ANN ", "--yes"]) == 0
+    with EpisodeStore.open(src) as s:
+        assert s.episode_ids() == ["e1"]
+
+
+def test_purge_warns_when_operator_is_not_a_pseudonym(tmp_path, capsys, salt_file):
+    src = _ops_store(tmp_path / "src", ["Ann", "other"])
+    assert main(["purge", str(src), "--operator", "Ann", "--yes"]) == 0
+    assert "does not look like a pseudonym" in capsys.readouterr().out
+    assert main(["purge", str(src), "--operator", "0123456789abcdef", "--yes"]) == 1
+    assert "does not look like" not in capsys.readouterr().out

@@ -13,9 +13,11 @@ from robot_rl.teleop.events import RawEvent, read_event_log
 
 def run_record(tmp_path, *args, env_extra=None):
     env = {**os.environ, "ROBOT_RL_PSEUDONYM_SALT_FILE": str(tmp_path / "salt")}
+    env.pop("ROBOT_RL_OPERATOR", None)
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "robot_rl.cli.record", *args],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=300,
@@ -50,8 +52,8 @@ def test_scripted_records_headless_and_appends_to_the_store(tmp_path):
         *common,
         "n_episodes=1",
         "seed=2",
-        "operator=Jane Doe",
         f"hydra.run.dir={tmp_path / 'r2'}",
+        env_extra={"ROBOT_RL_OPERATOR": "Jane Doe"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = EpisodeStore.open(store_path)
@@ -62,6 +64,55 @@ def test_scripted_records_headless_and_appends_to_the_store(tmp_path):
     operator = store.provenance(2).operator
     assert operator and "Jane" not in operator  # a pseudonym, never the name
     assert (tmp_path / "salt").is_file()  # the salt lives outside the store
+    # The name is nowhere in the run directory (Hydra's saved config included), and
+    # the config hash does not depend on who recorded.
+    for f in (tmp_path / "r2").rglob("*"):
+        if f.is_file():
+            assert "Jane" not in f.read_text(errors="replace"), f
+    from robot_rl.cli.record import config_hash
+
+    base = {"seed": 2, "n_episodes": 1, "operator_salt_file": ""}
+    assert config_hash({**base, "operator_pseudonym": "0123456789abcdef"}) == config_hash(
+        {**base, "operator_pseudonym": ""}
+    )
+    assert config_hash({**base, "seed": 3}) != config_hash(base)
+    # Replaying episode 2 without seed= resets with its stored seed and reproduces it.
+    assert store.provenance(2).reset_seed == 2
+    original = store.episode(2)
+    store.close()
+    proc = run_record(
+        tmp_path,
+        "task=reach",
+        "teleop=replay",
+        f"teleop.replay_store={store_path}",
+        "teleop.replay_episode=2",
+        "n_episodes=1",
+        f"store.path={tmp_path / 'replayed.zarr'}",
+        f"hydra.run.dir={tmp_path / 'r3'}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    replayed = EpisodeStore.open(tmp_path / "replayed.zarr").episode(0)
+    for k in original:
+        if k != "timestamp":
+            np.testing.assert_array_equal(replayed[k], original[k], err_msg=k)
+
+
+def test_the_operator_name_is_no_config_value(tmp_path):
+    common = ["task=reach", f"store.path={tmp_path / 's.zarr'}", "n_episodes=1", "seed=0"]
+    proc = run_record(tmp_path, *common, "operator=alice", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode != 0 and not (tmp_path / "s.zarr").exists()
+    proc = run_record(
+        tmp_path,
+        *common,
+        "operator_pseudonym=0123456789abcdef",
+        f"hydra.run.dir={tmp_path / 'r1'}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert EpisodeStore.open(tmp_path / "s.zarr").provenance(0).operator == "0123456789abcdef"
+    proc = run_record(
+        tmp_path, *common, "operator_pseudonym=alice", f"hydra.run.dir={tmp_path / 'r2'}"
+    )
+    assert proc.returncode == 2 and "operator_pseudonym" in proc.stdout
 
 
 def test_keyboard_from_a_recorded_event_log(tmp_path):
@@ -97,6 +148,8 @@ def test_keyboard_from_a_recorded_event_log(tmp_path):
     assert ep["truncated"].tolist() == [False, False, False, True]
     p = store.provenance(0)
     assert p.source == "teleop" and p.success is True and p.policy_id == ""
+    # A person recorded with no operator: said loudly (never purgeable by operator).
+    assert "WARNING: no operator" in proc.stdout and p.operator == ""
     # The raw events were logged again, at the same ticks.
     logged = read_event_log(run_dir / "events.jsonl")
     assert [(e.tick, e.data["key"]) for e in logged if e.type == "KeyDown"] == [

@@ -37,7 +37,7 @@ def test_round_trip_values_exact(new_store, make_frames, make_prov, tmp_path):
         assert r.obs_keys == ["joint_pos", "cam"]
         assert r.obs_spec == {"joint_pos": ((3,), "float32"), "cam": ((2, 2), "uint8")}
         assert r.action_dim == 2 and r.control_hz == 20.0
-        assert r.attrs["format"] == "robot_rl.episode_store" and r.attrs["format_version"] == 2
+        assert r.attrs["format"] == "robot_rl.episode_store" and r.attrs["format_version"] == 3
         assert (r.attrs["robot"], r.attrs["task"]) == ("panda", "reach")
         assert r.attrs["units"] == {"joint_pos": "rad"}
         for i, frames in enumerate(episodes):
@@ -180,7 +180,9 @@ def test_incomplete_create_is_not_a_store(tmp_path, monkeypatch):
                 robot="r",
                 task="t",
             )
-    with pytest.raises(StoreFormatError, match="creation did not finish"):
+    # Built in a hidden sibling and published only when complete: nothing is left.
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):
         open_store(tmp_path / "s")
 
 

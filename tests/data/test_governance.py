@@ -224,7 +224,9 @@ def test_kill_between_journal_renames_recovers_the_new_store(ops_store):
     proc = subprocess.run([sys.executable, "-c", _KILL_BETWEEN_RENAMES, str(ops_store)])
     assert proc.returncode == -signal.SIGKILL
     assert not ops_store.exists()  # killed with the old store moved away, the new not in
-    with open_store(ops_store) as s:  # opening finishes the swap: the complete new store
+    with pytest.raises(FileNotFoundError, match="interrupted"):
+        open_store(ops_store)  # a read-only open never finishes a swap
+    with open_store(ops_store, "a") as s:  # the writer's open finishes it: the new store
         assert s.validate().ok
         assert s.episode_ids() == ["e1", "e3", "e4", "e6"]
     assert sorted(p.name for p in ops_store.parent.iterdir()) == ["s"]
@@ -356,3 +358,30 @@ def test_merge_schema_mismatch_names_the_field(ops_store, tmp_path, change, fiel
 def test_merge_refuses_duplicate_episodes(ops_store, tmp_path):
     with pytest.raises(ValueError, match="episode_id 'e0' is in both"):
         merge([ops_store, ops_store], tmp_path / "m")
+
+
+def test_salt_creation_is_announced_and_can_be_refused(tmp_path, capsys):
+    path = tmp_path / "salt"
+    with pytest.raises(FileNotFoundError, match=str(path)):
+        gov.load_salt(path, create=False)
+    assert not path.exists()
+    gov.load_salt(path)
+    assert "created a new pseudonym salt file" in capsys.readouterr().err
+    gov.load_salt(path, create=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_merge_keeps_label_logs_in_store_order(ops_store, tmp_path):
+    from robot_rl.data.labels import LabelLog, SuccessLabel
+
+    other = _make_store(tmp_path / "o", ["pz"], seed=9, id_prefix="o")
+    eid = other.episode_ids()[0]
+    # The later entry carries an earlier wall-clock time (a machine with a skewed clock).
+    other._write_labels(
+        LabelLog([SuccessLabel(eid, True, "l1", 200.0), SuccessLabel(eid, False, "l2", 100.0)])
+    )
+    other.close()
+    merge([tmp_path / "o"], tmp_path / "m")
+    with open_store(tmp_path / "m") as m:
+        assert m.provenance(0).success is False
+        assert [e.labeller for e in m.labels()] == ["l1", "l2"]

@@ -437,3 +437,23 @@ def test_cli_import(tmp_path, capsys):
     with open_store(tmp_path / "b") as s:
         assert s.n_episodes == 2
     assert main(["import", "robomimic", str(tmp_path / "none.hdf5"), str(tmp_path / "c")]) == 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"control_hz": 7.0}, "control_hz 7 vs the store's"),
+        ({"robot": "ur5"}, "robot 'ur5' vs the store's"),
+        ({"task": "stack"}, "task 'stack' vs the store's"),
+    ],
+)
+def test_append_refuses_other_rate_robot_or_task(tmp_path, change, message):
+    src = tmp_path / "lift.hdf5"
+    _write_robomimic(src)
+    import_robomimic(src, tmp_path / "s", obs_keys=["object"], max_episodes=1)
+    before = _store_state(tmp_path / "s")
+    with pytest.raises(ValueError, match=f"cannot append.*{message}"):
+        import_robomimic(
+            src, tmp_path / "s", obs_keys=["object"], max_episodes=1, append=True, **change
+        )
+    assert _store_state(tmp_path / "s") == before

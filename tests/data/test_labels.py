@@ -115,8 +115,15 @@ def test_content_hash_includes_what_learning_sees(filled_store):
     assert filled_store.content_hash() != h1
 
 
-def test_corrupt_labels_document_is_a_clear_error(filled_store, tmp_path):
+def test_corrupt_labels_document_is_a_clear_error_but_data_stays_readable(filled_store, tmp_path):
     filled_store.set_success_label(0, True, "alice-pseudo")
+    filled_store.close()
     (tmp_path / "store" / "labels.json").write_text('{"format": "robot_rl.labels", "labels": [')
-    with pytest.raises(StoreFormatError, match=r"labels\.json: unreadable JSON"):
-        open_store(tmp_path / "store")
+    with open_store(tmp_path / "store") as r:
+        assert r.n_episodes == 3 and r.episode(1)["action"].shape == (5, 2)
+        report = r.validate()
+        assert [(ep, key) for ep, key, _ in report.problems] == [(None, "labels.json")]
+        assert "unreadable JSON" in report.problems[0][2]
+    with open_store(tmp_path / "store", "a") as w, pytest.raises(StoreFormatError, match="repair"):
+        w.set_success_label(1, False, "lab")
+    assert (tmp_path / "store" / "labels.json").read_text().endswith('"labels": [')

@@ -144,3 +144,46 @@ def test_sampler_state_round_trip_resumes_the_batch_sequence(tmp_path):
     b = TransitionSampler(store, batch_size=8, seed=99)
     b.load_state_dict(state)
     assert torch.equal(b.sample().reward, expected)
+
+
+def test_window_sampler_out_of_memory_matches_in_memory(mixed_store, monkeypatch):
+    fast = WindowSampler(mixed_store, horizon=3, batch_size=16, seed=2)
+    # The disk path never loads a whole array.
+    monkeypatch.setattr(mixed_store, "array", lambda key: pytest.fail(f"loaded {key}"))
+    slow = WindowSampler(mixed_store, horizon=3, batch_size=16, seed=2, in_memory=False)
+    starts = np.array([8, 0, 3, 3, 5])
+    for x, y in ((fast.gather(starts), slow.gather(starts)), (fast.sample(), slow.sample())):
+        for name, u, v in zip(WindowBatch._fields, x, y, strict=True):
+            assert torch.equal(u, v), name
+
+
+@pytest.fixture
+def gap_store(new_store, make_frames, make_prov):
+    """Episode 0: 6 rows (0-5), rows lost after its row 2; episode 1: 4 rows (6-9), a gap
+    after its row 0, terminated."""
+    store = new_store()
+    store.append_episode(make_frames(6, 0), make_prov(0, gap_rows=[2], dropped_rows=3))
+    store.append_episode(
+        make_frames(4, 6, last="terminated"), make_prov(1, gap_rows=[0], dropped_rows=1)
+    )
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_transitions_skip_recording_gaps(gap_store, in_memory):
+    s = TransitionSampler(gap_store, in_memory=in_memory)
+    # Episode 0: rows 0-4 minus 2 (gap) and no row 5 (truncated last); episode 1: 7-9.
+    np.testing.assert_array_equal(s.valid_rows, [0, 1, 3, 4, 7, 8, 9])
+    b = s.gather(s.valid_rows)
+    assert not np.any(_rows_of(b.next_obs) - _rows_of(b.obs) > 1)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_windows_stop_at_recording_gaps(gap_store, in_memory):
+    w = WindowSampler(gap_store, horizon=3, in_memory=in_memory)
+    b = w.gather(np.array([1, 2, 3, 6]))
+    np.testing.assert_array_equal(
+        b.obs[:, :, 0].numpy(), [[1, 2, 2], [2, 2, 2], [3, 4, 5], [6, 6, 6]]
+    )
+    np.testing.assert_array_equal(b.mask.numpy(), [[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0]])

@@ -3,6 +3,7 @@ key and joystick events, pyspacemouse states) through the adapters, and the even
 record/replay round trip."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -328,3 +329,25 @@ def test_malformed_log_line_is_named(tmp_path):
     log.write_text('{"tick": 0, "type": "KeyDown", "key": "w"}\n[1, 2]\n')
     with pytest.raises(ValueError, match="line 2"):
         read_event_log(log)
+
+
+def test_event_log_is_written_off_the_control_thread(tmp_path):
+    # poll() runs on the control loop: it must not write or flush the log itself.
+    live = [ev(0, "KeyDown", key="w"), ev(1, "KeyUp", key="w"), ev(2, "KeyDown", key="a")]
+    rec = EventLogRecorder(LiveLikeSource(live), tmp_path / "events.jsonl")
+    writers = []
+    real = rec._file
+
+    class SpyFile:
+        def __getattr__(self, name):
+            if name in ("write", "flush"):
+                writers.append(threading.current_thread().name)
+            return getattr(real, name)
+
+    rec._file = SpyFile()
+    delivered = [rec.poll() for _ in range(3)]
+    rec.close()
+    assert [len(d) for d in delivered] == [1, 1, 1]
+    assert writers and threading.current_thread().name not in writers
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[-1])["type"] == END_OF_LOG

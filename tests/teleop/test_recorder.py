@@ -142,9 +142,10 @@ def test_controls_outside_an_episode_change_nothing(reach_env, make_store, prov,
 class SlowStore:
     """Wraps a store: the first ``slow_appends`` block appends take ``delay_s`` each."""
 
-    def __init__(self, store, slow_appends, delay_s, fail_on_episode=None):
+    def __init__(self, store, slow_appends, delay_s, fail_on_episode=None, fail_discard=False):
         self.store, self.slow, self.delay = store, slow_appends, delay_s
         self.fail_on_episode = fail_on_episode
+        self.fail_discard = fail_discard
         self.episodes = 0
         self.appended = []
 
@@ -173,6 +174,8 @@ class SlowWriter:
         return self.writer.commit(provenance)
 
     def discard(self):
+        if self.parent.fail_discard:
+            raise OSError(5, "Input/output error")
         self.writer.discard()
 
 
@@ -187,14 +190,15 @@ def scripted_recorder(env, store, prov, **kw):
     )
 
 
-def test_overflow_discards_the_episode_and_records_it_again_whole(reach_env, make_store, prov):
+def overflowing_session(reach_env, make_store, prov, **kw):
+    """Two reach episodes in real time at 50 Hz, one row per block, 4 blocks of queue:
+    one append that takes 1.5 s overflows the queue (every episode has >= 7 rows). (An
+    episode starts only once the queue is at most half full, so a backlog does not spill
+    into the next.) Returns (summary, the store reopened, a reference store recorded
+    without overflow)."""
     ref_store = make_store("ref.zarr")
     scripted_recorder(reach_env, ref_store, prov, n_episodes=2).run()
     ref_store = EpisodeStore.open(ref_store.path)
-
-    # In real time at 50 Hz, one row per block: the queue holds 4 rows, fewer than any
-    # episode has (>= 7), so one append that takes 1.5 s overflows it. (An episode starts only
-    # once the queue is at most half full, so a backlog does not spill into the next.)
     store = make_store()
     slow = SlowStore(store, slow_appends=1, delay_s=1.5)
     summary = scripted_recorder(
@@ -207,8 +211,54 @@ def test_overflow_discards_the_episode_and_records_it_again_whole(reach_env, mak
         queue_blocks=4,
         block_steps=1,
         max_consecutive_overflows=10,
+        **kw,
     ).run()
+    return summary, EpisodeStore.open(store.path), ref_store
 
+
+def test_overflow_keeps_the_episode_and_flags_its_gaps(reach_env, make_store, prov):
+    # Behaviour change: an overflowed episode used to be discarded and recorded again;
+    # robot and bridge episodes cannot be, so it is now kept and flagged.
+    summary, store, ref_store = overflowing_session(reach_env, make_store, prov)
+    assert summary.n_overflowed >= 1 and summary.dropped_rows >= 1
+    assert [(r.outcome, r.seed, r.store_index) for r in summary.episodes] == [
+        ("committed", 0, 0),
+        ("committed", 1, 1),
+    ]
+    flagged = [r for r in summary.episodes if r.dropped_rows]
+    assert len(flagged) == summary.n_overflowed
+    assert sum(r.dropped_rows for r in flagged) == summary.dropped_rows
+    assert store.validate().ok and store.n_episodes == 2
+    check_episode_shape(store)  # the terminal row is never dropped
+    for rec in summary.episodes:
+        i = rec.store_index
+        p = store.provenance(i)
+        assert (p.dropped_rows, p.gap_rows, p.reset_seed) == (
+            rec.dropped_rows,
+            rec.gap_rows,
+            rec.seed,
+        )
+        ep, ref = store.episode(i), ref_store.episode(i)
+        assert (
+            len(ep["action"])
+            == rec.steps - rec.dropped_rows
+            == len(ref["action"]) - (rec.dropped_rows)
+        )
+        if len(rec.gap_rows) == 1:
+            # Not thinned silently: the stored rows are the reference's minus one
+            # contiguous run right after the flagged row.
+            r = rec.gap_rows[0]
+            lost = np.arange(r + 1, r + 1 + rec.dropped_rows)
+            for k in ep:
+                if k != "timestamp":
+                    np.testing.assert_array_equal(ep[k], np.delete(ref[k], lost, axis=0), k)
+    assert any(len(r.gap_rows) == 1 for r in flagged)
+
+
+def test_overflow_discard_mode_records_the_episode_again_whole(reach_env, make_store, prov):
+    summary, store, ref_store = overflowing_session(
+        reach_env, make_store, prov, on_overflow="discard"
+    )
     assert summary.n_overflowed >= 1 and summary.dropped_rows >= 1
     lost = [r for r in summary.episodes if r.outcome == "overflowed"]
     assert len(lost) == summary.n_overflowed
@@ -218,7 +268,6 @@ def test_overflow_discards_the_episode_and_records_it_again_whole(reach_env, mak
     assert [(r.seed, r.store_index) for r in kept] == [(0, 0), (1, 1)]
     # Each overflowed episode is recorded again from its seed.
     assert {r.seed for r in lost} <= {0, 1}
-    store = EpisodeStore.open(store.path)
     assert store.validate().ok and store.n_episodes == 2
     check_episode_shape(store)
     # Not thinned: the stored episodes are exactly those of a recording that never
@@ -226,12 +275,14 @@ def test_overflow_discards_the_episode_and_records_it_again_whole(reach_env, mak
     np.testing.assert_array_equal(store.episode_ends, ref_store.episode_ends)
     for i in range(2):
         a, b = store.episode(i), ref_store.episode(i)
+        assert store.provenance(i).dropped_rows == 0
         for k in a:
             if k != "timestamp":
                 np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def test_persistent_overflow_stops_the_session(reach_env, make_store, prov):
+@pytest.mark.parametrize("on_overflow", ["keep", "discard"])
+def test_persistent_overflow_stops_the_session(reach_env, make_store, prov, on_overflow):
     store = make_store()
     slow = SlowStore(store, slow_appends=10**6, delay_s=0.1)
     rec = scripted_recorder(
@@ -244,13 +295,20 @@ def test_persistent_overflow_stops_the_session(reach_env, make_store, prov):
         queue_blocks=2,
         block_steps=1,
         max_consecutive_overflows=2,
+        on_overflow=on_overflow,
     )
     with pytest.raises(RecorderError, match="cannot keep up"):
         rec.run()
-    assert [r.outcome for r in rec.episodes] == ["overflowed", "overflowed"]
     store.close()
     store = EpisodeStore.open(store.path)
-    assert store.n_episodes == 0 and store.validate().ok
+    assert store.validate().ok
+    if on_overflow == "discard":
+        assert [r.outcome for r in rec.episodes] == ["overflowed", "overflowed"]
+        assert store.n_episodes == 0
+    else:  # kept and flagged, committed before the session stopped
+        assert [r.outcome for r in rec.episodes] == ["committed", "committed"]
+        assert store.n_episodes == 2
+        assert all(store.provenance(i).dropped_rows > 0 for i in range(2))
 
 
 def test_without_realtime_a_full_queue_waits_instead(reach_env, make_store, prov):
@@ -297,6 +355,172 @@ def test_writer_failure_stops_the_session_and_keeps_committed_episodes(reach_env
     store = EpisodeStore.open(store.path)
     assert store.n_episodes == 1 and store.validate().ok
     check_episode_shape(store)
+
+
+def test_session_log_says_queued_until_committed_and_lost_if_the_writer_fails(
+    reach_env, make_store, prov
+):
+    # Every block takes the writer 50 ms, so an episode handed over is not committed yet;
+    # the second episode's rows (all in one block, sent with its commit) fail to write.
+    store = make_store()
+    slow = SlowStore(store, slow_appends=10**6, delay_s=0.05, fail_on_episode=2)
+    seen = []
+    rec = scripted_recorder(
+        reach_env,
+        slow,
+        prov,
+        n_episodes=2,
+        realtime=False,
+        block_steps=1000,
+        on_episode=lambda i, ok: seen.append(rec.episodes[-1].outcome),
+    )
+    with pytest.raises(RecorderError, match="No space left on device"):
+        rec.run()
+    assert seen == ["queued", "queued"]  # not "committed" before the store said so
+    assert [(r.outcome, r.store_index) for r in rec.episodes] == [
+        ("committed", 0),
+        ("lost", None),
+    ]
+    store.close()
+    assert EpisodeStore.open(store.path).n_episodes == 1
+
+
+def test_kept_message_comes_after_the_commit(reach_env, make_store, prov):
+    class Display:
+        def __init__(self):
+            self.lines = []
+
+        def update(self, stats):
+            pass
+
+        def message(self, text, level="info"):
+            # The episode this message announces is in the store by now.
+            self.lines.append((text, EpisodeStore.open(store.path).n_episodes))
+
+    store = make_store()
+    display = Display()
+    slow = SlowStore(store, slow_appends=10**6, delay_s=0.02)
+    scripted_recorder(reach_env, slow, prov, n_episodes=2, display=display).run()
+    kept = [(t.split(":")[0], n) for t, n in display.lines if " kept" in t]
+    assert [t for t, _ in kept] == ["episode 1/2 kept", "episode 2/2 kept"]
+    assert kept[0][1] >= 1 and kept[1][1] == 2
+
+
+def test_a_dead_writer_never_hangs_the_recorder(reach_env, make_store, prov):
+    # The append fails and so does the clean-up discard: the writer must neither die
+    # silently nor leave the loop blocked on its full queue.
+    store = make_store()
+    broken = SlowStore(store, 0, 0.0, fail_on_episode=1, fail_discard=True)
+    rec = scripted_recorder(
+        reach_env, broken, prov, n_episodes=3, realtime=False, queue_blocks=2, block_steps=1
+    )
+    raised = []
+
+    def run():
+        try:
+            rec.run()
+        except BaseException as e:
+            raised.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the recorder hung on a failed writer"
+    assert len(raised) == 1 and isinstance(raised[0], RecorderError)
+    assert "No space left on device" in str(raised[0])
+
+
+def test_a_wall_clock_step_back_neither_breaks_timestamps_nor_the_session(
+    reach_env, make_store, prov, monkeypatch
+):
+    # time.time() jumps back 10 s at every call (an NTP step, exaggerated).
+    now = [2.0e9]
+
+    def stepping_back():
+        now[0] -= 10.0
+        return now[0]
+
+    store = make_store()
+    monkeypatch.setattr(time, "time", stepping_back)
+    summary = scripted_recorder(reach_env, store, prov, n_episodes=2).run()
+    monkeypatch.undo()
+    assert summary.n_episodes == 2
+    store = EpisodeStore.open(store.path)
+    ts = np.concatenate([store.episode(i)["timestamp"] for i in range(2)])
+    assert np.all(np.diff(ts) >= 0) and abs(ts[0] - 2.0e9) < 100
+    starts = [store.provenance(i).start_time_unix_s for i in range(2)]
+    assert starts[0] <= starts[1] and starts[0] <= ts[0]
+
+
+def test_operator_marks_are_stored_as_human_labels(reach_env, make_store, prov, keys):
+    store = make_store()
+    events = keys(
+        (0, "+w"), (0, "return"), (3, "y"), (4, "return"),  # marked success: kept
+        (5, "return"), (8, "return"),  # not marked: kept
+        (9, "escape"),
+    )  # fmt: skip
+    summary = Recorder(
+        reach_env,
+        KeyboardDevice(EventLogSource(events)),
+        store,
+        provenance=prov,
+        realtime=False,
+        review=False,
+    ).run()
+    assert [r.label_stored for r in summary.episodes] == [True, False]
+    store = EpisodeStore.open(store.path)
+    # The recorded success stays the env's; the operator's mark is a label of its own.
+    assert store.recorded_provenance(0).success is False
+    assert store.provenance(0).success is True
+    labels = store.labels()
+    assert [(lb.episode_id, lb.success, lb.labeller) for lb in labels] == [
+        (summary.episodes[0].episode_id, True, "op-test")
+    ]
+
+
+def test_clipped_actions_and_env_flags_reach_the_store(reach_env, make_store, prov):
+    class LoudDevice:
+        operator_driven = False
+        source, policy_id = "scripted", "loud"
+
+        def __init__(self):
+            self.t = 0
+
+        def reset(self):
+            self.t = 0
+
+        def act(self, obs):
+            self.t += 1
+            return np.array([2.0 if self.t == 2 else 0.1, 0, 0, 0], np.float32)
+
+        def poll_events(self):
+            return []
+
+    class FlaggingEnv:
+        def __init__(self, env):
+            self.env = env
+
+        def reset(self, *, seed=None):
+            return self.env.reset(seed=seed)
+
+        def step(self, action):
+            obs, r, term, trunc, info = self.env.step(action)
+            self.n = getattr(self, "n", 0) + 1
+            return obs, r, term, trunc, {**info, "intervention": self.n == 3}
+
+    store = make_store()
+    Recorder(
+        FlaggingEnv(reach_env),
+        LoudDevice(),
+        store,
+        provenance=prov,
+        n_episodes=1,
+        max_episode_steps=4,
+    ).run()
+    ep = EpisodeStore.open(store.path).episode(0)
+    assert ep["clipped"].tolist() == [False, True, False, False]
+    assert ep["intervention"].tolist() == [False, False, True, False]
+    assert ep["action"][1, 0] == 1.0
 
 
 # --- replay and the pipeline's shorthand ------------------------------------------------

@@ -11,6 +11,7 @@ touches the target store, then appends them, so bad input leaves the store uncha
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -330,7 +331,7 @@ class StoreTarget:
         if self.append and self.exists():
             store = EpisodeStore.open(self.path, mode="a")
             try:
-                _check_compatible(store, obs_spec, action_dim, units)
+                _check_compatible(store, obs_spec, action_dim, units, self)
             except BaseException:
                 store.close()
                 raise
@@ -348,9 +349,19 @@ class StoreTarget:
 
 
 def _check_compatible(
-    store: EpisodeStore, obs_spec: ObsSpec, action_dim: int, units: dict[str, str]
+    store: EpisodeStore,
+    obs_spec: ObsSpec,
+    action_dim: int,
+    units: dict[str, str],
+    target: StoreTarget,
 ) -> None:
     problems = []
+    if not math.isclose(float(target.control_hz), store.control_hz, rel_tol=1e-9):
+        problems.append(f"control_hz {target.control_hz:g} vs the store's {store.control_hz:g}")
+    for name in ("robot", "task"):
+        mine, theirs = getattr(target, name), store.attrs.get(name)
+        if mine != theirs:
+            problems.append(f"{name} {mine!r} vs the store's {theirs!r}")
     if set(store.obs_spec) != set(obs_spec):
         problems.append(f"observation keys {sorted(obs_spec)} vs the store's {store.obs_keys}")
     else:

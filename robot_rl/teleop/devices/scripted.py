@@ -78,10 +78,11 @@ def scripted_device(
 class ReplayDevice(Device):
     """Plays back the actions of one stored episode, then stops the episode.
 
-    Reset the env with the seed the episode was recorded with to reproduce it; the
-    recorded actions are replayed either way. The new episode keeps the original's
-    provenance source (``policy`` for an imported one: the actions are played back, not
-    imported) and names the original in ``policy_id`` (``replay:<episode_id>``).
+    Reset the env with the seed the episode was recorded with (:attr:`reset_seed`, from
+    its provenance) to reproduce it; the recorded actions are replayed either way. The
+    new episode keeps the original's provenance source (``policy`` for an imported one:
+    the actions are played back, not imported) and names the original in ``policy_id``
+    (``replay:<episode_id>``).
 
     Args:
         store_path: the episode store to read.
@@ -104,6 +105,8 @@ class ReplayDevice(Device):
             prov = store.provenance(episode)
         self.source = prov.source if prov.source != "import" else "policy"
         self.policy_id = f"replay:{prov.episode_id}"
+        #: The env reset seed the episode was recorded from (None: not stored).
+        self.reset_seed: int | None = prov.reset_seed
         self._t = 0
         self._stopped = False
 
