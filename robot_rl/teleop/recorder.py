@@ -206,6 +206,14 @@ class _Msg(NamedTuple):
     enqueued: float
 
 
+class RowBlock(NamedTuple):
+    """A block of one episode's rows: control-rate frames and, optionally, the rows of
+    other-rate streams (1 kHz robot state, 30 Hz cameras) that fall in the same span."""
+
+    frames: dict[str, np.ndarray]
+    streams: dict[str, dict[str, np.ndarray]] | None = None
+
+
 class _Commit(NamedTuple):
     """A commit's payload: the episode's last rows travel with it (never dropped)."""
 
@@ -323,9 +331,16 @@ class EpisodeWriterThread:
                 pass
         self._outbox.append(msg)
 
-    def send_rows(self, token: int, block: dict[str, np.ndarray], n_rows: int) -> bool:
-        """Queue a block of rows; False when it did not fit (overflow: nothing queued)."""
-        msg = _Msg("rows", token, block, n_rows, time.monotonic())
+    def send_rows(
+        self,
+        token: int,
+        block: dict[str, np.ndarray],
+        n_rows: int,
+        streams: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> bool:
+        """Queue a block of control rows (and the stream rows of the same span); False when
+        it did not fit (overflow: nothing queued)."""
+        msg = _Msg("rows", token, RowBlock(block, streams), n_rows, time.monotonic())
         if self.block_on_full:
             self._put(msg)
         else:
@@ -338,6 +353,19 @@ class EpisodeWriterThread:
                 return False
         self.rows_queued += n_rows
         return True
+
+    def send_commit(
+        self,
+        token: int,
+        provenance: EpisodeProvenance,
+        *,
+        rows: dict[str, np.ndarray] | None = None,
+        label: bool | None = None,
+        labeller: str = "",
+    ) -> None:
+        """Queue an episode's commit (with its last rows, if any, and an operator label)."""
+        n_rows = 0 if rows is None else len(next(iter(rows.values())))
+        self.send("commit", token, _Commit(provenance, rows, label, labeller), n_rows=n_rows)
 
     def close(self) -> None:
         """Wait until everything queued is written (commits included), then stop.
@@ -383,7 +411,10 @@ class EpisodeWriterThread:
         if msg.token != self._token or self._writer is None:
             return  # belongs to an episode already abandoned
         if msg.kind == "rows":
-            self._writer.append(msg.payload)
+            block: RowBlock = msg.payload
+            self._writer.append(block.frames)
+            for name, rows in (block.streams or {}).items():
+                self._writer.append_stream(name, rows)
             self.rows_written += msg.n_rows
         elif msg.kind == "commit":
             commit: _Commit = msg.payload
@@ -897,8 +928,13 @@ class Recorder:
         rows = self._buffer
         self._buffer = []
         labeller = self.provenance.operator or "operator"
-        commit = _Commit(prov, self._block(rows) if rows else None, ep.label, labeller)
-        self.writer.send("commit", ep.token, commit, n_rows=len(rows))
+        self.writer.send_commit(
+            ep.token,
+            prov,
+            rows=self._block(rows) if rows else None,
+            label=ep.label,
+            labeller=labeller,
+        )
         self._record(ep, "queued", success, "env" if ep.label is None else "operator")
         self._kept += 1
         self._n_success += bool(success)
