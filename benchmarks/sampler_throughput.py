@@ -10,16 +10,19 @@ repetitions, after a warm-up):
   wraps them with ``torch.from_numpy``;
 - ``sampler_in_memory``: ``TransitionSampler(in_memory=True)``; issue 4 asks for >= 0.5x
   the baseline;
-- ``sampler_disk_warm``: ``TransitionSampler(in_memory=False)``, reading every batch's
-  rows through zarr, with the store's files in the OS page cache (here the machine's
-  RAM exceeds the store, so the page cache holds all of it; the sampler still decodes
-  every chunk a batch touches);
-- ``sampler_disk_cold``: the same with the store's files evicted from the page cache
-  (``posix_fadvise(DONTNEED)``) before every batch, so every batch reads from disk: the
-  limit of a cache smaller than the store. Dropping caches system-wide
-  (``/proc/sys/vm/drop_caches``) is not needed and often not permitted in containers.
+- ``sampler_memmap_warm``: ``TransitionSampler(in_memory=False)``, gathering from its
+  uncompressed memory-mapped row cache (built once before timing; its build time is
+  reported), with the cache files in the OS page cache;
+- ``sampler_memmap_cold``: the same with the cache files evicted from the page cache
+  (``posix_fadvise(DONTNEED)``) before every batch, so every batch reads its rows from
+  disk: the limit of a cache smaller than the store. Dropping caches system-wide
+  (``/proc/sys/vm/drop_caches``) is not needed and often not permitted in containers;
+- ``zarr_direct_warm`` / ``zarr_direct_cold``: for comparison, what the out-of-core
+  sampler did before the row cache: each batch's rows read through zarr (one sorted,
+  de-duplicated ``oindex`` read per key, decoding every chunk a batch touches), with the
+  store's files in the page cache or evicted before every batch.
 
-The disk variants run for each chunk size in ``--disk-chunk-steps`` ("auto" is the
+The zarr variants run for each chunk size in ``--disk-chunk-steps`` ("auto" is the
 store's default of about 1 MiB per chunk, 4096 rows here). Results go to
 ``benchmarks/results/sampler_throughput.json``.
 
@@ -29,6 +32,7 @@ store's default of about 1 MiB per chunk, 4096 rows here). Results go to
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import shutil
 import statistics
@@ -91,6 +95,31 @@ def build_store(
     return EpisodeStore.open(path, mode="r"), build_s
 
 
+class ZarrDirect:
+    """Each batch's rows read through zarr: the out-of-core path before the row cache."""
+
+    def __init__(self, store: EpisodeStore, baseline: NumpyGather, batch_size: int, seed: int):
+        self.store, self.valid, self.next_row = store, baseline.valid, baseline.next_row
+        self.terminated = baseline.terminated
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def _read(self, key: str, rows: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(rows, return_inverse=True)
+        return np.asarray(self.store.zarr_array(key).oindex[uniq], np.float32)[inv]
+
+    def sample(self):
+        rows = self.valid[self.rng.integers(0, len(self.valid), size=self.batch_size)]
+        both = self._read(OBS_KEY, np.concatenate([rows, self.next_row[rows]]))
+        return (
+            torch.from_numpy(both[: len(rows)]),
+            torch.from_numpy(self._read("action", rows)),
+            torch.from_numpy(self._read("reward", rows)),
+            torch.from_numpy(both[len(rows) :]),
+            torch.from_numpy(self.terminated[rows]),
+        )
+
+
 class NumpyGather:
     """The baseline: the same transitions gathered from plain in-memory arrays."""
 
@@ -130,6 +159,18 @@ def evict(path: Path) -> None:
                 os.close(fd)
 
 
+def evict_maps(arrays: list[np.ndarray], path: Path) -> None:
+    """Drop memory-mapped files from this process's mappings and the page cache: pages a
+    process maps are not dropped by ``posix_fadvise`` alone."""
+    for a in arrays:
+        base = a
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = base.base
+        if base is not None:
+            base.madvise(mmap.MADV_DONTNEED)
+    evict(path)
+
+
 def time_batches(
     sample: Callable[[], object], n_batches: int, batch_size: int, before=None
 ) -> float:
@@ -163,7 +204,10 @@ def main() -> None:
     parser.add_argument("--action-dim", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=2000, help="per repeat, in memory")
-    parser.add_argument("--disk-batches", type=int, default=10, help="per repeat, from disk")
+    parser.add_argument("--disk-batches", type=int, default=10, help="per repeat, zarr direct")
+    parser.add_argument(
+        "--memmap-cold-batches", type=int, default=200, help="per repeat, memmap evicted"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--disk-chunk-steps",
@@ -176,6 +220,7 @@ def main() -> None:
     if args.quick:
         args.transitions, args.episodes = 100_000, 100
         args.batches, args.disk_batches, args.repeats = 500, 5, 3
+        args.memmap_cold_batches = 50
 
     root = args.store_dir or Path(tempfile.mkdtemp(prefix="sampler_bench_"))
     root.mkdir(parents=True, exist_ok=True)
@@ -205,21 +250,42 @@ def main() -> None:
         t0 = time.perf_counter()
         in_mem = TransitionSampler(main_store, batch_size=args.batch_size, seed=1)
         load_sampler_s = time.perf_counter() - t0
-        disk = {
-            c: TransitionSampler(s, batch_size=args.batch_size, seed=1, in_memory=False)
-            for c, s in stores.items()
+        t0 = time.perf_counter()
+        memmap = TransitionSampler(
+            main_store,
+            batch_size=args.batch_size,
+            seed=1,
+            in_memory=False,
+            cache_dir=root / "sampler_cache",
+        )
+        cache_build_s = time.perf_counter() - t0
+        cache_path = memmap.cache.path
+        t0 = time.perf_counter()
+        TransitionSampler(main_store, in_memory=False, cache_dir=root / "sampler_cache")
+        cache_reopen_s = time.perf_counter() - t0
+        zarr_direct = {
+            c: ZarrDirect(s, baseline, args.batch_size, seed=1) for c, s in stores.items()
         }
         # Same draws: both see the same population of valid rows.
         assert np.array_equal(baseline.valid, in_mem.valid_rows)
+        assert np.array_equal(baseline.valid, memmap.valid_rows)
 
         methods: dict[str, tuple[Callable[[], object], int, Callable[[], None] | None]] = {
             "numpy_gather": (baseline.sample, args.batches, None),
             "sampler_in_memory": (in_mem.sample, args.batches, None),
+            "sampler_memmap_warm": (memmap.sample, args.batches, None),
+            "sampler_memmap_cold": (
+                memmap.sample,
+                args.memmap_cold_batches,
+                lambda: evict_maps(
+                    [memmap.cache.obs, memmap.cache.action, memmap.cache.reward], cache_path
+                ),
+            ),
         }
-        for c, sampler in disk.items():
+        for c, sampler in zarr_direct.items():
             path = root / f"store_chunks_{c}"
-            methods[f"sampler_disk_warm[chunks={c}]"] = (sampler.sample, args.disk_batches, None)
-            methods[f"sampler_disk_cold[chunks={c}]"] = (
+            methods[f"zarr_direct_warm[chunks={c}]"] = (sampler.sample, args.disk_batches, None)
+            methods[f"zarr_direct_cold[chunks={c}]"] = (
                 sampler.sample,
                 args.disk_batches,
                 lambda p=path: evict(p),
@@ -253,7 +319,8 @@ def main() -> None:
                 "action_dim": args.action_dim,
                 "batch_size": args.batch_size,
                 "batches_per_repeat_in_memory": args.batches,
-                "batches_per_repeat_disk": args.disk_batches,
+                "batches_per_repeat_zarr_direct": args.disk_batches,
+                "batches_per_repeat_memmap_cold": args.memmap_cold_batches,
                 "repeats": args.repeats,
                 "quick": args.quick,
             },
@@ -262,7 +329,10 @@ def main() -> None:
             "load_s": {
                 "numpy_gather": round(load_baseline_s, 3),
                 "sampler_in_memory": round(load_sampler_s, 3),
+                "sampler_memmap_cache_build": round(cache_build_s, 3),
+                "sampler_memmap_cache_reuse": round(cache_reopen_s, 3),
             },
+            "memmap_cache_bytes": dir_bytes(cache_path),
             "results": results,
             "ratio_to_numpy_gather": ratios,
             "criterion": {
@@ -271,10 +341,10 @@ def main() -> None:
                 "pass": in_memory_ratio >= 0.5,
             },
             "page_cache": (
-                "warm: the store's files are in the OS page cache (RAM exceeds the store); "
-                "cold: evicted with posix_fadvise(DONTNEED) before every batch, so every "
-                "batch reads its chunks from disk (a cache smaller than the store, at its "
-                "limit of zero)"
+                "warm: the files read (the memmap cache, or the zarr store) are in the OS "
+                "page cache (RAM exceeds them); cold: those files are evicted with "
+                "posix_fadvise(DONTNEED) before every batch, so every batch reads from disk "
+                "(a cache smaller than the store, at its limit of zero)"
             ),
         }
         print(f"\nbaseline numpy gather: {base:,.0f} transitions/s")

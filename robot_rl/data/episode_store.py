@@ -966,6 +966,13 @@ class EpisodeStore:
         return self._ends
 
     @property
+    def generation(self) -> str | None:
+        """The store directory's generation (hex UUID, new for every created or rewritten
+        store; None for stores older than format 3). With ``n_steps`` it names the
+        committed content: appends only add rows, and a rewrite gets a new generation."""
+        return self._generation
+
+    @property
     def data_keys(self) -> list[str]:
         """Keys of the ``data/`` arrays: observation keys first, then the frame keys."""
         return list(self._data)

@@ -10,10 +10,16 @@ Recording gaps: an episode's provenance may list ``gap_rows``, rows r after whic
 were lost (the recorder's queue overflowed), so row r + 1 does not follow row r. Row r
 then gives no transition, and no window spans from r to r + 1: a window that reaches the
 gap is edge-padded there (mask 0), as at an episode's end.
+
+Out of core (``in_memory=False``), both samplers gather from an uncompressed memory-mapped
+copy of the store's committed rows, built once per store snapshot in a cache directory
+(:mod:`robot_rl.data.sampler_cache`: where it lives, its disk cost, when it is rebuilt).
+Batches are the same as in memory, for the same seed.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -21,6 +27,7 @@ import torch
 
 from robot_rl.data.batch import TransitionBatch, WindowBatch
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.sampler_cache import RowCache, open_row_cache
 
 
 def _resolve_obs_keys(store: EpisodeStore, obs_keys: list[str] | None) -> list[str]:
@@ -34,14 +41,12 @@ def _resolve_obs_keys(store: EpisodeStore, obs_keys: list[str] | None) -> list[s
     return keys
 
 
-def _flat_obs(store: EpisodeStore, keys: list[str], rows: np.ndarray | None = None) -> np.ndarray:
-    """float32 (N, obs_dim): keys concatenated in ``keys`` order, each flattened.
-
-    ``rows`` (sorted, unique) selects rows through zarr; None loads every committed row.
-    """
+def _flat_obs(store: EpisodeStore, keys: list[str]) -> np.ndarray:
+    """float32 (N, obs_dim) of every committed row: keys concatenated in ``keys`` order,
+    each flattened."""
     parts = []
     for k in keys:
-        x = store.array(k) if rows is None else store.zarr_array(k).oindex[rows]
+        x = store.array(k)
         parts.append(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
     return np.concatenate(parts, axis=1)
 
@@ -60,11 +65,20 @@ def _gap_rows(store: EpisodeStore) -> np.ndarray:
     return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
 
 
-def _read_rows(store: EpisodeStore, key: str, rows: np.ndarray) -> np.ndarray:
-    """float32 rows of ``data/<key>`` (any order, repeats allowed), one sorted read."""
-    uniq, inv = np.unique(rows, return_inverse=True)
-    x = np.asarray(store.zarr_array(key).oindex[uniq], np.float32)
-    return x[inv.reshape(rows.shape)]
+def _load_rows(
+    store: EpisodeStore,
+    keys: list[str],
+    in_memory: bool,
+    cache_dir: str | os.PathLike[str] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, RowCache | None]:
+    """(flat obs, action, reward) of every committed row, float32: arrays in memory, or
+    read-only maps of the row cache (returned too) when not ``in_memory``."""
+    if not in_memory:
+        cache = open_row_cache(store, keys, cache_dir)
+        return cache.obs, cache.action, cache.reward, cache
+    action = store.array("action").astype(np.float32, copy=False)
+    reward = store.array("reward").astype(np.float32, copy=False)
+    return _flat_obs(store, keys), action, reward, None
 
 
 def _obs_dim(store: EpisodeStore, keys: list[str]) -> int:
@@ -81,8 +95,12 @@ class TransitionSampler:
         batch_size: transitions per batch.
         device: torch device of the returned tensors.
         seed: seed of the index generator.
-        in_memory: load the committed arrays once (fast); False reads each batch's rows
-            through zarr, for stores larger than RAM.
+        in_memory: load the committed arrays into RAM once; False gathers from a
+            memory-mapped uncompressed copy on disk (built on first use, then reused),
+            for stores larger than RAM. Same batches either way.
+        cache_dir: root directory of that copy when not ``in_memory``; default
+            ``$ROBOT_RL_CACHE_DIR/sampler`` or ``~/.cache/robot_rl/sampler``. It needs
+            about ``4 * (obs_dim + action_dim + 1) + 1`` bytes per committed row.
     """
 
     def __init__(
@@ -94,6 +112,7 @@ class TransitionSampler:
         device: str | torch.device = "cpu",
         seed: int = 0,
         in_memory: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
     ):
         if batch_size <= 0:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
@@ -120,10 +139,9 @@ class TransitionSampler:
         self._next_row = np.arange(self._n_steps, dtype=np.int64) + (~is_last)
 
         self._terminated = terminated.astype(np.float32)
-        if in_memory:
-            self._obs = _flat_obs(store, self.obs_keys)
-            self._action = store.array("action").astype(np.float32, copy=False)
-            self._reward = store.array("reward").astype(np.float32, copy=False)
+        self._obs, self._action, self._reward, self.cache = _load_rows(
+            store, self.obs_keys, in_memory, cache_dir
+        )
 
     @property
     def n_transitions(self) -> int:
@@ -148,18 +166,8 @@ class TransitionSampler:
         """The transitions starting at store rows ``rows`` (each must be in ``valid_rows``)."""
         rows = np.asarray(rows, dtype=np.int64)
         next_rows = self._next_row[rows]
-        if self.in_memory:
-            obs, next_obs = self._obs[rows], self._obs[next_rows]
-            action, reward = self._action[rows], self._reward[rows]
-        else:
-            # One sorted, de-duplicated read per key: zarr groups the rows by chunk and
-            # decodes each touched chunk once.
-            need, inverse = np.unique(np.concatenate([rows, next_rows]), return_inverse=True)
-            flat = _flat_obs(self.store, self.obs_keys, need)
-            obs, next_obs = flat[inverse[: len(rows)]], flat[inverse[len(rows) :]]
-            uniq, inv = np.unique(rows, return_inverse=True)
-            action = np.asarray(self.store.zarr_array("action").oindex[uniq], np.float32)[inv]
-            reward = np.asarray(self.store.zarr_array("reward").oindex[uniq], np.float32)[inv]
+        obs, next_obs = self._obs[rows], self._obs[next_rows]
+        action, reward = self._action[rows], self._reward[rows]
         return TransitionBatch(
             obs=self._to_torch(obs),
             action=self._to_torch(action),
@@ -186,8 +194,12 @@ class WindowSampler:
         batch_size: windows per batch.
         device: torch device of the returned tensors.
         seed: seed of the index generator.
-        in_memory: load the committed arrays once (fast); False reads each batch's rows
-            through zarr, for stores larger than RAM.
+        in_memory: load the committed arrays into RAM once; False gathers from a
+            memory-mapped uncompressed copy on disk (built on first use, then reused),
+            for stores larger than RAM. Same batches either way.
+        cache_dir: root directory of that copy when not ``in_memory``; default
+            ``$ROBOT_RL_CACHE_DIR/sampler`` or ``~/.cache/robot_rl/sampler``. It needs
+            about ``4 * (obs_dim + action_dim + 1) + 1`` bytes per committed row.
     """
 
     def __init__(
@@ -200,6 +212,7 @@ class WindowSampler:
         device: str | torch.device = "cpu",
         seed: int = 0,
         in_memory: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
     ):
         if horizon <= 0 or batch_size <= 0:
             raise ValueError(
@@ -219,10 +232,9 @@ class WindowSampler:
         seg_ends = np.union1d(store.episode_ends, _gap_rows(store) + 1).astype(np.int64)
         lengths = np.diff(seg_ends, prepend=0)
         self._episode_end = np.repeat(seg_ends, lengths)
-        if in_memory:
-            self._obs = _flat_obs(store, self.obs_keys)
-            self._action = store.array("action").astype(np.float32, copy=False)
-            self._reward = store.array("reward").astype(np.float32, copy=False)
+        self._obs, self._action, self._reward, self.cache = _load_rows(
+            store, self.obs_keys, in_memory, cache_dir
+        )
 
     @property
     def n_windows(self) -> int:
@@ -247,13 +259,7 @@ class WindowSampler:
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
-        if self.in_memory:
-            obs, action, reward = self._obs[idx], self._action[idx], self._reward[idx]
-        else:
-            uniq, inv = np.unique(idx, return_inverse=True)
-            obs = _flat_obs(self.store, self.obs_keys, uniq)[inv.reshape(idx.shape)]
-            action = _read_rows(self.store, "action", idx)
-            reward = _read_rows(self.store, "reward", idx)
+        obs, action, reward = self._obs[idx], self._action[idx], self._reward[idx]
         return WindowBatch(
             obs=t(obs),
             action=t(action),

@@ -89,3 +89,10 @@ def filled_store(new_store):
         start += T
     yield store
     store.close()
+
+
+@pytest.fixture(autouse=True)
+def _sampler_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Out-of-core samplers build their row cache under a temporary directory, never in
+    the user's ``~/.cache``."""
+    monkeypatch.setenv("ROBOT_RL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

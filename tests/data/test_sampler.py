@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from robot_rl.data import sampler_cache
 from robot_rl.data.batch import TransitionBatch, WindowBatch
 from robot_rl.data.sampler import TransitionSampler, WindowSampler
 
@@ -187,3 +188,106 @@ def test_windows_stop_at_recording_gaps(gap_store, in_memory):
         b.obs[:, :, 0].numpy(), [[1, 2, 2], [2, 2, 2], [3, 4, 5], [6, 6, 6]]
     )
     np.testing.assert_array_equal(b.mask.numpy(), [[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0]])
+
+
+def _assert_same(x, y, fields):
+    for name, u, v in zip(fields, x, y, strict=True):
+        assert torch.equal(u, v), name
+
+
+def test_disk_cache_matches_in_memory_and_maps_flat_files(mixed_store, tmp_path):
+    fast = TransitionSampler(mixed_store, batch_size=64, seed=4)
+    slow = TransitionSampler(
+        mixed_store, batch_size=64, seed=4, in_memory=False, cache_dir=tmp_path / "cache"
+    )
+    assert slow.cache.path.parent == tmp_path / "cache"
+    assert sorted(p.name for p in slow.cache.path.iterdir()) == [
+        "action.npy",
+        "manifest.json",
+        "obs.npy",
+        "reward.npy",
+        "terminated.npy",
+    ]
+    obs = np.load(slow.cache.path / "obs.npy", mmap_mode="r")
+    assert obs.shape == (9, 7) and obs.dtype == np.float32
+    assert sampler_cache.cache_nbytes(mixed_store, slow.obs_keys) == 9 * (4 * (7 + 2 + 1) + 1)
+    for _ in range(5):
+        _assert_same(fast.sample(), slow.sample(), TransitionBatch._fields)
+    wf = WindowSampler(mixed_store, horizon=4, batch_size=32, seed=5)
+    ws = WindowSampler(
+        mixed_store, horizon=4, batch_size=32, seed=5, in_memory=False, cache_dir=tmp_path / "cache"
+    )
+    assert ws.cache.path == slow.cache.path  # same snapshot and keys: one cache
+    for _ in range(3):
+        _assert_same(wf.sample(), ws.sample(), WindowBatch._fields)
+
+
+def test_disk_cache_is_reused(mixed_store, tmp_path, monkeypatch):
+    first = TransitionSampler(mixed_store, in_memory=False, cache_dir=tmp_path / "cache")
+    manifest = first.cache.path / "manifest.json"
+    mtime = manifest.stat().st_mtime_ns
+    real_build = sampler_cache._build
+    monkeypatch.setattr(sampler_cache, "_build", lambda *a: pytest.fail("cache rebuilt"))
+    second = TransitionSampler(mixed_store, in_memory=False, cache_dir=tmp_path / "cache", seed=1)
+    assert second.cache.path == first.cache.path
+    assert manifest.stat().st_mtime_ns == mtime
+    # Another obs_keys selection is another cache.
+    monkeypatch.setattr(sampler_cache, "_build", real_build)
+    other = TransitionSampler(
+        mixed_store, obs_keys=["cam"], in_memory=False, cache_dir=tmp_path / "cache"
+    )
+    assert other.cache.path != first.cache.path and first.cache.path.exists()
+
+
+def test_disk_cache_rebuilt_when_store_gets_an_episode(
+    mixed_store, tmp_path, make_frames, make_prov
+):
+    old = TransitionSampler(mixed_store, in_memory=False, cache_dir=tmp_path / "cache")
+    old_path = old.cache.path
+    mixed_store.append_episode(make_frames(5, 9, last="terminated"), make_prov(3))
+    new = TransitionSampler(mixed_store, in_memory=False, cache_dir=tmp_path / "cache", seed=2)
+    assert new.cache.path != old_path and not old_path.exists()  # the stale one is pruned
+    assert new.cache.obs.shape == (14, 7) and new.n_transitions == 7 + 5
+    fast = TransitionSampler(mixed_store, seed=2)
+    _assert_same(fast.gather(fast.valid_rows), new.gather(new.valid_rows), TransitionBatch._fields)
+    # The old sampler keeps its snapshot: its maps outlive the removed files.
+    assert old.gather(old.valid_rows).obs.shape == (7, 7)
+
+
+def test_crash_mid_build_leaves_no_trusted_cache(mixed_store, tmp_path, monkeypatch):
+    real = sampler_cache._copy_rows
+    calls = []
+
+    def crash_on_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        real(*args)
+
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setattr(sampler_cache, "_copy_rows", crash_on_second)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        TransitionSampler(mixed_store, in_memory=False, cache_dir=cache_dir)
+    assert list(cache_dir.iterdir()) == []  # no cache, no temporary left behind
+    monkeypatch.setattr(sampler_cache, "_copy_rows", real)
+    # A half-built directory left by a killed process (no manifest) is not trusted either.
+    name, _ = sampler_cache._identity(mixed_store, ["joint_pos", "cam"])
+    (cache_dir / name).mkdir()
+    np.save(cache_dir / name / "obs.npy", np.zeros((9, 7), np.float32))
+    s = TransitionSampler(mixed_store, in_memory=False, cache_dir=cache_dir, seed=6)
+    fast = TransitionSampler(mixed_store, seed=6)
+    _assert_same(fast.sample(), s.sample(), TransitionBatch._fields)
+    assert (s.cache.path / "manifest.json").is_file()
+
+
+def test_disk_cache_dir_not_writable_is_a_clear_error(mixed_store, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match=r"cannot write in .*cache_dir="):
+        TransitionSampler(mixed_store, in_memory=False, cache_dir=blocker / "cache")
+
+
+def test_default_cache_root_follows_env(mixed_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBOT_RL_CACHE_DIR", str(tmp_path / "env"))
+    s = WindowSampler(mixed_store, horizon=2, in_memory=False)
+    assert s.cache.path.parent == tmp_path / "env" / "sampler"
