@@ -190,6 +190,9 @@ class RobotEnv(gym.Env):
         # step change held for a whole control period would demand accelerations far
         # beyond the arm's.
         arm = self.scene.arm_actuators
+        # Each control step starts the solver cold, from the state alone: a batched backend
+        # (mujoco.rollout) does the same, so both give bit-identical physics.
+        self.data.qacc_warmstart[:] = 0.0
         for alpha in self._ramp:
             self.data.ctrl[arm] = self._q_cmd + alpha * (q_target - self._q_cmd)
             mujoco.mj_step(self.model, self.data)
@@ -198,10 +201,10 @@ class RobotEnv(gym.Env):
 
         self._update_ee_pose()
         m = self.scene.measure(self.data, self._ee_pos)
-        self._condition_steps = self._condition_steps + 1 if self.task.condition(m) else 0
+        self._condition_steps = self._condition_steps + 1 if bool(self.task.condition(m)) else 0
         success = self._condition_steps >= self.success_steps_needed
         if self.task_config.reward_type == "dense":
-            reward = self.task.dense_reward(m)
+            reward = float(self.task.dense_reward(m))
         else:
             reward = float(success)
         terminated = bool(success and self.task_config.terminate_on_success)

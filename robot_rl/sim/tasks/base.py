@@ -28,6 +28,8 @@ CUBE_REST_Z_M = CUBE_HALF_SIZE_M
 class Task(ABC):
     """One task on the tabletop scene. Stateless: reward and success condition are pure
     functions of one instant, so batched backends and relabelling can call them freely.
+    They are vectorized: the :class:`Measurements` arrays may carry a leading batch axis
+    (one row per world), and so do the results.
 
     Attributes:
         name: registry name.
@@ -48,12 +50,12 @@ class Task(ABC):
         """Places the cube and the goal for a new episode (the arm is placed by the env)."""
 
     @abstractmethod
-    def dense_reward(self, m: Measurements) -> float:
+    def dense_reward(self, m: Measurements) -> np.ndarray:
         """Shaped reward per control step, never positive: with episodes that end on
         success, a positive per-step reward would pay a policy to avoid succeeding."""
 
     @abstractmethod
-    def condition(self, m: Measurements) -> bool:
+    def condition(self, m: Measurements) -> np.ndarray:
         """Whether the success condition holds at this instant."""
 
 

@@ -28,14 +28,14 @@ class LiftTask(Task):
         scene.set_cube_pose(data, cube, yaw)
         scene.set_goal(data, cube + np.array([0.0, 0.0, GOAL_RISE_M]))
 
-    def dense_reward(self, m: Measurements) -> float:
-        to_cube = float(np.linalg.norm(m.ee_pos - m.cube_pos))
-        rise = m.cube_pos[2] - CUBE_REST_Z_M
-        held = m.left_pad_touches_cube and m.right_pad_touches_cube
+    def dense_reward(self, m: Measurements) -> np.ndarray:
+        to_cube = np.linalg.norm(m.ee_pos - m.cube_pos, axis=-1)
+        rise = m.cube_pos[..., 2] - CUBE_REST_Z_M
+        held = np.logical_and(m.left_pad_touches_cube, m.right_pad_touches_cube)
         # A penalty for not holding (rather than a bonus for holding) keeps every step's
         # reward <= 0, so hovering with the cube below the bar never beats succeeding.
-        return -to_cube - 2.0 * max(0.0, LIFT_HEIGHT_M - rise) - 0.25 * float(not held)
+        return -to_cube - 2.0 * np.maximum(0.0, LIFT_HEIGHT_M - rise) - 0.25 * (~held)
 
-    def condition(self, m: Measurements) -> bool:
-        held = m.left_pad_touches_cube and m.right_pad_touches_cube
-        return held and m.cube_pos[2] - CUBE_REST_Z_M >= LIFT_HEIGHT_M
+    def condition(self, m: Measurements) -> np.ndarray:
+        held = np.logical_and(m.left_pad_touches_cube, m.right_pad_touches_cube)
+        return held & (m.cube_pos[..., 2] - CUBE_REST_Z_M >= LIFT_HEIGHT_M)

@@ -32,10 +32,10 @@ class PushTask(Task):
                 break
         scene.set_goal(data, np.array([goal_xy[0], goal_xy[1], CUBE_REST_Z_M]))
 
-    def dense_reward(self, m: Measurements) -> float:
-        to_goal = np.linalg.norm(m.cube_pos[:2] - m.goal[:2])
-        to_cube = np.linalg.norm(m.ee_pos - m.cube_pos)
-        return -float(to_goal + 0.5 * max(0.0, to_cube - 0.04))
+    def dense_reward(self, m: Measurements) -> np.ndarray:
+        to_goal = np.linalg.norm(m.cube_pos[..., :2] - m.goal[..., :2], axis=-1)
+        to_cube = np.linalg.norm(m.ee_pos - m.cube_pos, axis=-1)
+        return -(to_goal + 0.5 * np.maximum(0.0, to_cube - 0.04))
 
-    def condition(self, m: Measurements) -> bool:
-        return bool(np.linalg.norm(m.cube_pos[:2] - m.goal[:2]) < SUCCESS_DIST_M)
+    def condition(self, m: Measurements) -> np.ndarray:
+        return np.linalg.norm(m.cube_pos[..., :2] - m.goal[..., :2], axis=-1) < SUCCESS_DIST_M

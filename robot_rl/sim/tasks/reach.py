@@ -23,8 +23,8 @@ class ReachTask(Task):
         scene.set_cube_pose(data, PARKED_CUBE_POS_M)
         scene.set_goal(data, rng.uniform(GOAL_BOX_MIN_M, GOAL_BOX_MAX_M))
 
-    def dense_reward(self, m: Measurements) -> float:
-        return -float(np.linalg.norm(m.ee_pos - m.goal))
+    def dense_reward(self, m: Measurements) -> np.ndarray:
+        return -np.linalg.norm(m.ee_pos - m.goal, axis=-1)
 
-    def condition(self, m: Measurements) -> bool:
-        return bool(np.linalg.norm(m.ee_pos - m.goal) < SUCCESS_DIST_M)
+    def condition(self, m: Measurements) -> np.ndarray:
+        return np.linalg.norm(m.ee_pos - m.goal, axis=-1) < SUCCESS_DIST_M
