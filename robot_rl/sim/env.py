@@ -45,6 +45,35 @@ EE_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 #: target from winding up while the arm is blocked (pushing into the table or the cube).
 MAX_TARGET_LEAD_M = 0.04
 
+
+def arm_targets(
+    cfg: TaskConfig,
+    ik: DifferentialIK,
+    q_cmd: np.ndarray,
+    tcp_target: np.ndarray,
+    ee_pos: np.ndarray,
+    a: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized arm actions (N, 3 or 7) -> joint targets (N, 7) and TCP targets (N, 3).
+
+    The one action pipeline of the single env and the batched simulator: end-effector
+    deltas (at most ``max_ee_step_m`` in norm) accumulate on the commanded TCP target,
+    which stays in the workspace and within ``MAX_TARGET_LEAD_M`` of the measured TCP, and
+    one IK iteration turns it into joint targets; joint deltas move the joint targets.
+    """
+    if cfg.action_mode == "joint_delta":
+        q = np.clip(q_cmd + a * cfg.max_joint_step_rad, ik.q_lo, ik.q_hi)
+        return q, tcp_target
+    delta = a * cfg.max_ee_step_m
+    norm = np.linalg.norm(delta, axis=-1, keepdims=True)
+    delta = delta * np.minimum(1.0, cfg.max_ee_step_m / np.maximum(norm, 1e-300))
+    target = np.clip(tcp_target + delta, WORKSPACE_MIN_M, WORKSPACE_MAX_M)
+    lead = target - ee_pos
+    lead_norm = np.linalg.norm(lead, axis=-1, keepdims=True)
+    target = ee_pos + lead * np.minimum(1.0, MAX_TARGET_LEAD_M / np.maximum(lead_norm, 1e-300))
+    return ik.solve(q_cmd, target, EE_DOWN_QUAT, iters=1), target
+
+
 CommandFilter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 """(measured joint positions, proposed joint targets, control period s) -> safe targets."""
 
@@ -231,21 +260,12 @@ class RobotEnv(gym.Env):
 
     # --- internals -----------------------------------------------------------------------
     def _arm_targets(self, a: np.ndarray) -> np.ndarray:
-        cfg = self.task_config
-        if cfg.action_mode == "joint_delta":
-            return np.clip(self._q_cmd + a * cfg.max_joint_step_rad, self.ik.q_lo, self.ik.q_hi)
-        delta = a * cfg.max_ee_step_m
-        norm = np.linalg.norm(delta)
-        if norm > cfg.max_ee_step_m:
-            delta *= cfg.max_ee_step_m / norm
-        ee = self._ee_pos
-        target = np.clip(self._tcp_target + delta, WORKSPACE_MIN_M, WORKSPACE_MAX_M)
-        lead = target - ee
-        lead_norm = np.linalg.norm(lead)
-        if lead_norm > MAX_TARGET_LEAD_M:
-            target = ee + lead * (MAX_TARGET_LEAD_M / lead_norm)
-        self._tcp_target = target
-        return self.ik.solve(self._q_cmd, target, EE_DOWN_QUAT, iters=1)
+        q_target, tcp_target = arm_targets(
+            self.task_config, self.ik, self._q_cmd[None], self._tcp_target[None],
+            self._ee_pos[None], a[None],
+        )  # fmt: skip
+        self._tcp_target = tcp_target[0]
+        return q_target[0]
 
     def _update_ee_pose(self) -> None:
         # From the current joint positions: MuJoCo's site_xpos after mj_step still holds

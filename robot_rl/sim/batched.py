@@ -1,0 +1,271 @@
+"""Many worlds of one tabletop task stepped together: the batched simulator, CPU backend.
+
+One :meth:`BatchedSim.step` is one control step of every world: the actions go through
+the same pipeline as the single env (:func:`robot_rl.sim.env.arm_targets`: end-effector
+deltas, differential IK, the command-filter hook), the joint targets ramp over the
+physics substeps, and ``mujoco.rollout`` runs all worlds' substeps on a thread pool in
+one call. Observations, rewards and success are computed for all worlds at once from the
+returned states and sensor data, and come back as torch tensors.
+
+Seeding, so that a single :class:`~robot_rl.sim.env.RobotEnv` reproduces any world:
+world ``w`` of a batch seeded ``s`` resets its ``k``-th episode with seed
+``s + w + k * n_worlds`` (episode k = 0 at :meth:`reset`, then one more at every
+auto-reset). Each control step starts the solver from the state alone, in both (see the
+single env), so a world and a single env driven by the same actions agree exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+from mujoco import rollout
+
+from robot_rl.config.schema import RobotConfig, SimConfig, TaskConfig
+from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
+from robot_rl.sim.kinematics import mat_to_quat
+from robot_rl.sim.scene import Measurements
+
+_FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+def _state_offsets(model: mujoco.MjModel) -> dict[str, int]:
+    """Where each component of a full-physics state vector starts."""
+    offsets, at = {}, 0
+    elements = [
+        (name, int(value))
+        for name, value in mujoco.mjtState.__members__.items()
+        if bin(int(value)).count("1") == 1  # single components, in bit order below
+    ]
+    for name, bit in sorted(elements, key=lambda e: e[1]):
+        if int(_FULL) & bit:
+            offsets[name] = at
+            at += mujoco.mj_stateSize(model, bit)
+    return offsets
+
+
+class BatchedSim:
+    """``n_worlds`` worlds of one task, with per-world auto-reset.
+
+    Args:
+        n_worlds: number of worlds.
+        task_config, robot_config, sim_config: as for :class:`RobotEnv`.
+        seed: batch seed (see the module docstring for the per-world episode seeds).
+        n_threads: physics threads (default: all cores).
+        command_filter: the safety filter's hook, called once per control step with
+            batched (measured joints, proposed targets, control period).
+        device: torch device of the returned tensors.
+    """
+
+    def __init__(
+        self,
+        n_worlds: int,
+        task_config: TaskConfig | None = None,
+        robot_config: RobotConfig | None = None,
+        sim_config: SimConfig | None = None,
+        *,
+        seed: int = 0,
+        n_threads: int | None = None,
+        command_filter: CommandFilter | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if n_worlds < 1:
+            raise ValueError(f"n_worlds: expected >= 1, got {n_worlds}")
+        # One single env is the template: the same scene, IK, task and reset code.
+        self.proto = RobotEnv(
+            task_config=task_config or TaskConfig(),
+            robot_config=robot_config,
+            sim_config=sim_config,
+        )
+        p = self.proto
+        self.n_worlds = n_worlds
+        self.task_config = p.task_config
+        self.scene, self.task, self.ik = p.scene, p.task, p.ik
+        self.model = p.model
+        self.models = [self.model] * n_worlds
+        self.n_substeps, self.control_dt_s = p.n_substeps, p.control_dt_s
+        self.horizon_steps = p.horizon_steps
+        self.success_steps_needed = p.success_steps_needed
+        self.action_space, self.observation_space = p.action_space, p.observation_space
+        self.command_filter = command_filter
+        self.device = torch.device(device)
+        self.seed = seed
+        n_threads = n_threads or os.cpu_count() or 1
+        self._datas = [mujoco.MjData(self.model) for _ in range(n_threads)]
+        self._rollout = rollout.Rollout(nthread=n_threads)
+        off = _state_offsets(self.model)
+        self._qpos = off["mjSTATE_QPOS"]
+        self._qvel = off["mjSTATE_QVEL"]
+        n_state = mujoco.mj_stateSize(self.model, _FULL)
+        self._state = np.zeros((n_worlds, n_state))
+        self._q_cmd = np.zeros((n_worlds, 7))
+        self._tcp_target = np.zeros((n_worlds, 3))
+        self._ee_pos = np.zeros((n_worlds, 3))
+        self._ee_quat = np.zeros((n_worlds, 4))
+        # Mocap bodies are not part of the physics state mujoco.rollout carries (they do
+        # not move and the goal marker touches nothing), so each world's goal lives here.
+        self._goal = np.zeros((n_worlds, 3))
+        self._sensordata = np.zeros((n_worlds, self.model.nsensordata))
+        self._steps = np.zeros(n_worlds, dtype=np.int64)
+        self._condition_steps = np.zeros(n_worlds, dtype=np.int64)
+        self._episode = np.zeros(n_worlds, dtype=np.int64)
+        self._ramp = p._ramp
+        self._zero_warmstart = np.zeros((n_worlds, self.model.nv))
+
+    # --- API -----------------------------------------------------------------------------
+    def episode_seed(self, world: int, episode: int) -> int:
+        """The reset seed of a world's ``episode``-th episode."""
+        return self.seed + world + episode * self.n_worlds
+
+    def reset(self) -> dict[str, torch.Tensor]:
+        """Resets every world to its first episode; returns the batched observation."""
+        self._episode[:] = 0
+        for w in range(self.n_worlds):
+            self._reset_world(w)
+        return self._obs()
+
+    def step(
+        self, actions: np.ndarray | torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """One control step of every world.
+
+        Returns:
+            obs (after auto-reset for worlds whose episode ended), reward, terminated,
+            truncated, and info with ``is_success`` (bool tensor), ``final_obs`` (the
+            observation each ended world reached, else its current one) and
+            ``episode_seed`` of the episode each world is now in.
+        """
+        a = np.asarray(
+            actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else actions,
+            dtype=np.float64,
+        )
+        expected = (self.n_worlds, *self.action_space.shape)
+        if a.shape != expected:
+            raise ValueError(f"actions have shape {a.shape}, expected {expected}")
+        if not np.all(np.isfinite(a)):
+            bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+            raise ValueError(f"actions of worlds {bad.tolist()[:10]} contain NaN or inf")
+        a = np.clip(a, -1.0, 1.0)
+        q_meas = self._state[:, self._qpos + self.scene.arm_qpos_adr]
+        q_target, self._tcp_target = arm_targets(
+            self.task_config, self.ik, self._q_cmd, self._tcp_target, self._ee_pos, a[:, :-1]
+        )
+        if self.command_filter is not None:
+            q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
+        control = np.empty((self.n_worlds, self.n_substeps, self.model.nu))
+        control[:, :, self.scene.arm_actuators] = (
+            self._q_cmd[:, None] + self._ramp[None, :, None] * (q_target - self._q_cmd)[:, None]
+        )
+        gripper = (a[:, -1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
+        control[:, :, self.scene.gripper_actuator] = gripper[:, None]
+        states, sensordata = self._rollout.rollout(
+            self.models,
+            self._datas,
+            self._state,
+            control,
+            nstep=self.n_substeps,
+            initial_warmstart=self._zero_warmstart,
+        )
+        self._state = states[:, -1].copy()
+        self._sensordata = sensordata[:, -1].copy()
+        if not np.all(np.isfinite(self._state)):
+            bad = np.flatnonzero(~np.isfinite(self._state).all(axis=1))
+            raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
+        self._q_cmd = q_target
+        self._steps += 1
+        self._update_ee_pose()
+
+        m = self._measure()
+        cond = np.asarray(self.task.condition(m), dtype=bool)
+        self._condition_steps = np.where(cond, self._condition_steps + 1, 0)
+        success = self._condition_steps >= self.success_steps_needed
+        if self.task_config.reward_type == "dense":
+            reward = np.asarray(self.task.dense_reward(m), dtype=np.float64)
+        else:
+            reward = success.astype(np.float64)
+        terminated = success & self.task_config.terminate_on_success
+        truncated = ~terminated & (self._steps >= self.horizon_steps)
+        final_obs = self._obs()
+        done = np.flatnonzero(terminated | truncated)
+        for w in done:
+            self._episode[w] += 1
+            self._reset_world(int(w))
+        obs = self._obs() if done.size else final_obs
+        info = {
+            "is_success": torch.as_tensor(success, device=self.device),
+            "final_obs": final_obs,
+            "episode_seed": torch.as_tensor(
+                [self.episode_seed(w, int(k)) for w, k in enumerate(self._episode)]
+            ),
+        }
+        return (
+            obs,
+            torch.as_tensor(reward, dtype=torch.float32, device=self.device),
+            torch.as_tensor(terminated, device=self.device),
+            torch.as_tensor(truncated, device=self.device),
+            info,
+        )
+
+    def world_state(self, world: int) -> np.ndarray:
+        """The full-physics state vector of one world (a copy)."""
+        return self._state[world].copy()
+
+    def close(self) -> None:
+        self._rollout.close()
+        self.proto.close()
+
+    # --- internals -----------------------------------------------------------------------
+    def _reset_world(self, w: int) -> None:
+        # The single env's own reset, so that both start every episode identically.
+        p = self.proto
+        p.reset(seed=self.episode_seed(w, int(self._episode[w])))
+        mujoco.mj_getState(self.model, p.data, self._state[w], _FULL)
+        self._q_cmd[w] = p._q_cmd
+        self._tcp_target[w] = p._tcp_target
+        self._ee_pos[w], self._ee_quat[w] = p._ee_pos, p._ee_quat
+        self._sensordata[w] = p.data.sensordata
+        self._goal[w] = p.scene.goal(p.data)
+        self._steps[w] = 0
+        self._condition_steps[w] = 0
+
+    def _update_ee_pose(self) -> None:
+        pos, rot = self.ik.forward(self._state[:, self._qpos + self.scene.arm_qpos_adr])
+        quat = mat_to_quat(rot)
+        # Same sign convention as the single env: the pointing-down side, x >= 0.
+        self._ee_pos = pos
+        self._ee_quat = np.where(quat[:, 1:2] < 0, -quat, quat)
+
+    def _measure(self) -> Measurements:
+        s, q = self.scene, self._state
+        left, right = s.pad_contacts(self._sensordata)
+        cube = self._qpos + s.cube_qpos_adr
+        return Measurements(
+            ee_pos=self._ee_pos,
+            cube_pos=q[:, cube : cube + 3],
+            goal=self._goal,
+            gripper_width_m=q[:, self._qpos + s.finger_qpos_adr].sum(axis=1),
+            left_pad_touches_cube=left,
+            right_pad_touches_cube=right,
+        )
+
+    def _obs(self) -> dict[str, torch.Tensor]:
+        s, q = self.scene, self._state
+        cube = self._qpos + s.cube_qpos_adr
+        cube_quat = q[:, cube + 3 : cube + 7]
+        width = q[:, self._qpos + s.finger_qpos_adr].sum(axis=1, keepdims=True)
+        obs = {
+            "joint_pos": q[:, self._qpos + s.arm_qpos_adr],
+            "joint_vel": q[:, self._qvel + s.arm_dof_adr],
+            "gripper_width": np.clip(width, 0.0, s.gripper_width_max_m),
+            "ee_pos": self._ee_pos,
+            "ee_quat": self._ee_quat,
+            "object_pos": q[:, cube : cube + 3],
+            "object_quat": np.where(cube_quat[:, :1] < 0, -cube_quat, cube_quat),
+            "goal": self._goal,
+        }
+        return {
+            k: torch.as_tensor(v.astype(np.float32), device=self.device) for k, v in obs.items()
+        }
