@@ -2,6 +2,11 @@
 
 import pytest
 
+# MuJoCo picks its OpenGL backend when first imported; robot_rl chooses an offscreen one
+# on headless machines. Import it before any test module imports mujoco directly, so the
+# render tests do not depend on which module a pytest-xdist worker happens to load first.
+import robot_rl  # noqa: F401
+
 
 def _has_cuda() -> bool:
     try:

@@ -12,10 +12,17 @@ world ``w`` of a batch seeded ``s`` resets its ``k``-th episode with seed
 ``s + w + k * n_worlds`` (episode k = 0 at :meth:`reset`, then one more at every
 auto-reset). Each control step starts the solver from the state alone, in both (see the
 single env), so a world and a single env driven by the same actions agree exactly.
+
+Domain randomization (:mod:`robot_rl.sim.randomization`): each world has its own
+``MjModel`` copy once anything is randomized; a world's reset samples through the template
+env with that episode's seed and writes the sample into the world's model, so a single
+env built with the same randomization reproduces the world too. With randomization
+``none`` (or None) all worlds share the one model and nothing changes.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -24,9 +31,10 @@ import numpy as np
 import torch
 from mujoco import rollout
 
-from robot_rl.config.schema import RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
 from robot_rl.sim.kinematics import mat_to_quat
+from robot_rl.sim.randomization import ActionDelay
 from robot_rl.sim.scene import Measurements
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -58,6 +66,9 @@ class BatchedSim:
         command_filter: the safety filter's hook, called once per control step with
             batched (measured joints, proposed targets, control period).
         device: torch device of the returned tensors.
+        randomization: domain randomization, re-sampled per world at every reset; the
+            current values are in :attr:`randomization_log`, and ``step`` returns those of
+            the worlds it reset in ``info["randomization"]``.
     """
 
     def __init__(
@@ -71,6 +82,7 @@ class BatchedSim:
         n_threads: int | None = None,
         command_filter: CommandFilter | None = None,
         device: str | torch.device = "cpu",
+        randomization: RandomizationConfig | None = None,
     ) -> None:
         if n_worlds < 1:
             raise ValueError(f"n_worlds: expected >= 1, got {n_worlds}")
@@ -79,6 +91,7 @@ class BatchedSim:
             task_config=task_config or TaskConfig(),
             robot_config=robot_config,
             sim_config=sim_config,
+            randomization=randomization,
         )
         p = self.proto
         self.n_worlds = n_worlds
@@ -114,6 +127,20 @@ class BatchedSim:
         self._episode = np.zeros(n_worlds, dtype=np.int64)
         self._ramp = p._ramp
         self._zero_warmstart = np.zeros((n_worlds, self.model.nv))
+        self._tcp_true_pos = np.zeros((n_worlds, 3))
+        r = self.randomizer = p.randomizer
+        #: Each world's current randomization parameters: key -> (n_worlds, ...) array.
+        self.randomization_log: dict[str, np.ndarray] = {}
+        if r is not None:
+            self.models = [copy.copy(self.model) for _ in range(n_worlds)]
+            self._dr_rngs: list[np.random.Generator | None] = [None] * n_worlds
+            self._joint_offset = np.zeros((n_worlds, 7))
+            self._obs_noise = np.zeros((n_worlds, r.obs_noise_std.size))
+            self._delay = (
+                ActionDelay(n_worlds, r.max_latency_steps, p._delay.hold)
+                if p._delay is not None
+                else None
+            )
 
     # --- API -----------------------------------------------------------------------------
     def episode_seed(self, world: int, episode: int) -> int:
@@ -149,7 +176,12 @@ class BatchedSim:
             bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
             raise ValueError(f"actions of worlds {bad.tolist()[:10]} contain NaN or inf")
         a = np.clip(a, -1.0, 1.0)
+        r = self.randomizer
+        if r is not None and self._delay is not None:
+            a = self._delay.push(a)
         q_meas = self._state[:, self._qpos + self.scene.arm_qpos_adr]
+        if r is not None:
+            q_meas = q_meas + self._joint_offset
         q_target, self._tcp_target = arm_targets(
             self.task_config, self.ik, self._q_cmd, self._tcp_target, self._ee_pos, a[:, :-1]
         )
@@ -159,6 +191,12 @@ class BatchedSim:
         control[:, :, self.scene.arm_actuators] = (
             self._q_cmd[:, None] + self._ramp[None, :, None] * (q_target - self._q_cmd)[:, None]
         )
+        if r is not None:
+            control[:, :, self.scene.arm_actuators] -= self._joint_offset[:, None]
+            if r.has_jitter:
+                dt = r.nominal["timestep"]
+                for w, model in enumerate(self.models):
+                    model.opt.timestep = dt * r.timestep_scale(self._dr_rngs[w])
         gripper = (a[:, -1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
         control[:, :, self.scene.gripper_actuator] = gripper[:, None]
         states, sensordata = self._rollout.rollout(
@@ -177,6 +215,9 @@ class BatchedSim:
         self._q_cmd = q_target
         self._steps += 1
         self._update_ee_pose()
+        if r is not None and r.has_obs_noise:
+            for w in range(self.n_worlds):
+                self._obs_noise[w] = r.obs_noise(self._dr_rngs[w])
 
         m = self._measure()
         cond = np.asarray(self.task.condition(m), dtype=bool)
@@ -194,13 +235,18 @@ class BatchedSim:
             self._episode[w] += 1
             self._reset_world(int(w))
         obs = self._obs() if done.size else final_obs
-        info = {
+        info: dict[str, Any] = {
             "is_success": torch.as_tensor(success, device=self.device),
             "final_obs": final_obs,
             "episode_seed": torch.as_tensor(
                 [self.episode_seed(w, int(k)) for w, k in enumerate(self._episode)]
             ),
         }
+        if r is not None:
+            info["randomization"] = {
+                "worlds": done,
+                **{k: v[done].copy() for k, v in self.randomization_log.items()},
+            }
         return (
             obs,
             torch.as_tensor(reward, dtype=torch.float32, device=self.device),
@@ -226,13 +272,34 @@ class BatchedSim:
         self._q_cmd[w] = p._q_cmd
         self._tcp_target[w] = p._tcp_target
         self._ee_pos[w], self._ee_quat[w] = p._ee_pos, p._ee_quat
+        self._tcp_true_pos[w] = p._tcp_true_pos
+        r = self.randomizer
+        if r is not None:
+            params = p.randomization_params
+            r.apply(self.models[w], params)
+            self._dr_rngs[w] = p._dr_rng
+            self._joint_offset[w] = params["joint_offset_rad"]
+            if p._obs_noise is not None:
+                self._obs_noise[w] = p._obs_noise
+            if self._delay is not None:
+                self._delay.reset_world(w, int(params["action_latency_steps"][0]))
+            for k, v in params.items():
+                if k not in self.randomization_log:
+                    self.randomization_log[k] = np.zeros((self.n_worlds, *v.shape), v.dtype)
+                self.randomization_log[k][w] = v
         self._sensordata[w] = p.data.sensordata
         self._goal[w] = p.scene.goal(p.data)
         self._steps[w] = 0
         self._condition_steps[w] = 0
 
     def _update_ee_pose(self) -> None:
-        pos, rot = self.ik.forward(self._state[:, self._qpos + self.scene.arm_qpos_adr])
+        q = self._state[:, self._qpos + self.scene.arm_qpos_adr]
+        pos, rot = self.ik.forward(q)
+        # As in the single env: the task scores the true TCP, the policy sees the pose the
+        # (possibly miscalibrated) encoders imply.
+        self._tcp_true_pos = pos
+        if self.randomizer is not None and self.randomizer.has_joint_offset:
+            pos, rot = self.ik.forward(q + self._joint_offset)
         quat = mat_to_quat(rot)
         # Same sign convention as the single env: the pointing-down side, x >= 0.
         self._ee_pos = pos
@@ -243,7 +310,7 @@ class BatchedSim:
         left, right = s.pad_contacts(self._sensordata)
         cube = self._qpos + s.cube_qpos_adr
         return Measurements(
-            ee_pos=self._ee_pos,
+            ee_pos=self._tcp_true_pos,
             cube_pos=q[:, cube : cube + 3],
             goal=self._goal,
             gripper_width_m=q[:, self._qpos + s.finger_qpos_adr].sum(axis=1),
@@ -266,6 +333,10 @@ class BatchedSim:
             "object_quat": np.where(cube_quat[:, :1] < 0, -cube_quat, cube_quat),
             "goal": self._goal,
         }
+        if self.randomizer is not None:
+            obs["joint_pos"] = obs["joint_pos"] + self._joint_offset
+            if self.randomizer.has_obs_noise:
+                self.randomizer.add_obs_noise(obs, self._obs_noise)
         return {
             k: torch.as_tensor(v.astype(np.float32), device=self.device) for k, v in obs.items()
         }

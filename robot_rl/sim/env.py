@@ -21,9 +21,10 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robot_rl.config.schema import RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.ik import DifferentialIK
 from robot_rl.sim.kinematics import SerialChain
+from robot_rl.sim.randomization import ActionDelay, DomainRandomizer, episode_rng
 from robot_rl.sim.scene import TabletopScene
 from robot_rl.sim.tasks import TASKS
 from robot_rl.sim.tasks.base import START_TCP_M, WORKSPACE_MAX_M, WORKSPACE_MIN_M
@@ -91,6 +92,9 @@ class RobotEnv(gym.Env):
         width, height: rendered frame size in pixels.
         command_filter: called once per control step on the joint targets; the safety
             filter plugs in here. None passes targets through.
+        randomization: domain randomization, re-sampled at every reset from the reset
+            seed (see :mod:`robot_rl.sim.randomization`); None or a config that
+            randomizes nothing leaves the env exactly as without it.
         **task_overrides: fields of :class:`TaskConfig`, e.g. ``reward_type="sparse"``.
     """
 
@@ -108,6 +112,7 @@ class RobotEnv(gym.Env):
         width: int = 320,
         height: int = 240,
         command_filter: CommandFilter | None = None,
+        randomization: RandomizationConfig | None = None,
         **task_overrides: Any,
     ) -> None:
         base = task_config if task_config is not None else TaskConfig(name=task)
@@ -151,6 +156,17 @@ class RobotEnv(gym.Env):
         # start point; deterministic, so it is the same in every env and backend.
         self.start_q = self.ik.solve(self.home_q, START_TCP_M, EE_DOWN_QUAT, iters=300)
         self.command_filter = command_filter
+        self.randomizer = (
+            DomainRandomizer(randomization, self.scene, {k: s for k, (s, _) in OBS_SPEC.items()})
+            if randomization is not None and randomization.enabled
+            else None
+        )
+        #: The current episode's sampled randomization parameters (empty without).
+        self.randomization_params: dict[str, np.ndarray] = {}
+        self._dr_rng: np.random.Generator | None = None
+        self._joint_offset = np.zeros(len(self.home_q))
+        self._obs_noise: np.ndarray | None = None
+        self._delay: ActionDelay | None = None
 
         n_act = 4 if cfg.action_mode == "ee_delta" else 8
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
@@ -166,6 +182,12 @@ class RobotEnv(gym.Env):
             0.0, self.scene.gripper_width_max_m, (1,), np.float32
         )
         self.observation_space = gym.spaces.Dict(spaces)
+        r = self.randomizer
+        if r is not None and r.max_latency_steps > 0:
+            # Held before the first delayed action arrives: no motion, gripper open.
+            hold = np.zeros(n_act)
+            hold[-1] = 1.0
+            self._delay = ActionDelay(1, r.max_latency_steps, hold)
 
         self._q_cmd = self.start_q.copy()
         self._tcp_target = np.zeros(3)
@@ -181,6 +203,17 @@ class RobotEnv(gym.Env):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         rng = self.np_random
+        r = self.randomizer
+        if r is not None:
+            # Its own stream: the task's draws stay as they are without randomization.
+            self._dr_rng = (
+                episode_rng(seed)
+                if seed is not None
+                else np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+            )
+            self.randomization_params = r.sample(self._dr_rng)
+            r.apply(self.model, self.randomization_params)
+            self._joint_offset = self.randomization_params["joint_offset_rad"].copy()
         mujoco.mj_resetData(self.model, self.data)
         noise = self.task_config.init_joint_noise_rad
         q0 = self.start_q + rng.uniform(-noise, noise, size=self.start_q.shape)
@@ -188,7 +221,10 @@ class RobotEnv(gym.Env):
         self.data.qpos[self.scene.arm_qpos_adr] = q0
         self.data.qpos[self.scene.finger_qpos_adr] = self.scene.gripper_width_max_m / 2
         self.task.reset(self.scene, self.data, rng)
-        self._q_cmd = q0.copy()
+        if r is not None:
+            r.place_object(self.data, self.randomization_params)
+        # Joint targets live in the frame the encoders measure (offset by calibration error).
+        self._q_cmd = q0 + self._joint_offset if r is not None else q0.copy()
         self.data.ctrl[self.scene.arm_actuators] = q0
         self.data.ctrl[self.scene.gripper_actuator] = self.scene.gripper_width_max_m / 2
         mujoco.mj_forward(self.model, self.data)
@@ -196,6 +232,11 @@ class RobotEnv(gym.Env):
         self._tcp_target = self._ee_pos.copy()
         self._steps = 0
         self._condition_steps = 0
+        if r is not None:
+            if self._delay is not None:
+                latency = int(self.randomization_params["action_latency_steps"][0])
+                self._delay.reset_world(0, latency)
+            self._obs_noise = r.obs_noise(self._dr_rng) if r.has_obs_noise else None
         return self._obs(), {"is_success": False}
 
     def step(
@@ -207,7 +248,12 @@ class RobotEnv(gym.Env):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN or inf: {action}")
         a = np.clip(a, -1.0, 1.0)
+        r = self.randomizer
+        if self._delay is not None:
+            a = self._delay.push(a[None])[0]
         q_meas = self.data.qpos[self.scene.arm_qpos_adr].copy()
+        if r is not None:
+            q_meas += self._joint_offset
         q_target = self._arm_targets(a[:-1])
         if self.command_filter is not None:
             q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
@@ -222,14 +268,20 @@ class RobotEnv(gym.Env):
         # Each control step starts the solver cold, from the state alone: a batched backend
         # (mujoco.rollout) does the same, so both give bit-identical physics.
         self.data.qacc_warmstart[:] = 0.0
+        if r is not None and r.has_jitter:
+            self.model.opt.timestep = r.nominal["timestep"] * r.timestep_scale(self._dr_rng)
         for alpha in self._ramp:
             self.data.ctrl[arm] = self._q_cmd + alpha * (q_target - self._q_cmd)
+            if r is not None:
+                self.data.ctrl[arm] -= self._joint_offset
             mujoco.mj_step(self.model, self.data)
         self._q_cmd = q_target
         self._steps += 1
 
         self._update_ee_pose()
-        m = self.scene.measure(self.data, self._ee_pos)
+        if r is not None and r.has_obs_noise:
+            self._obs_noise = r.obs_noise(self._dr_rng)
+        m = self.scene.measure(self.data, self._tcp_true_pos)
         self._condition_steps = self._condition_steps + 1 if bool(self.task.condition(m)) else 0
         success = self._condition_steps >= self.success_steps_needed
         if self.task_config.reward_type == "dense":
@@ -270,7 +322,13 @@ class RobotEnv(gym.Env):
     def _update_ee_pose(self) -> None:
         # From the current joint positions: MuJoCo's site_xpos after mj_step still holds
         # the pose computed before the step's integration.
-        pos, rot = self.ik.forward(self.data.qpos[self.scene.arm_qpos_adr])
+        q = self.data.qpos[self.scene.arm_qpos_adr]
+        pos, rot = self.ik.forward(q)
+        # The task scores the true TCP; the policy and the action pipeline see the pose
+        # the (possibly miscalibrated) encoders imply.
+        self._tcp_true_pos = pos[0]
+        if self.randomizer is not None and self.randomizer.has_joint_offset:
+            pos, rot = self.ik.forward(q + self._joint_offset)
         quat = np.empty(4)
         mujoco.mju_mat2Quat(quat, rot[0].ravel())
         # q and -q are one rotation; keep the side of the pointing-down orientation
@@ -291,6 +349,10 @@ class RobotEnv(gym.Env):
             "object_quat": cube_quat,
             "goal": s.goal(d),
         }
+        if self.randomizer is not None:
+            obs["joint_pos"] = obs["joint_pos"] + self._joint_offset
+            if self._obs_noise is not None:
+                self.randomizer.add_obs_noise(obs, self._obs_noise)
         return {k: v.astype(np.float32) for k, v in obs.items()}
 
 

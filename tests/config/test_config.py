@@ -164,3 +164,43 @@ def test_bad_record_values_name_the_key(override, key):
 
     with pytest.raises(ConfigError, match=key):
         to_object(_compose("record", ["store.path=s.zarr", override]), RecordConfig)
+
+
+@pytest.mark.parametrize("preset", ["none", "light", "heavy"])
+def test_randomization_presets_compose(preset):
+    from robot_rl.config.schema import RandomizationConfig
+
+    cfg = to_object(_compose("pipeline", [f"randomization={preset}"]), PipelineConfig)
+    assert isinstance(cfg.randomization, RandomizationConfig)
+    assert cfg.randomization.name == preset
+    assert cfg.randomization.enabled == (preset != "none")
+    if preset == "none":
+        assert cfg.randomization == RandomizationConfig()  # YAML matches schema defaults
+
+
+def test_unknown_randomization_parameter_is_refused():
+    with pytest.raises(ConfigCompositionException, match="cube_color"):
+        _compose("pipeline", ["randomization.cube_color=1"])
+    with pytest.raises(ConfigCompositionException, match="dist"):
+        _compose("pipeline", ["randomization.friction_scale.distribution=uniform"])
+
+
+def test_bad_randomization_range_from_hydra_names_the_key():
+    overrides = [
+        "randomization=heavy",
+        "randomization.object_mass_scale.low=3.0",
+    ]
+    with pytest.raises(ConfigError, match=r"randomization\.object_mass_scale\.low/high"):
+        to_object(_compose("pipeline", overrides), PipelineConfig)
+    with pytest.raises(ConfigError, match=r"randomization\.link_mass_scale\.low"):
+        to_object(
+            _compose("pipeline", ["randomization=light", "randomization.link_mass_scale.low=-1"]),
+            PipelineConfig,
+        )
+
+
+@pytest.mark.parametrize("override", ["+task.foo=1", "+randomization.cube_color=1", "+extra=1"])
+def test_plus_overrides_cannot_sneak_in_unknown_keys(override):
+    key = override[1:].split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        to_object(_compose("pipeline", [override]), PipelineConfig)
