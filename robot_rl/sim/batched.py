@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import mujoco
@@ -121,6 +122,7 @@ class BatchedSim:
         # Mocap bodies are not part of the physics state mujoco.rollout carries (they do
         # not move and the goal marker touches nothing), so each world's goal lives here.
         self._goal = np.zeros((n_worlds, 3))
+        self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
         self._sensordata = np.zeros((n_worlds, self.model.nsensordata))
         self._steps = np.zeros(n_worlds, dtype=np.int64)
         self._condition_steps = np.zeros(n_worlds, dtype=np.int64)
@@ -259,7 +261,39 @@ class BatchedSim:
         """The full-physics state vector of one world (a copy)."""
         return self._state[world].copy()
 
+    def render(
+        self,
+        worlds: Sequence[int],
+        *,
+        camera: str = "front",
+        width: int = 320,
+        height: int = 240,
+    ) -> list[np.ndarray]:
+        """RGB frames (height, width, 3) of the chosen worlds as they are now, for videos.
+
+        Each world is drawn with its own (possibly randomized) model; renderers are made
+        on first use per model and kept.
+        """
+        frames = []
+        for w in worlds:
+            if not 0 <= int(w) < self.n_worlds:
+                raise IndexError(f"world {w} out of range [0, {self.n_worlds})")
+            model = self.models[int(w)]
+            key = (id(model), camera, width, height)
+            if key not in self._renderers:
+                self._renderers[key] = (mujoco.Renderer(model, height, width), mujoco.MjData(model))
+            renderer, data = self._renderers[key]
+            mujoco.mj_setState(model, data, self._state[int(w)], _FULL)
+            data.mocap_pos[self.scene.goal_mocap] = self._goal[int(w)]
+            mujoco.mj_forward(model, data)
+            renderer.update_scene(data, camera=camera)
+            frames.append(renderer.render().copy())
+        return frames
+
     def close(self) -> None:
+        for renderer, _ in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
         self._rollout.close()
         self.proto.close()
 

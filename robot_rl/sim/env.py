@@ -302,7 +302,16 @@ class RobotEnv(gym.Env):
             return None
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, *self._size)
-        self._renderer.update_scene(self.data, camera=self._camera)
+            self._render_data = mujoco.MjData(self.model)
+        # Draw the current state: after mj_step, self.data's poses are those computed
+        # before the step's integration. A copy keeps rendering free of side effects.
+        state = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_setState(
+            self.model, self._render_data, state, mujoco.mjtState.mjSTATE_INTEGRATION
+        )
+        mujoco.mj_forward(self.model, self._render_data)
+        self._renderer.update_scene(self._render_data, camera=self._camera)
         return self._renderer.render()
 
     def close(self) -> None:

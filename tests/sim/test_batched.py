@@ -90,3 +90,22 @@ def test_command_filter_hook_is_batched_and_called_once_per_control_step():
         obs, *_ = sim.step(np.tile([0, 1.0, 0, 1.0], (2, 1)))  # +y needs joint 1 to turn
     assert calls == [((2, 7), (2, 7), pytest.approx(0.05))] * 5
     torch.testing.assert_close(obs["joint_pos"][:, 0], q1, atol=2e-3, rtol=0)
+
+
+def test_render_chosen_worlds_matches_the_single_env_frame():
+    sim = BatchedSim(3, TaskConfig(name="lift"), seed=5)
+    sim.reset()
+    for _ in range(3):
+        sim.step(np.tile([0.5, 0, -1.0, 1.0], (3, 1)))
+    frames = sim.render([2, 0], width=96, height=64)
+    assert [f.shape for f in frames] == [(64, 96, 3)] * 2
+    assert not np.array_equal(frames[0], frames[1])  # different worlds, different scenes
+    env = RobotEnv("lift", render_mode="rgb_array", width=96, height=64)
+    env.reset(seed=sim.episode_seed(2, 0))
+    for _ in range(3):
+        env.step(np.array([0.5, 0, -1.0, 1.0]))
+    np.testing.assert_array_equal(env.render(), frames[0])
+    with pytest.raises(IndexError, match="world 3"):
+        sim.render([3])
+    sim.close()
+    env.close()
