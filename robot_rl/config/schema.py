@@ -112,13 +112,17 @@ class TaskConfig:
 class SimConfig:
     """The physics backend."""
 
-    #: cpu (MuJoCo on CPU threads); warp arrives with the batched simulator.
+    #: Backend of the batched simulator: cpu (mujoco.rollout on CPU threads) or warp
+    #: (MuJoCo Warp; float32). The single env always runs MuJoCo on the CPU.
     backend: str = "cpu"
+    #: Warp device for backend=warp: auto (cuda when present, else Warp's CPU device),
+    #: cpu, or cuda[:i].
+    warp_device: str = "auto"
     #: Physics step in seconds; the control period must be a whole number of these.
     physics_dt_s: float = 0.002
 
     def __post_init__(self) -> None:
-        _check(self.backend in ("cpu",), "sim.backend", self.backend, "'cpu'")
+        _check(self.backend in ("cpu", "warp"), "sim.backend", self.backend, "'cpu' or 'warp'")
         _check(0 < self.physics_dt_s <= 0.01, "sim.physics_dt_s", self.physics_dt_s, "in (0, 0.01]")
 
 

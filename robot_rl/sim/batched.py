@@ -32,13 +32,25 @@ import numpy as np
 import torch
 from mujoco import rollout
 
-from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.schema import (
+    ConfigError,
+    RandomizationConfig,
+    RobotConfig,
+    SimConfig,
+    TaskConfig,
+)
 from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
 from robot_rl.sim.kinematics import mat_to_quat
 from robot_rl.sim.randomization import ActionDelay
 from robot_rl.sim.scene import Measurements
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+def _warp_device(sim: SimConfig) -> str:
+    if sim.warp_device != "auto":
+        return sim.warp_device
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _state_offsets(model: mujoco.MjModel) -> dict[str, int]:
@@ -107,9 +119,21 @@ class BatchedSim:
         self.command_filter = command_filter
         self.device = torch.device(device)
         self.seed = seed
-        n_threads = n_threads or os.cpu_count() or 1
-        self._datas = [mujoco.MjData(self.model) for _ in range(n_threads)]
-        self._rollout = rollout.Rollout(nthread=n_threads)
+        self.backend = p.sim_config.backend
+        self._warp = None
+        if self.backend == "warp":
+            if p.randomizer is not None:
+                raise ConfigError(
+                    "invalid config value randomization: sim.backend=warp supports "
+                    "randomization=none only (per-world models are not on the device yet)"
+                )
+            from robot_rl.sim.backends.warp import WarpBackend  # optional extra
+
+            self._warp = WarpBackend(self.model, n_worlds, device=_warp_device(p.sim_config))
+        else:
+            n_threads = n_threads or os.cpu_count() or 1
+            self._datas = [mujoco.MjData(self.model) for _ in range(n_threads)]
+            self._rollout = rollout.Rollout(nthread=n_threads)
         off = _state_offsets(self.model)
         self._qpos = off["mjSTATE_QPOS"]
         self._qvel = off["mjSTATE_QVEL"]
@@ -154,6 +178,8 @@ class BatchedSim:
         self._episode[:] = 0
         for w in range(self.n_worlds):
             self._reset_world(w)
+        if self._warp is not None:
+            self._warp.set_state(np.arange(self.n_worlds), self._state)
         return self._obs()
 
     def step(
@@ -201,16 +227,19 @@ class BatchedSim:
                     model.opt.timestep = dt * r.timestep_scale(self._dr_rngs[w])
         gripper = (a[:, -1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
         control[:, :, self.scene.gripper_actuator] = gripper[:, None]
-        states, sensordata = self._rollout.rollout(
-            self.models,
-            self._datas,
-            self._state,
-            control,
-            nstep=self.n_substeps,
-            initial_warmstart=self._zero_warmstart,
-        )
-        self._state = states[:, -1].copy()
-        self._sensordata = sensordata[:, -1].copy()
+        if self._warp is not None:
+            self._state, self._sensordata = self._warp.step(None, control)
+        else:
+            states, sensordata = self._rollout.rollout(
+                self.models,
+                self._datas,
+                self._state,
+                control,
+                nstep=self.n_substeps,
+                initial_warmstart=self._zero_warmstart,
+            )
+            self._state = states[:, -1].copy()
+            self._sensordata = sensordata[:, -1].copy()
         if not np.all(np.isfinite(self._state)):
             bad = np.flatnonzero(~np.isfinite(self._state).all(axis=1))
             raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
@@ -236,6 +265,8 @@ class BatchedSim:
         for w in done:
             self._episode[w] += 1
             self._reset_world(int(w))
+        if done.size and self._warp is not None:
+            self._warp.set_state(done, self._state[done])
         obs = self._obs() if done.size else final_obs
         info: dict[str, Any] = {
             "is_success": torch.as_tensor(success, device=self.device),
@@ -294,7 +325,8 @@ class BatchedSim:
         for renderer, _ in self._renderers.values():
             renderer.close()
         self._renderers.clear()
-        self._rollout.close()
+        if self._warp is None:
+            self._rollout.close()
         self.proto.close()
 
     # --- internals -----------------------------------------------------------------------

@@ -28,10 +28,9 @@ CUDA graph and replayed; on the CPU device the kernels are launched directly.
 from __future__ import annotations
 
 import mujoco
+import mujoco_warp as mjw
 import numpy as np
 import warp as wp
-
-import mujoco_warp as mjw
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -138,9 +137,7 @@ class WarpBackend:
             out[:, self._act] = d.act.numpy()
         return out
 
-    def step(
-        self, state: np.ndarray | None, control: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, state: np.ndarray | None, control: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One control step of every world: ``S`` physics substeps with ``control[:, s]``.
 
         Args:
@@ -155,8 +152,7 @@ class WarpBackend:
         n, s, nu = control.shape
         if n != self.n_worlds or nu != self.model.nu:
             raise ValueError(
-                f"control has shape {control.shape}, expected ({self.n_worlds}, S, "
-                f"{self.model.nu})"
+                f"control has shape {control.shape}, expected ({self.n_worlds}, S, {self.model.nu})"
             )
         if state is not None:
             self.set_state(np.arange(self.n_worlds), state)
@@ -191,11 +187,11 @@ class WarpBackend:
             mjw.step(self.m, self.d)
 
     def _check_overflow(self) -> None:
-        d = self.d
-        ncon = int(d.nacon.numpy()[0]) if hasattr(d, "nacon") else 0
-        naconmax = getattr(d, "naconmax", None)
-        if naconmax is not None and ncon > naconmax:
+        flags = self.d.overflow.numpy()
+        if np.any(flags):
+            bad = np.flatnonzero(flags)
+            kinds = int(np.bitwise_or.reduce(flags[bad]))
             raise RuntimeError(
-                f"MuJoCo Warp contact buffer overflow: {ncon} > naconmax={naconmax}; "
-                "raise nconmax"
+                f"MuJoCo Warp buffer overflow (OverflowType bits {kinds:#x}) in worlds "
+                f"{bad.tolist()[:10]}: raise nconmax/njmax"
             )
