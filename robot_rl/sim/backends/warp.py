@@ -27,10 +27,16 @@ CUDA graph and replayed; on the CPU device the kernels are launched directly.
 
 from __future__ import annotations
 
+import os
+
 import mujoco
 import mujoco_warp as mjw
 import numpy as np
 import warp as wp
+
+# Warp announces every kernel module it loads; a user of the simulator needs none of it.
+if os.environ.get("ROBOT_RL_DEBUG") != "1":
+    wp.config.log_level = wp.LOG_WARNING
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
