@@ -74,6 +74,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         camera=config.eval.camera,
         width=config.eval.width,
         height=config.eval.height,
+        randomization=config.randomization,
     )
     console.print(f"[bold]robot-rl-eval[/bold] {name} on {config.task.name} -> {run_dir}")
     evaluations = evaluate_policies(

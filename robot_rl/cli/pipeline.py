@@ -75,6 +75,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
         camera=cfg.eval.camera,
         width=cfg.eval.width,
         height=cfg.eval.height,
+        randomization=cfg.randomization,
     )
 
     store_path = Path(cfg.dataset.path)

@@ -397,8 +397,8 @@ class PipelineConfig:
     dataset: DatasetConfig = MISSING
     algo: AlgoConfig = MISSING
     eval: EvalConfig = MISSING
-    #: Domain randomization of the simulated cell; validated here, not yet applied by
-    #: the pipeline's stages (online fine-tuning will use it).
+    #: Domain randomization of the simulated cell, applied to the demonstrations and to
+    #: the evaluation runs alike (re-sampled every episode from its seed).
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
     #: Name of the chosen profile (quick, full), for the report.
     profile: str = "full"
@@ -435,6 +435,8 @@ class EvaluateConfig:
     eval: EvalConfig = MISSING
     #: A policy artifact directory, or "expert" for the task's scripted expert.
     policy: str = MISSING
+    #: Domain randomization during the evaluation runs (re-sampled every episode).
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
     #: Show progress bars (on a terminal).
     progress: bool = True
 

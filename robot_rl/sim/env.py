@@ -374,12 +374,14 @@ def make_env(
     camera: str = "front",
     width: int = 320,
     height: int = 240,
+    randomization: RandomizationConfig | None = None,
 ) -> RobotEnv:
     """A :class:`RobotEnv` from typed configs; ``render=True`` gives ``rgb_array`` frames."""
     return RobotEnv(
         task_config=task,
         robot_config=robot,
         sim_config=sim,
+        randomization=randomization,
         render_mode="rgb_array" if render else None,
         camera=camera,
         width=width,

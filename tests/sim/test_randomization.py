@@ -231,3 +231,24 @@ def test_noise_on_an_unknown_observation_key_is_refused_before_simulating():
     cfg = RandomizationConfig(obs_noise_std_by_key={"joint_position": 0.01})
     with pytest.raises(ConfigError, match=r"obs_noise_std_by_key\.joint_position"):
         BatchedSim(2, TaskConfig(name="reach"), randomization=cfg)
+
+
+def test_make_env_passes_randomization_through_to_every_reset():
+    from hydra import compose, initialize_config_dir
+
+    from robot_rl.config.schema import PipelineConfig
+    from robot_rl.config.store import register_configs, to_object
+    from robot_rl.paths import CONF_DIR
+    from robot_rl.sim.env import make_env
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = to_object(compose("pipeline", ["randomization=light"]), PipelineConfig)
+    env = make_env(cfg.task, cfg.robot, cfg.sim, randomization=cfg.randomization)
+    env.reset(seed=1)
+    first = {k: v.copy() for k, v in env.randomization_params.items()}
+    env.reset(seed=2)
+    assert first and any(not np.array_equal(first[k], env.randomization_params[k]) for k in first)
+    plain = make_env(cfg.task, cfg.robot, cfg.sim)
+    plain.reset(seed=1)
+    assert plain.randomization_params == {}
