@@ -118,7 +118,10 @@ class BatchedSim:
         self.action_space, self.observation_space = p.action_space, p.observation_space
         self.command_filter = command_filter
         self.device = torch.device(device)
+        if seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {seed}")
         self.seed = seed
+        self._started = False
         self.backend = p.sim_config.backend
         self._warp = None
         if self.backend == "warp":
@@ -170,12 +173,32 @@ class BatchedSim:
 
     # --- API -----------------------------------------------------------------------------
     def episode_seed(self, world: int, episode: int) -> int:
-        """The reset seed of a world's ``episode``-th episode."""
-        return self.seed + world + episode * self.n_worlds
+        """The reset seed of a world's ``episode``-th episode: a 32-bit integer drawn from
+        ``SeedSequence([seed, world, episode])``, so no two (batch seed, world, episode)
+        share an episode, and a single env reset with this seed plays it exactly."""
+        entropy = [int(self.seed), int(world), int(episode)]
+        return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
 
-    def reset(self) -> dict[str, torch.Tensor]:
-        """Resets every world to its first episode; returns the batched observation."""
-        self._episode[:] = 0
+    def current_episode_seeds(self) -> list[int]:
+        """The seed of the episode each world is in now."""
+        return [self.episode_seed(w, int(k)) for w, k in enumerate(self._episode)]
+
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Resets every world; returns the batched observation.
+
+        With ``seed``, the batch seed becomes ``seed`` and every world starts its episode
+        0; without, every world moves on to its next episode (so repeated resets never
+        replay the same starts, as Gymnasium's ``reset(seed=None)`` requires).
+        """
+        if seed is not None:
+            if int(seed) < 0:
+                raise ValueError(f"seed: expected a non-negative int, got {seed}")
+            self.seed, self._started = int(seed), False
+        if self._started:
+            self._episode += 1
+        else:
+            self._episode[:] = 0
+        self._started = True
         for w in range(self.n_worlds):
             self._reset_world(w)
         if self._warp is not None:
@@ -271,9 +294,7 @@ class BatchedSim:
         info: dict[str, Any] = {
             "is_success": torch.as_tensor(success, device=self.device),
             "final_obs": final_obs,
-            "episode_seed": torch.as_tensor(
-                [self.episode_seed(w, int(k)) for w, k in enumerate(self._episode)]
-            ),
+            "episode_seed": torch.as_tensor(self.current_episode_seeds(), device=self.device),
         }
         if r is not None:
             info["randomization"] = {

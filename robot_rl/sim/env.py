@@ -173,14 +173,17 @@ class RobotEnv(gym.Env):
         spaces = {
             k: gym.spaces.Box(-np.inf, np.inf, s, np.float32) for k, (s, _) in OBS_SPEC.items()
         }
-        spaces["joint_pos"] = gym.spaces.Box(
-            self.scene.arm_pos_min.astype(np.float32),
-            self.scene.arm_pos_max.astype(np.float32),
-            dtype=np.float32,
-        )
-        spaces["gripper_width"] = gym.spaces.Box(
-            0.0, self.scene.gripper_width_max_m, (1,), np.float32
-        )
+        if self.randomizer is None:
+            # Without calibration offsets and sensor noise these are physical bounds; with
+            # them an observation can leave them, so the spaces stay unbounded.
+            spaces["joint_pos"] = gym.spaces.Box(
+                self.scene.arm_pos_min.astype(np.float32),
+                self.scene.arm_pos_max.astype(np.float32),
+                dtype=np.float32,
+            )
+            spaces["gripper_width"] = gym.spaces.Box(
+                0.0, self.scene.gripper_width_max_m, (1,), np.float32
+            )
         self.observation_space = gym.spaces.Dict(spaces)
         r = self.randomizer
         if r is not None and r.max_latency_steps > 0:

@@ -11,10 +11,10 @@ ended on travels in the info: SB3's ``infos[i]["terminal_observation"]`` (with
 ``"TimeLimit.truncated"`` for episodes cut by the horizon), Gymnasium's
 ``info["final_obs"]`` with its ``"_final_obs"`` mask (``AutoresetMode.SAME_STEP``).
 
-Seeding follows the simulator's rule (world ``w`` of a batch seeded ``s`` starts its
-``k``-th episode from seed ``s + w + k * n_worlds``): SB3's ``seed(s)`` and Gymnasium's
-``reset(seed=s)`` set the batch seed ``s`` for the next reset, which gives world ``w`` the
-seed ``s + w``, the same per-env seed SB3's ``DummyVecEnv`` would.
+Seeding follows the simulator's rule (:meth:`BatchedSim.episode_seed`: world ``w`` of a
+batch seeded ``s`` plays its ``k``-th episode from a seed derived from ``(s, w, k)``):
+SB3's ``seed(s)`` and Gymnasium's ``reset(seed=s)`` set the batch seed ``s`` and start
+every world at its episode 0; an unseeded reset moves every world on to its next episode.
 """
 
 from __future__ import annotations
@@ -69,10 +69,9 @@ class SB3VecEnv(VecEnv):
         self._actions: np.ndarray | None = None
 
     def reset(self) -> dict[str, np.ndarray]:
-        if self._seeds[0] is not None:
-            self.sim.seed = int(self._seeds[0])
-        obs = _numpy(self.sim.reset())
-        seeds = [self.sim.episode_seed(w, 0) for w in range(self.num_envs)]
+        seed = self._seeds[0]
+        obs = _numpy(self.sim.reset(seed=None if seed is None else int(seed)))
+        seeds = self.sim.current_episode_seeds()
         self.reset_infos = [{"is_success": False, "episode_seed": s} for s in seeds]
         self._reset_seeds()
         self._reset_options()
@@ -104,7 +103,7 @@ class SB3VecEnv(VecEnv):
         return _numpy(obs), reward.cpu().numpy(), dones, infos
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        """Sets the batch seed used at the next ``reset`` (world ``w`` gets ``seed + w``)."""
+        """Sets the batch seed used at the next ``reset``."""
         return super().seed(seed)
 
     def close(self) -> None:
@@ -180,25 +179,20 @@ class GymVectorEnv(VectorEnv):
         seed: int | Iterable[int] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Resets every world; ``seed`` is the batch seed (or the list ``[s, s+1, ...]``)."""
+        """Resets every world; ``seed`` is the batch seed (one int: the worlds' seeds are
+        derived from it, see :meth:`BatchedSim.episode_seed`)."""
         if seed is not None and not isinstance(seed, int | np.integer):
-            seeds = [int(s) for s in seed]
-            expected = [seeds[0] + w for w in range(self.num_envs)] if seeds else []
-            if seeds != expected:
-                raise ValueError(
-                    f"reset(seed={seeds}): the worlds' seeds come from one batch seed s as "
-                    f"s, s+1, ..., s+{self.num_envs - 1}; pass the int s instead"
-                )
-            seed = seeds[0]
+            raise ValueError(
+                f"reset(seed={seed!r}): the worlds' seeds are derived from one batch seed; "
+                "pass an int"
+            )
         super().reset(seed=None if seed is None else int(seed))
-        if seed is not None:
-            self.sim.seed = int(seed)
-        obs = _numpy(self.sim.reset())
+        obs = _numpy(self.sim.reset(seed=None if seed is None else int(seed)))
         all_worlds = np.ones(self.num_envs, dtype=bool)
         info = {
             "is_success": np.zeros(self.num_envs, dtype=bool),
             "_is_success": all_worlds,
-            "episode_seed": np.array([self.sim.episode_seed(w, 0) for w in range(self.num_envs)]),
+            "episode_seed": np.array(self.sim.current_episode_seeds()),
             "_episode_seed": all_worlds.copy(),
         }
         return obs, info

@@ -50,15 +50,25 @@ def test_cpu_backend_reproduces_single_envs_across_auto_resets(task):
     sim.close()
 
 
-def test_episode_seeds_follow_the_documented_rule():
-    sim = BatchedSim(3, TaskConfig(name="reach"), seed=10)
-    assert [sim.episode_seed(w, 0) for w in range(3)] == [10, 11, 12]
-    assert [sim.episode_seed(w, 2) for w in range(3)] == [16, 17, 18]
+def test_episode_seeds_never_overlap_across_worlds_episodes_or_batch_seeds():
+    sims = [BatchedSim(3, TaskConfig(name="reach"), seed=s) for s in (10, 11)]
+    seeds = [s.episode_seed(w, k) for s in sims for w in range(3) for k in range(50)]
+    assert len(set(seeds)) == len(seeds)  # (batch seed, world, episode) -> unique seed
+    assert sims[0].episode_seed(1, 0) == BatchedSim(
+        3, TaskConfig(name="reach"), seed=10
+    ).episode_seed(1, 0)
+    sim = sims[0]
     obs = sim.reset()
     goals = obs["goal"].numpy()
     assert len({tuple(g) for g in goals}) == 3  # different worlds, different goals
     again = BatchedSim(3, TaskConfig(name="reach"), seed=10).reset()
     torch.testing.assert_close(again["goal"], obs["goal"], rtol=0, atol=0)
+    # An unseeded reset moves on to the next episodes; a seeded one starts over.
+    assert sim.current_episode_seeds() == [sim.episode_seed(w, 0) for w in range(3)]
+    moved = sim.reset()
+    assert sim.current_episode_seeds() == [sim.episode_seed(w, 1) for w in range(3)]
+    assert not torch.equal(moved["goal"], obs["goal"])
+    torch.testing.assert_close(sim.reset(seed=10)["goal"], obs["goal"], rtol=0, atol=0)
 
 
 def test_bad_actions_are_refused_with_the_worlds_named():

@@ -252,3 +252,23 @@ def test_make_env_passes_randomization_through_to_every_reset():
     plain = make_env(cfg.task, cfg.robot, cfg.sim)
     plain.reset(seed=1)
     assert plain.randomization_params == {}
+
+
+def test_randomized_observations_stay_inside_the_observation_space():
+    from hydra import compose, initialize_config_dir
+
+    from robot_rl.config.schema import PipelineConfig
+    from robot_rl.config.store import register_configs, to_object
+    from robot_rl.paths import CONF_DIR
+    from robot_rl.sim.env import make_env
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = to_object(compose("pipeline", ["randomization=heavy"]), PipelineConfig)
+    env = make_env(cfg.task, cfg.robot, cfg.sim, randomization=cfg.randomization)
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        assert env.observation_space.contains(obs)
+        obs, *_ = env.step(rng.uniform(-1, 1, 4))
+        assert env.observation_space.contains(obs)

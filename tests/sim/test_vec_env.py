@@ -32,7 +32,7 @@ def test_sb3_adapter_returns_what_the_sim_returns_with_terminal_observations():
     ref_obs, obs = ref.reset(), vec.reset()
     for k in OBS_SPEC:
         np.testing.assert_array_equal(obs[k], ref_obs[k].numpy())
-    assert [i["episode_seed"] for i in vec.reset_infos] == [5, 6, 7]
+    assert [i["episode_seed"] for i in vec.reset_infos] == ref.current_episode_seeds()
     experts, rng = [make_expert("reach")], np.random.default_rng(0)
     experts[0].reset()
     n_terminated = n_truncated = 0
@@ -72,7 +72,7 @@ def test_gym_adapter_returns_what_the_sim_returns_with_final_obs_masks():
     obs, info = vec.reset()
     for k in OBS_SPEC:
         np.testing.assert_array_equal(obs[k], ref_obs[k].numpy())
-    np.testing.assert_array_equal(info["episode_seed"], [5, 6, 7])
+    np.testing.assert_array_equal(info["episode_seed"], ref.current_episode_seeds())
     experts, rng = [make_expert("reach")], np.random.default_rng(0)
     experts[0].reset()
     n_ended = 0
@@ -132,13 +132,21 @@ def test_spaces_match_the_single_env_and_hold_the_observations():
 
 def test_seeding_sets_the_batch_seed_for_the_next_reset():
     sb3, gym_vec = SB3VecEnv(make_sim(seed=0)), GymVectorEnv(make_sim(seed=0))
-    assert list(sb3.seed(40)) == [40, 41, 42]
+    sb3.seed(40)
     obs = sb3.reset()
-    assert [i["episode_seed"] for i in sb3.reset_infos] == [40, 41, 42]
-    gym_obs, info = gym_vec.reset(seed=[40, 41, 42])
+    expected = [sb3.sim.episode_seed(w, 0) for w in range(N)]
+    assert sb3.sim.seed == 40
+    assert [i["episode_seed"] for i in sb3.reset_infos] == expected
+    gym_obs, info = gym_vec.reset(seed=40)
     np.testing.assert_array_equal(gym_obs["goal"], obs["goal"])
-    np.testing.assert_array_equal(info["episode_seed"], [40, 41, 42])
-    with pytest.raises(ValueError, match="pass the int s instead"):
+    np.testing.assert_array_equal(info["episode_seed"], expected)
+    # An unseeded reset moves every world on; it never replays the same starts.
+    again, info = gym_vec.reset()
+    assert not np.array_equal(again["goal"], gym_obs["goal"])
+    np.testing.assert_array_equal(
+        info["episode_seed"], [gym_vec.sim.episode_seed(w, 1) for w in range(N)]
+    )
+    with pytest.raises(ValueError, match="pass an int"):
         gym_vec.reset(seed=[1, 5, 9])
 
 

@@ -214,7 +214,7 @@ def test_scripted_expert_succeeds_alike_on_warp_and_cpu(task):
     from robot_rl.sim.batched import BatchedSim
 
     n = 16
-    results = {}
+    results, rates = {}, {}
     for backend in ("cpu", "warp"):
         sim = BatchedSim(n, TaskConfig(name=task), sim_config=SimConfig(backend=backend), seed=11)
         obs = sim.reset()
@@ -233,6 +233,7 @@ def test_scripted_expert_succeeds_alike_on_warp_and_cpu(task):
                 experts[w].reset()
         sim.close()
         results[backend] = wilson_interval(int(success.sum()), n)
+        rates[backend] = success.mean()
     (lo_c, hi_c), (lo_w, hi_w) = results["cpu"], results["warp"]
     assert lo_c <= hi_w and lo_w <= hi_c, results
-    assert results["warp"][1] > 0.8  # and the expert still works on Warp at all
+    assert rates["warp"] >= 0.9, rates  # and the expert still works on Warp at all
