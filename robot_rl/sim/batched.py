@@ -11,8 +11,9 @@ Seeding, so that a single :class:`~robot_rl.sim.env.RobotEnv` reproduces any wor
 world ``w`` of a batch seeded ``s`` resets its ``k``-th episode with the seed
 :meth:`BatchedSim.episode_seed` derives from ``(s, w, k)`` with ``numpy``'s
 ``SeedSequence`` (k counts the world's episodes: auto-resets and unseeded resets each move
-it on), so no two worlds, episodes or batch seeds share an episode. Each control step starts the solver from the state alone, in both (see the
-single env), so a world and a single env driven by the same actions agree exactly.
+it on), so no two worlds, episodes or batch seeds share an episode. Each control step
+starts the solver from the state alone, in both (see the single env), so a world and a
+single env driven by the same actions agree exactly.
 
 Domain randomization (:mod:`robot_rl.sim.randomization`): each world has its own
 ``MjModel`` copy once anything is randomized; a world's reset samples through the template

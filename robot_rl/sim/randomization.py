@@ -166,6 +166,9 @@ class DomainRandomizer:
         model.actuator_gainprm[act, 0] = nom["actuator_gainprm"][act, 0] * p["actuator_kp_scale"]
         model.actuator_biasprm[act, 1] = nom["actuator_biasprm"][act, 1] * p["actuator_kp_scale"]
         model.opt.timestep = nom["timestep"]
+        # Constants derived from masses and armature at compile time (inverse weights that
+        # scale contact softness, actuator_acc0, subtree masses) follow the new values.
+        mujoco.mj_setConst(model, mujoco.MjData(model))
 
     def place_object(self, data: mujoco.MjData, p: dict[str, np.ndarray]) -> None:
         """Moves the cube from the task's start pose by the sampled offsets, resting on the

@@ -272,3 +272,26 @@ def test_randomized_observations_stay_inside_the_observation_space():
         assert env.observation_space.contains(obs)
         obs, *_ = env.step(rng.uniform(-1, 1, 4))
         assert env.observation_space.contains(obs)
+
+
+def test_derived_model_constants_follow_randomized_masses():
+    from hydra import compose, initialize_config_dir
+
+    from robot_rl.config.schema import PipelineConfig
+    from robot_rl.config.store import register_configs, to_object
+    from robot_rl.paths import CONF_DIR
+    from robot_rl.sim.env import make_env
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = to_object(compose("pipeline", ["randomization=heavy"]), PipelineConfig)
+    env = make_env(cfg.task, cfg.robot, cfg.sim, randomization=cfg.randomization)
+    nominal = make_env(cfg.task, cfg.robot, cfg.sim).model
+    env.reset(seed=3)
+    cube = env.scene.cube_body
+    scale = env.model.body_mass[cube] / nominal.body_mass[cube]
+    assert scale != pytest.approx(1.0)
+    # A free body's inverse weight scales with 1 / mass (mj_setConst ran).
+    assert env.model.body_invweight0[cube, 0] == pytest.approx(
+        nominal.body_invweight0[cube, 0] / scale, rel=1e-6
+    )
