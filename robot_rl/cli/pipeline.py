@@ -37,11 +37,7 @@ log = logging.getLogger(__name__)
 def check_store_fits(store: Any, cfg: PipelineConfig) -> None:
     """An existing store must come from the robot, task and control rate being run."""
     wanted = {"robot": cfg.robot.name, "task": cfg.task.name, "control_hz": cfg.task.control_hz}
-    found = {"robot": store.attrs.get("robot"), "task": store.attrs.get("task")}
-    found["control_hz"] = store.control_hz
-    bad = [
-        f"{k}: store has {found[k]!r}, config has {v!r}" for k, v in wanted.items() if found[k] != v
-    ]
+    bad = store.mismatches(wanted, theirs="config has")
     if bad:
         raise ValueError(f"episode store {store.path} does not fit this run: " + "; ".join(bad))
 

@@ -159,14 +159,7 @@ def _open_or_create(cfg: RecordConfig, path: Path, obs_spec: dict, action_dim: i
         "obs_spec": {k: (tuple(s), str(d)) for k, (s, d) in obs_spec.items()},
         "action_dim": action_dim,
     }
-    have = {
-        "robot": store.attrs.get("robot"),
-        "task": store.attrs.get("task"),
-        "control_hz": store.control_hz,
-        "obs_spec": {k: (tuple(s), str(d)) for k, (s, d) in store.obs_spec.items()},
-        "action_dim": store.action_dim,
-    }
-    diff = [f"{k}: store has {have[k]!r}, this run {want[k]!r}" for k in want if have[k] != want[k]]
+    diff = store.mismatches(want, theirs="this run")
     if diff:
         store.close()
         raise ValueError(

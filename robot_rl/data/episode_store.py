@@ -1325,6 +1325,27 @@ class EpisodeStore:
                 out[g0:g1] = a.oindex[rows[g0:g1]]
         return out
 
+    def mismatches(self, wanted: dict[str, Any], *, theirs: str = "expected") -> list[str]:
+        """What differs between this store and what a run needs, one line per key, e.g.
+        ``"task: store has 'reach', config has 'push'"`` with ``theirs="config has"``.
+
+        Keys: ``robot``, ``task``, ``control_hz``, ``action_dim`` and ``obs_spec``
+        (key -> (shape tuple, dtype string)).
+        """
+        have = {
+            "robot": self.attrs.get("robot"),
+            "task": self.attrs.get("task"),
+            "control_hz": self.control_hz,
+            "action_dim": self.action_dim,
+            "obs_spec": {k: (tuple(sh), str(d)) for k, (sh, d) in self.obs_spec.items()},
+        }
+        unknown = sorted(set(wanted) - set(have))
+        if unknown:
+            raise KeyError(f"mismatches: no store property {unknown}; known: {sorted(have)}")
+        return [
+            f"{k}: store has {have[k]!r}, {theirs} {v!r}" for k, v in wanted.items() if have[k] != v
+        ]
+
     def content_hash(self) -> str:
         """SHA-256 (hex) of the committed content, for lineage.
 
