@@ -7,6 +7,14 @@ physics substeps, and ``mujoco.rollout`` runs all worlds' substeps on a thread p
 one call. Observations, rewards and success are computed for all worlds at once from the
 returned states and sensor data, and come back as torch tensors.
 
+Where the numbers live: the per-step code (actions, IK, targets, observations, rewards,
+success) is written once against the array API (:mod:`robot_rl.sim.arrays`) and runs in
+the physics backend's own arrays: float64 numpy on the host for ``cpu`` (bit-identical to
+the single env), float32 torch tensors on the Warp device for ``warp``, whose state is
+read and written in place on the device (``warp.to_torch`` views), never copied to the
+host while stepping. Resets run through the template env on the host and write the reset
+worlds' states to the device.
+
 Seeding, so that a single :class:`~robot_rl.sim.env.RobotEnv` reproduces any world:
 world ``w`` of a batch seeded ``s`` resets its ``k``-th episode with the seed
 :meth:`BatchedSim.episode_seed` derives from ``(s, w, k)`` with ``numpy``'s
@@ -35,12 +43,12 @@ import torch
 from mujoco import rollout
 
 from robot_rl.config.schema import (
-    ConfigError,
     RandomizationConfig,
     RobotConfig,
     SimConfig,
     TaskConfig,
 )
+from robot_rl.sim.arrays import array_namespace, device_of, is_numpy_array
 from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
 from robot_rl.sim.kinematics import mat_to_quat
 from robot_rl.sim.randomization import ActionDelay
@@ -70,16 +78,121 @@ def _state_offsets(model: mujoco.MjModel) -> dict[str, int]:
     return offsets
 
 
+class _CpuPhysics:
+    """All worlds' states as one float64 numpy array, stepped by ``mujoco.rollout``."""
+
+    def __init__(self, model: mujoco.MjModel, n_worlds: int, n_threads: int) -> None:
+        self.model = model
+        self._datas = [mujoco.MjData(model) for _ in range(n_threads)]
+        self._rollout = rollout.Rollout(nthread=n_threads)
+        off = _state_offsets(model)
+        self._qpos = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + model.nq)
+        self._qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + model.nv)
+        self.state = np.zeros((n_worlds, mujoco.mj_stateSize(model, _FULL)))
+        self.sensordata = np.zeros((n_worlds, model.nsensordata))
+        self._zero_warmstart = np.zeros((n_worlds, model.nv))
+
+    @property
+    def qpos(self) -> np.ndarray:
+        return self.state[:, self._qpos]
+
+    @property
+    def qvel(self) -> np.ndarray:
+        return self.state[:, self._qvel]
+
+    def step(self, models: list[mujoco.MjModel], control: np.ndarray) -> None:
+        states, sensordata = self._rollout.rollout(
+            models,
+            self._datas,
+            self.state,
+            control,
+            nstep=control.shape[1],
+            initial_warmstart=self._zero_warmstart,
+        )
+        self.state = states[:, -1].copy()
+        self.sensordata = sensordata[:, -1].copy()
+
+    def set_worlds(self, worlds: np.ndarray, states: np.ndarray) -> None:
+        self.state[worlds] = states
+
+    def set_models(
+        self, worlds: np.ndarray, models: list[mujoco.MjModel], fields: tuple[str, ...] | None
+    ) -> None:
+        """Nothing to do: ``mujoco.rollout`` reads each world's ``MjModel`` directly."""
+
+    def world_state(self, world: int) -> np.ndarray:
+        return self.state[world].copy()
+
+    def close(self) -> None:
+        self._rollout.close()
+
+
+class _WarpPhysics:
+    """MuJoCo Warp's device state, seen as float32 torch tensors (zero-copy views): the
+    per-step code reads and resets worlds in place on the device."""
+
+    def __init__(self, model: mujoco.MjModel, n_worlds: int, device: str) -> None:
+        import warp as wp  # optional extra
+
+        from robot_rl.sim.backends.warp import WarpBackend
+
+        self.backend = b = WarpBackend(model, n_worlds, device=device)
+        self.qpos, self.qvel = wp.to_torch(b.d.qpos), wp.to_torch(b.d.qvel)
+        self.sensordata = wp.to_torch(b.d.sensordata)
+        self._time = wp.to_torch(b.d.time)
+        self._act = wp.to_torch(b.d.act) if model.na else None
+        self._warmstart = wp.to_torch(b.d.qacc_warmstart)
+        off = _state_offsets(model)
+        self._cols = {
+            "qpos": slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + model.nq),
+            "qvel": slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + model.nv),
+            "act": slice(off["mjSTATE_ACT"], off["mjSTATE_ACT"] + model.na),
+        }
+        self._time_col = off["mjSTATE_TIME"]
+
+    def step(self, models: list[mujoco.MjModel], control: torch.Tensor) -> None:
+        self.backend.step_device(control)
+
+    def set_models(
+        self, worlds: np.ndarray, models: list[mujoco.MjModel], fields: tuple[str, ...] | None
+    ) -> None:
+        """Per-world model parameters (domain randomization) onto the device."""
+        self.backend.set_world_model(worlds, [models[w] for w in worlds], fields=fields)
+
+    def set_worlds(self, worlds: np.ndarray, states: np.ndarray) -> None:
+        """Writes full-physics states into ``worlds`` on the device (as mj_setState: the
+        rest of the data, warm start included, is recomputed from them)."""
+        idx = torch.as_tensor(worlds, device=self.qpos.device)
+
+        def put(target: torch.Tensor, values: np.ndarray) -> None:
+            target[idx] = torch.as_tensor(values, dtype=target.dtype, device=target.device)
+
+        put(self.qpos, states[:, self._cols["qpos"]])
+        put(self.qvel, states[:, self._cols["qvel"]])
+        if self._act is not None:
+            put(self._act, states[:, self._cols["act"]])
+        put(self._time, states[:, self._time_col])
+        self._warmstart[idx] = 0.0
+
+    def world_state(self, world: int) -> np.ndarray:
+        return self.backend.get_state()[world]
+
+    def close(self) -> None:
+        pass
+
+
 class BatchedSim:
     """``n_worlds`` worlds of one task, with per-world auto-reset.
 
     Args:
         n_worlds: number of worlds.
-        task_config, robot_config, sim_config: as for :class:`RobotEnv`.
+        task_config, robot_config, sim_config: as for :class:`RobotEnv`;
+            ``sim_config.backend`` picks ``cpu`` or ``warp``.
         seed: batch seed (see the module docstring for the per-world episode seeds).
-        n_threads: physics threads (default: all cores).
+        n_threads: physics threads of the ``cpu`` backend (default: all cores).
         command_filter: the safety filter's hook, called once per control step with
-            batched (measured joints, proposed targets, control period).
+            batched (measured joints, proposed targets, control period), as arrays of the
+            backend (numpy float64 for ``cpu``, torch float32 on the device for ``warp``).
         device: torch device of the returned tensors.
         randomization: domain randomization, re-sampled per world at every reset; the
             current values are in :attr:`randomization_log`, and ``step`` returns those of
@@ -125,50 +238,46 @@ class BatchedSim:
         self.seed = seed
         self._started = False
         self.backend = p.sim_config.backend
-        self._warp = None
-        if self.backend == "warp":
-            if p.randomizer is not None:
-                raise ConfigError(
-                    "invalid config value randomization: sim.backend=warp supports "
-                    "randomization=none only (per-world models are not on the device yet)"
-                )
-            from robot_rl.sim.backends.warp import WarpBackend  # optional extra
-
-            self._warp = WarpBackend(self.model, n_worlds, device=_warp_device(p.sim_config))
-        else:
-            n_threads = n_threads or os.cpu_count() or 1
-            self._datas = [mujoco.MjData(self.model) for _ in range(n_threads)]
-            self._rollout = rollout.Rollout(nthread=n_threads)
-        off = _state_offsets(self.model)
-        self._qpos = off["mjSTATE_QPOS"]
-        self._qvel = off["mjSTATE_QVEL"]
-        n_state = mujoco.mj_stateSize(self.model, _FULL)
-        self._state = np.zeros((n_worlds, n_state))
-        self._q_cmd = np.zeros((n_worlds, 7))
-        self._tcp_target = np.zeros((n_worlds, 3))
-        self._ee_pos = np.zeros((n_worlds, 3))
-        self._ee_quat = np.zeros((n_worlds, 4))
-        # Mocap bodies are not part of the physics state mujoco.rollout carries (they do
-        # not move and the goal marker touches nothing), so each world's goal lives here.
-        self._goal = np.zeros((n_worlds, 3))
-        self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
-        self._sensordata = np.zeros((n_worlds, self.model.nsensordata))
-        self._steps = np.zeros(n_worlds, dtype=np.int64)
-        self._condition_steps = np.zeros(n_worlds, dtype=np.int64)
-        self._episode = np.zeros(n_worlds, dtype=np.int64)
-        self._ramp = p._ramp
-        self._zero_warmstart = np.zeros((n_worlds, self.model.nv))
-        self._tcp_true_pos = np.zeros((n_worlds, 3))
         r = self.randomizer = p.randomizer
+        if self.backend == "warp":
+            self._physics: _CpuPhysics | _WarpPhysics = _WarpPhysics(
+                self.model, n_worlds, _warp_device(p.sim_config)
+            )
+        else:
+            self._physics = _CpuPhysics(self.model, n_worlds, n_threads or os.cpu_count() or 1)
+        # Every per-step array lives where the physics state does (see the module doc).
+        like = self._physics.qpos
+        self.xp = xp = array_namespace(like)
+        self._like = like
+
+        def zeros(*shape: int, dtype: Any = None) -> Any:
+            return xp.zeros(shape, dtype=dtype or like.dtype, device=device_of(like))
+
+        self._zeros = zeros
+        self._q_cmd, self._tcp_target = zeros(n_worlds, 7), zeros(n_worlds, 3)
+        self._ee_pos, self._ee_quat = zeros(n_worlds, 3), zeros(n_worlds, 4)
+        self._tcp_true_pos = zeros(n_worlds, 3)
+        # Mocap bodies are not part of the physics state the backends carry (they do not
+        # move and the goal marker touches nothing), so each world's goal lives here.
+        self._goal = zeros(n_worlds, 3)
+        self._steps = zeros(n_worlds, dtype=xp.int64)
+        self._condition_steps = zeros(n_worlds, dtype=xp.int64)
+        self._episode = np.zeros(n_worlds, dtype=np.int64)
+        self._ramp = self._host_to_backend(p._ramp)
+        self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
+        s = self.scene
+        self._arm_q, self._arm_v = self._index(s.arm_qpos_adr), self._index(s.arm_dof_adr)
+        self._finger_q, self._arm_act = self._index(s.finger_qpos_adr), self._index(s.arm_actuators)
+        self._cube_q = self._index(s.cube_qpos_adr + np.arange(7))
         #: Each world's current randomization parameters: key -> (n_worlds, ...) array.
         self.randomization_log: dict[str, np.ndarray] = {}
         if r is not None:
             self.models = [copy.copy(self.model) for _ in range(n_worlds)]
             self._dr_rngs: list[np.random.Generator | None] = [None] * n_worlds
-            self._joint_offset = np.zeros((n_worlds, 7))
+            self._joint_offset = zeros(n_worlds, 7)
             self._obs_noise = np.zeros((n_worlds, r.obs_noise_std.size))
             self._delay = (
-                ActionDelay(n_worlds, r.max_latency_steps, p._delay.hold)
+                ActionDelay(n_worlds, r.max_latency_steps, p._delay.hold, like=like)
                 if p._delay is not None
                 else None
             )
@@ -201,10 +310,7 @@ class BatchedSim:
         else:
             self._episode[:] = 0
         self._started = True
-        for w in range(self.n_worlds):
-            self._reset_world(w)
-        if self._warp is not None:
-            self._warp.set_state(np.arange(self.n_worlds), self._state)
+        self._reset_worlds(np.arange(self.n_worlds))
         return self._obs()
 
     def step(
@@ -218,21 +324,12 @@ class BatchedSim:
             observation each ended world reached, else its current one) and
             ``episode_seed`` of the episode each world is now in.
         """
-        a = np.asarray(
-            actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else actions,
-            dtype=np.float64,
-        )
-        expected = (self.n_worlds, *self.action_space.shape)
-        if a.shape != expected:
-            raise ValueError(f"actions have shape {a.shape}, expected {expected}")
-        if not np.all(np.isfinite(a)):
-            bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
-            raise ValueError(f"actions of worlds {bad.tolist()[:10]} contain NaN or inf")
-        a = np.clip(a, -1.0, 1.0)
+        xp, n = self.xp, self.n_worlds
+        a = self._actions(actions)
         r = self.randomizer
         if r is not None and self._delay is not None:
             a = self._delay.push(a)
-        q_meas = self._state[:, self._qpos + self.scene.arm_qpos_adr]
+        q_meas = self._physics.qpos[:, self._arm_q]
         if r is not None:
             q_meas = q_meas + self._joint_offset
         q_target, self._tcp_target = arm_targets(
@@ -240,61 +337,45 @@ class BatchedSim:
         )
         if self.command_filter is not None:
             q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
-        control = np.empty((self.n_worlds, self.n_substeps, self.model.nu))
-        control[:, :, self.scene.arm_actuators] = (
-            self._q_cmd[:, None] + self._ramp[None, :, None] * (q_target - self._q_cmd)[:, None]
-        )
+        arm = self._q_cmd[:, None] + self._ramp[None, :, None] * (q_target - self._q_cmd)[:, None]
         if r is not None:
-            control[:, :, self.scene.arm_actuators] -= self._joint_offset[:, None]
+            arm = arm - self._joint_offset[:, None]
             if r.has_jitter:
                 dt = r.nominal["timestep"]
                 for w, model in enumerate(self.models):
                     model.opt.timestep = dt * r.timestep_scale(self._dr_rngs[w])
+                self._physics.set_models(np.arange(n), self.models, ("opt.timestep",))
+        control = self._zeros(n, self.n_substeps, self.model.nu)
+        control[:, :, self._arm_act] = arm
         gripper = (a[:, -1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
         control[:, :, self.scene.gripper_actuator] = gripper[:, None]
-        if self._warp is not None:
-            self._state, self._sensordata = self._warp.step(None, control)
-        else:
-            states, sensordata = self._rollout.rollout(
-                self.models,
-                self._datas,
-                self._state,
-                control,
-                nstep=self.n_substeps,
-                initial_warmstart=self._zero_warmstart,
-            )
-            self._state = states[:, -1].copy()
-            self._sensordata = sensordata[:, -1].copy()
-        if not np.all(np.isfinite(self._state)):
-            bad = np.flatnonzero(~np.isfinite(self._state).all(axis=1))
-            raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
+        self._physics.step(self.models, control)
         self._q_cmd = q_target
         self._steps += 1
         self._update_ee_pose()
         if r is not None and r.has_obs_noise:
-            for w in range(self.n_worlds):
+            for w in range(n):
                 self._obs_noise[w] = r.obs_noise(self._dr_rngs[w])
 
         m = self._measure()
-        cond = np.asarray(self.task.condition(m), dtype=bool)
-        self._condition_steps = np.where(cond, self._condition_steps + 1, 0)
+        cond = self.task.condition(m)
+        self._condition_steps = xp.where(cond, self._condition_steps + 1, 0)
         success = self._condition_steps >= self.success_steps_needed
         if self.task_config.reward_type == "dense":
-            reward = np.asarray(self.task.dense_reward(m), dtype=np.float64)
+            reward = self.task.dense_reward(m)
         else:
-            reward = success.astype(np.float64)
+            reward = xp.astype(success, self._like.dtype)
         terminated = success & self.task_config.terminate_on_success
         truncated = ~terminated & (self._steps >= self.horizon_steps)
         final_obs = self._obs()
-        done = np.flatnonzero(terminated | truncated)
-        for w in done:
-            self._episode[w] += 1
-            self._reset_world(int(w))
-        if done.size and self._warp is not None:
-            self._warp.set_state(done, self._state[done])
+        # The one host sync of a step: which worlds reset (and the divergence check).
+        done = np.flatnonzero(_to_numpy(terminated | truncated))
+        if done.size:
+            self._episode[done] += 1
+            self._reset_worlds(done)
         obs = self._obs() if done.size else final_obs
         info: dict[str, Any] = {
-            "is_success": torch.as_tensor(success, device=self.device),
+            "is_success": self._out(success),
             "final_obs": final_obs,
             "episode_seed": torch.as_tensor(self.current_episode_seeds(), device=self.device),
         }
@@ -305,15 +386,15 @@ class BatchedSim:
             }
         return (
             obs,
-            torch.as_tensor(reward, dtype=torch.float32, device=self.device),
-            torch.as_tensor(terminated, device=self.device),
-            torch.as_tensor(truncated, device=self.device),
+            self._out(reward, torch.float32),
+            self._out(terminated),
+            self._out(truncated),
             info,
         )
 
     def world_state(self, world: int) -> np.ndarray:
-        """The full-physics state vector of one world (a copy)."""
-        return self._state[world].copy()
+        """The full-physics state vector of one world (a float64 copy)."""
+        return self._physics.world_state(world)
 
     def render(
         self,
@@ -329,6 +410,7 @@ class BatchedSim:
         on first use per model and kept.
         """
         frames = []
+        goals = _to_numpy(self._goal)
         for w in worlds:
             if not 0 <= int(w) < self.n_worlds:
                 raise IndexError(f"world {w} out of range [0, {self.n_worlds})")
@@ -337,8 +419,8 @@ class BatchedSim:
             if key not in self._renderers:
                 self._renderers[key] = (mujoco.Renderer(model, height, width), mujoco.MjData(model))
             renderer, data = self._renderers[key]
-            mujoco.mj_setState(model, data, self._state[int(w)], _FULL)
-            data.mocap_pos[self.scene.goal_mocap] = self._goal[int(w)]
+            mujoco.mj_setState(model, data, self.world_state(int(w)), _FULL)
+            data.mocap_pos[self.scene.goal_mocap] = goals[int(w)]
             mujoco.mj_forward(model, data)
             renderer.update_scene(data, camera=camera)
             frames.append(renderer.render().copy())
@@ -348,41 +430,94 @@ class BatchedSim:
         for renderer, _ in self._renderers.values():
             renderer.close()
         self._renderers.clear()
-        if self._warp is None:
-            self._rollout.close()
+        self._physics.close()
         self.proto.close()
 
     # --- internals -----------------------------------------------------------------------
-    def _reset_world(self, w: int) -> None:
-        # The single env's own reset, so that both start every episode identically.
-        p = self.proto
-        p.reset(seed=self.episode_seed(w, int(self._episode[w])))
-        mujoco.mj_getState(self.model, p.data, self._state[w], _FULL)
-        self._q_cmd[w] = p._q_cmd
-        self._tcp_target[w] = p._tcp_target
-        self._ee_pos[w], self._ee_quat[w] = p._ee_pos, p._ee_quat
-        self._tcp_true_pos[w] = p._tcp_true_pos
-        r = self.randomizer
+    def _index(self, idx: Any) -> Any:
+        """Integer indices as an index of the backend's arrays."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if is_numpy_array(self._like):
+            return idx
+        return torch.as_tensor(idx, device=self._like.device)
+
+    def _host_to_backend(self, x: np.ndarray) -> Any:
+        """A float64 host array as an array of the backend (dtype and device)."""
+        if is_numpy_array(self._like):
+            return np.asarray(x, dtype=np.float64)
+        return torch.as_tensor(np.asarray(x), dtype=self._like.dtype, device=self._like.device)
+
+    def _actions(self, actions: np.ndarray | torch.Tensor) -> Any:
+        """Checked, clipped actions as a backend array."""
+        expected = (self.n_worlds, *self.action_space.shape)
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions have shape {tuple(actions.shape)}, expected {expected}")
+        if is_numpy_array(self._like):
+            a = np.asarray(
+                actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else actions,
+                dtype=np.float64,
+            )
+        else:
+            a = torch.as_tensor(actions, dtype=self._like.dtype, device=self._like.device)
+        xp = self.xp
+        finite = xp.all(xp.isfinite(a), axis=1)
+        if not bool(xp.all(finite)):
+            bad = np.flatnonzero(~_to_numpy(finite))
+            raise ValueError(f"actions of worlds {bad.tolist()[:10]} contain NaN or inf")
+        return xp.clip(a, min=-1.0, max=1.0)
+
+    def _out(self, x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A backend array as a torch tensor on :attr:`device`."""
+        return torch.as_tensor(x, dtype=dtype, device=self.device)
+
+    def _reset_worlds(self, worlds: np.ndarray) -> None:
+        """Resets ``worlds`` through the template env (the single env's own reset, so both
+        start every episode identically) and writes them into the backend at once."""
+        p, r, k = self.proto, self.randomizer, len(worlds)
+        states = np.empty((k, mujoco.mj_stateSize(self.model, _FULL)))
+        host = {
+            name: np.empty((k, n))
+            for name, n in (("q_cmd", 7), ("tcp", 3), ("ee_pos", 3), ("ee_quat", 4),
+                            ("tcp_true", 3), ("goal", 3), ("offset", 7))
+        }  # fmt: skip
+        for i, w in enumerate(worlds):
+            p.reset(seed=self.episode_seed(int(w), int(self._episode[w])))
+            mujoco.mj_getState(self.model, p.data, states[i], _FULL)
+            host["q_cmd"][i], host["tcp"][i] = p._q_cmd, p._tcp_target
+            host["ee_pos"][i], host["ee_quat"][i] = p._ee_pos, p._ee_quat
+            host["tcp_true"][i], host["goal"][i] = p._tcp_true_pos, p.scene.goal(p.data)
+            if r is not None:
+                params = p.randomization_params
+                r.apply(self.models[w], params)
+                self._dr_rngs[w] = p._dr_rng
+                host["offset"][i] = params["joint_offset_rad"]
+                if p._obs_noise is not None:
+                    self._obs_noise[w] = p._obs_noise
+                if self._delay is not None:
+                    self._delay.reset_world(int(w), int(params["action_latency_steps"][0]))
+                for key, v in params.items():
+                    if key not in self.randomization_log:
+                        self.randomization_log[key] = np.zeros((self.n_worlds, *v.shape), v.dtype)
+                    self.randomization_log[key][w] = v
+        self._physics.set_worlds(worlds, states)
         if r is not None:
-            params = p.randomization_params
-            r.apply(self.models[w], params)
-            self._dr_rngs[w] = p._dr_rng
-            self._joint_offset[w] = params["joint_offset_rad"]
-            if p._obs_noise is not None:
-                self._obs_noise[w] = p._obs_noise
-            if self._delay is not None:
-                self._delay.reset_world(w, int(params["action_latency_steps"][0]))
-            for k, v in params.items():
-                if k not in self.randomization_log:
-                    self.randomization_log[k] = np.zeros((self.n_worlds, *v.shape), v.dtype)
-                self.randomization_log[k][w] = v
-        self._sensordata[w] = p.data.sensordata
-        self._goal[w] = p.scene.goal(p.data)
-        self._steps[w] = 0
-        self._condition_steps[w] = 0
+            self._physics.set_models(worlds, self.models, None)
+        idx = self._index(worlds)
+        for name, target in (("q_cmd", self._q_cmd), ("tcp", self._tcp_target),
+                             ("ee_pos", self._ee_pos), ("ee_quat", self._ee_quat),
+                             ("tcp_true", self._tcp_true_pos), ("goal", self._goal)):  # fmt: skip
+            target[idx] = self._host_to_backend(host[name])
+        if r is not None:
+            self._joint_offset[idx] = self._host_to_backend(host["offset"])
+        self._steps[idx] = 0
+        self._condition_steps[idx] = 0
 
     def _update_ee_pose(self) -> None:
-        q = self._state[:, self._qpos + self.scene.arm_qpos_adr]
+        xp = self.xp
+        q = self._physics.qpos[:, self._arm_q]
+        if not bool(xp.all(xp.isfinite(q))):
+            bad = np.flatnonzero(~_to_numpy(xp.all(xp.isfinite(self._physics.qpos), axis=1)))
+            raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
         pos, rot = self.ik.forward(q)
         # As in the single env: the task scores the true TCP, the policy sees the pose the
         # (possibly miscalibrated) encoders imply.
@@ -392,40 +527,42 @@ class BatchedSim:
         quat = mat_to_quat(rot)
         # Same sign convention as the single env: the pointing-down side, x >= 0.
         self._ee_pos = pos
-        self._ee_quat = np.where(quat[:, 1:2] < 0, -quat, quat)
+        self._ee_quat = xp.where(quat[:, 1:2] < 0, -quat, quat)
 
     def _measure(self) -> Measurements:
-        s, q = self.scene, self._state
-        left, right = s.pad_contacts(self._sensordata)
-        cube = self._qpos + s.cube_qpos_adr
+        qpos = self._physics.qpos
+        left, right = self.scene.pad_contacts(self._physics.sensordata)
         return Measurements(
             ee_pos=self._tcp_true_pos,
-            cube_pos=q[:, cube : cube + 3],
+            cube_pos=qpos[:, self._cube_q[:3]],
             goal=self._goal,
-            gripper_width_m=q[:, self._qpos + s.finger_qpos_adr].sum(axis=1),
+            gripper_width_m=self.xp.sum(qpos[:, self._finger_q], axis=1),
             left_pad_touches_cube=left,
             right_pad_touches_cube=right,
         )
 
     def _obs(self) -> dict[str, torch.Tensor]:
-        s, q = self.scene, self._state
-        cube = self._qpos + s.cube_qpos_adr
-        cube_quat = q[:, cube + 3 : cube + 7]
-        width = q[:, self._qpos + s.finger_qpos_adr].sum(axis=1, keepdims=True)
+        xp, s = self.xp, self.scene
+        qpos, qvel = self._physics.qpos, self._physics.qvel
+        cube_quat = qpos[:, self._cube_q[3:]]
+        width = xp.sum(qpos[:, self._finger_q], axis=1, keepdims=True)
         obs = {
-            "joint_pos": q[:, self._qpos + s.arm_qpos_adr],
-            "joint_vel": q[:, self._qvel + s.arm_dof_adr],
-            "gripper_width": np.clip(width, 0.0, s.gripper_width_max_m),
+            "joint_pos": qpos[:, self._arm_q],
+            "joint_vel": qvel[:, self._arm_v],
+            "gripper_width": xp.clip(width, min=0.0, max=s.gripper_width_max_m),
             "ee_pos": self._ee_pos,
             "ee_quat": self._ee_quat,
-            "object_pos": q[:, cube : cube + 3],
-            "object_quat": np.where(cube_quat[:, :1] < 0, -cube_quat, cube_quat),
+            "object_pos": qpos[:, self._cube_q[:3]],
+            "object_quat": xp.where(cube_quat[:, :1] < 0, -cube_quat, cube_quat),
             "goal": self._goal,
         }
         if self.randomizer is not None:
             obs["joint_pos"] = obs["joint_pos"] + self._joint_offset
             if self.randomizer.has_obs_noise:
-                self.randomizer.add_obs_noise(obs, self._obs_noise)
-        return {
-            k: torch.as_tensor(v.astype(np.float32), device=self.device) for k, v in obs.items()
-        }
+                noise = self._host_to_backend(self._obs_noise)
+                self.randomizer.add_obs_noise(obs, noise)
+        return {k: self._out(xp.astype(v, xp.float32)) for k, v in obs.items()}
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -22,6 +22,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
+from robot_rl.sim.arrays import Array, array_namespace, const
 from robot_rl.sim.ik import DifferentialIK
 from robot_rl.sim.kinematics import SerialChain
 from robot_rl.sim.randomization import ActionDelay, DomainRandomizer, episode_rng
@@ -50,28 +51,31 @@ MAX_TARGET_LEAD_M = 0.04
 def arm_targets(
     cfg: TaskConfig,
     ik: DifferentialIK,
-    q_cmd: np.ndarray,
-    tcp_target: np.ndarray,
-    ee_pos: np.ndarray,
-    a: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    q_cmd: Array,
+    tcp_target: Array,
+    ee_pos: Array,
+    a: Array,
+) -> tuple[Array, Array]:
     """Normalized arm actions (N, 3 or 7) -> joint targets (N, 7) and TCP targets (N, 3).
 
     The one action pipeline of the single env and the batched simulator: end-effector
     deltas (at most ``max_ee_step_m`` in norm) accumulate on the commanded TCP target,
     which stays in the workspace and within ``MAX_TARGET_LEAD_M`` of the measured TCP, and
     one IK iteration turns it into joint targets; joint deltas move the joint targets.
+    numpy arrays (float64, host) or torch tensors (their device), see
+    :mod:`robot_rl.sim.arrays`.
     """
+    xp = array_namespace(q_cmd, a)
     if cfg.action_mode == "joint_delta":
-        q = np.clip(q_cmd + a * cfg.max_joint_step_rad, ik.q_lo, ik.q_hi)
-        return q, tcp_target
+        return ik.clip(q_cmd + a * cfg.max_joint_step_rad), tcp_target
     delta = a * cfg.max_ee_step_m
-    norm = np.linalg.norm(delta, axis=-1, keepdims=True)
-    delta = delta * np.minimum(1.0, cfg.max_ee_step_m / np.maximum(norm, 1e-300))
-    target = np.clip(tcp_target + delta, WORKSPACE_MIN_M, WORKSPACE_MAX_M)
+    norm = xp.linalg.vector_norm(delta, axis=-1, keepdims=True)
+    delta = delta * xp.clip(cfg.max_ee_step_m / xp.clip(norm, min=1e-300), max=1.0)
+    lo, hi = const(WORKSPACE_MIN_M, a), const(WORKSPACE_MAX_M, a)
+    target = xp.clip(tcp_target + delta, min=lo, max=hi)
     lead = target - ee_pos
-    lead_norm = np.linalg.norm(lead, axis=-1, keepdims=True)
-    target = ee_pos + lead * np.minimum(1.0, MAX_TARGET_LEAD_M / np.maximum(lead_norm, 1e-300))
+    lead_norm = xp.linalg.vector_norm(lead, axis=-1, keepdims=True)
+    target = ee_pos + lead * xp.clip(MAX_TARGET_LEAD_M / xp.clip(lead_norm, min=1e-300), max=1.0)
     return ik.solve(q_cmd, target, EE_DOWN_QUAT, iters=1), target
 
 

@@ -1,9 +1,11 @@
-"""Batched kinematics of a serial chain of hinge joints, read from the MJCF, in numpy.
+"""Batched kinematics of a serial chain of hinge joints, read from the MJCF.
 
 One call computes forward kinematics, the site Jacobian and damped-least-squares IK steps
 for any number of worlds at once (arrays with a leading batch axis), which the batched
 simulator needs and MuJoCo's per-``MjData`` functions cannot give without a Python loop
-over worlds. Pure numpy (no torch, no ``MjData``), so the robot-side bridge can use it too.
+over worlds. Written against the array API (:mod:`robot_rl.sim.arrays`): numpy arrays
+run on the host (no torch, no ``MjData``, so the robot-side bridge can use it too), torch
+tensors on their device.
 
 The chain is taken from an ``MjModel``: for each controlled joint, its body's fixed pose
 in the parent body (``body_pos``, ``body_quat``), the joint's anchor and axis in that body
@@ -17,32 +19,37 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from robot_rl.sim.arrays import Array, array_namespace, as_float, const
 
-def quat_to_mat(q: np.ndarray) -> np.ndarray:
+
+def quat_to_mat(q: Array) -> Array:
     """Unit quaternions (..., 4) as (w, x, y, z) to rotation matrices (..., 3, 3)."""
-    w, x, y, z = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
-    return np.stack(
+    q = as_float(q)
+    xp = array_namespace(q)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return xp.stack(
         [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+            xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
+            xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
+            xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
         ],
-        -2,
+        axis=-2,
     )
 
 
-def mat_to_quat(m: np.ndarray) -> np.ndarray:
+def mat_to_quat(m: Array) -> Array:
     """Rotation matrices (..., 3, 3) to unit quaternions (..., 4), (w, x, y, z), w >= 0.
 
     Shepperd's method: each matrix uses the largest of the four candidate denominators, so
     no branch divides by a small number.
     """
-    m = np.asarray(m, dtype=np.float64)
+    m = as_float(m)
+    xp = array_namespace(m)
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    cand = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
-                     1 - m00 - m11 + m22], -1)  # fmt: skip
-    best = np.argmax(cand, axis=-1)
-    s = 2.0 * np.sqrt(np.maximum(np.take_along_axis(cand, best[..., None], -1)[..., 0], 1e-300))
+    cand = xp.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
+                     1 - m00 - m11 + m22], axis=-1)  # fmt: skip
+    best = xp.argmax(cand, axis=-1)
+    s = 2.0 * xp.sqrt(xp.clip(xp.max(cand, axis=-1), min=1e-300))
     d21, d02, d10 = (
         m[..., 2, 1] - m[..., 1, 2],
         m[..., 0, 2] - m[..., 2, 0],
@@ -53,17 +60,17 @@ def mat_to_quat(m: np.ndarray) -> np.ndarray:
         m[..., 0, 2] + m[..., 2, 0],
         m[..., 1, 0] + m[..., 0, 1],
     )
-    q = np.select(
-        [best[..., None] == i for i in range(4)],
-        [
-            np.stack([s / 4, d21 / s, d02 / s, d10 / s], -1),
-            np.stack([d21 / s, s / 4, s10 / s, s02 / s], -1),
-            np.stack([d02 / s, s10 / s, s / 4, s21 / s], -1),
-            np.stack([d10 / s, s02 / s, s21 / s, s / 4], -1),
-        ],
-    )
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., :1] < 0, -q, q)
+    candidates = [
+        xp.stack([s / 4, d21 / s, d02 / s, d10 / s], axis=-1),
+        xp.stack([d21 / s, s / 4, s10 / s, s02 / s], axis=-1),
+        xp.stack([d02 / s, s10 / s, s / 4, s21 / s], axis=-1),
+        xp.stack([d10 / s, s02 / s, s21 / s, s / 4], axis=-1),
+    ]
+    q = candidates[3]
+    for i in (2, 1, 0):
+        q = xp.where(best[..., None] == i, candidates[i], q)
+    q = q / xp.linalg.vector_norm(q, axis=-1, keepdims=True)
+    return xp.where(q[..., :1] < 0, -q, q)
 
 
 def _homogeneous(rot: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -134,33 +141,40 @@ class SerialChain:
         self._tip = previous_post @ site_t
         self.n_joints = len(ids)
 
-    def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def forward(self, q: Array) -> tuple[Array, Array, Array, Array]:
         """Site pose and joint frames for joint positions ``q`` (N, n) in radians.
+
+        ``q`` may be a numpy array (float64 result) or a torch tensor (result in its
+        dtype, on its device).
 
         Returns:
             site position (N, 3), site rotation (N, 3, 3), joint anchors (N, n, 3) and
             joint axes (N, n, 3), all in the world frame.
         """
-        q = np.atleast_2d(np.asarray(q, dtype=np.float64))
-        cos, sin = np.cos(q), np.sin(q)
-        t = np.repeat(self._pre[:1], q.shape[0], axis=0)
-        anchors = np.empty((q.shape[0], self.n_joints, 3))
-        axes = np.empty((q.shape[0], self.n_joints, 3))
+        q = as_float(q)
+        if q.ndim == 1:
+            q = q[None]
+        xp = array_namespace(q)
+        pre, tip = const(self._pre, q), const(self._tip, q)
+        cos, sin = xp.cos(q), xp.sin(q)
+        t = xp.broadcast_to(pre[0], (q.shape[0], 4, 4))
+        anchors, axes = [], []
         for i in range(self.n_joints):
             if i:
-                t = t @ self._pre[i]
-            anchors[:, i], axes[:, i] = t[:, :3, 3], t[:, :3, 2]
+                t = t @ pre[i]
+            anchors.append(t[:, :3, 3])
+            axes.append(t[:, :3, 2])
             # t @ Rz(q) mixes only the first two columns.
             c, s = cos[:, i, None], sin[:, i, None]
-            x = t[:, :, 0].copy()
-            t[:, :, 0] = c * x + s * t[:, :, 1]
-            t[:, :, 1] = c * t[:, :, 1] - s * x
-        t = t @ self._tip
-        return t[:, :3, 3], t[:, :3, :3], anchors, axes
+            x, y = t[:, :, 0], t[:, :, 1]
+            t = xp.stack([c * x + s * y, c * y - s * x, t[:, :, 2], t[:, :, 3]], axis=-1)
+        t = t @ tip
+        return t[:, :3, 3], t[:, :3, :3], xp.stack(anchors, axis=1), xp.stack(axes, axis=1)
 
-    def jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def jacobian(self, q: Array) -> tuple[Array, Array, Array]:
         """Site position (N, 3), rotation (N, 3, 3) and Jacobian (N, 6, n): rows are the
         linear then angular velocity of the site in the world frame per joint velocity."""
         pos, rot, anchors, axes = self.forward(q)
-        jac_v = np.cross(axes, pos[:, None, :] - anchors)  # (N, n, 3)
-        return pos, rot, np.concatenate([jac_v, axes], axis=-1).transpose(0, 2, 1)
+        xp = array_namespace(pos)
+        jac_v = xp.linalg.cross(axes, pos[:, None, :] - anchors)  # (N, n, 3)
+        return pos, rot, xp.matrix_transpose(xp.concat([jac_v, axes], axis=-1))

@@ -35,10 +35,13 @@ Where each parameter goes:
 
 from __future__ import annotations
 
+from typing import Any
+
 import mujoco
 import numpy as np
 
 from robot_rl.config.schema import ConfigError, ParamRange, RandomizationConfig
+from robot_rl.sim.arrays import array_namespace, device_of, is_numpy_array
 from robot_rl.sim.scene import TabletopScene
 
 #: Mixed into every episode seed, so the randomization stream never coincides with the
@@ -198,21 +201,29 @@ class DomainRandomizer:
 
 class ActionDelay:
     """Per-world FIFO of actions: ``push`` returns, for each world, the action given
-    ``latency[w]`` control steps ago."""
+    ``latency[w]`` control steps ago. numpy by default; with ``like`` (a torch tensor) the
+    buffer lives in its dtype on its device."""
 
-    def __init__(self, n_worlds: int, max_latency_steps: int, hold: np.ndarray) -> None:
-        self.hold = np.asarray(hold, dtype=np.float64)
-        self.buf = np.tile(self.hold, (n_worlds, max_latency_steps + 1, 1))
-        self.latency = np.zeros(n_worlds, dtype=np.int64)
+    def __init__(
+        self, n_worlds: int, max_latency_steps: int, hold: np.ndarray, like: Any = None
+    ) -> None:
+        hold = np.asarray(hold, dtype=np.float64)
+        buf = np.tile(hold, (n_worlds, max_latency_steps + 1, 1))
+        rows, latency = np.arange(n_worlds), np.zeros(n_worlds, dtype=np.int64)
+        if like is not None and not is_numpy_array(like):
+            xp, dev = array_namespace(like), device_of(like)
+            hold, buf = (xp.asarray(x, dtype=like.dtype, device=dev) for x in (hold, buf))
+            rows, latency = (xp.asarray(x, device=dev) for x in (rows, latency))
+        self.hold, self.buf, self._rows, self.latency = hold, buf, rows, latency
 
     def reset_world(self, w: int, latency_steps: int) -> None:
         self.buf[w] = self.hold
         self.latency[w] = latency_steps
 
-    def push(self, a: np.ndarray) -> np.ndarray:
-        self.buf[:, 1:] = self.buf[:, :-1]
-        self.buf[:, 0] = a
-        return self.buf[np.arange(len(a)), self.latency]
+    def push(self, a: Any) -> Any:
+        xp = array_namespace(a)
+        self.buf = xp.concat([a[:, None], self.buf[:, :-1]], axis=1)
+        return self.buf[self._rows, self.latency]
 
 
 def stack_samples(samples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -172,17 +172,27 @@ def test_lift_grasp_one_control_step_at_a_time():
 
 
 @pytest.mark.slow
-def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach():
+@pytest.mark.parametrize("randomized", [False, True], ids=["none", "heavy"])
+def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized):
     """BatchedSim with sim.backend=warp (Warp's CPU device here) against sim.backend=cpu:
     100 control steps of reach with the same random actions, across auto-resets. Warp
     runs in float32, so states agree to float32 accuracy, not bit for bit: arm joints
-    within 1e-3 rad, the same episode ends (success and time limits) in every world."""
+    within 1e-3 rad, the same episode ends (success and time limits) in every world.
+    With heavy randomization every per-world parameter (masses, damping, gains, the
+    physics step under jitter), the latency, joint offsets and observation noise must
+    reach the device, or the arm would move differently."""
     from robot_rl.config.schema import SimConfig, TaskConfig
     from robot_rl.sim.batched import BatchedSim
 
+    from tests.sim.test_randomization import HEAVY
+
     sims = {
         backend: BatchedSim(
-            4, TaskConfig(name="reach"), sim_config=SimConfig(backend=backend), seed=7
+            4,
+            TaskConfig(name="reach"),
+            sim_config=SimConfig(backend=backend),
+            seed=7,
+            randomization=HEAVY if randomized else None,
         )
         for backend in ("cpu", "warp")
     }

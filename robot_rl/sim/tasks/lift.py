@@ -9,6 +9,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from robot_rl.sim.arrays import array_namespace
 from robot_rl.sim.scene import Measurements, TabletopScene
 from robot_rl.sim.tasks.base import CUBE_REST_Z_M, Task, sample_cube_on_table
 
@@ -29,13 +30,15 @@ class LiftTask(Task):
         scene.set_goal(data, cube + np.array([0.0, 0.0, GOAL_RISE_M]))
 
     def dense_reward(self, m: Measurements) -> np.ndarray:
-        to_cube = np.linalg.norm(m.ee_pos - m.cube_pos, axis=-1)
+        xp = array_namespace(m.ee_pos)
+        to_cube = xp.linalg.vector_norm(m.ee_pos - m.cube_pos, axis=-1)
         rise = m.cube_pos[..., 2] - CUBE_REST_Z_M
-        held = np.logical_and(m.left_pad_touches_cube, m.right_pad_touches_cube)
+        held = xp.logical_and(m.left_pad_touches_cube, m.right_pad_touches_cube)
         # A penalty for not holding (rather than a bonus for holding) keeps every step's
         # reward <= 0, so hovering with the cube below the bar never beats succeeding.
-        return -to_cube - 2.0 * np.maximum(0.0, LIFT_HEIGHT_M - rise) - 0.25 * (~held)
+        return -to_cube - 2.0 * xp.clip(LIFT_HEIGHT_M - rise, min=0.0) - 0.25 * xp.logical_not(held)
 
     def condition(self, m: Measurements) -> np.ndarray:
-        held = np.logical_and(m.left_pad_touches_cube, m.right_pad_touches_cube)
+        xp = array_namespace(m.ee_pos)
+        held = xp.logical_and(m.left_pad_touches_cube, m.right_pad_touches_cube)
         return held & (m.cube_pos[..., 2] - CUBE_REST_Z_M >= LIFT_HEIGHT_M)

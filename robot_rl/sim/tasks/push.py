@@ -5,6 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from robot_rl.sim.arrays import array_namespace
 from robot_rl.sim.scene import Measurements, TabletopScene
 from robot_rl.sim.tasks.base import CUBE_REST_Z_M, Task, sample_cube_on_table
 
@@ -33,9 +34,13 @@ class PushTask(Task):
         scene.set_goal(data, np.array([goal_xy[0], goal_xy[1], CUBE_REST_Z_M]))
 
     def dense_reward(self, m: Measurements) -> np.ndarray:
-        to_goal = np.linalg.norm(m.cube_pos[..., :2] - m.goal[..., :2], axis=-1)
-        to_cube = np.linalg.norm(m.ee_pos - m.cube_pos, axis=-1)
-        return -(to_goal + 0.5 * np.maximum(0.0, to_cube - 0.04))
+        xp = array_namespace(m.ee_pos)
+        to_goal = xp.linalg.vector_norm(m.cube_pos[..., :2] - m.goal[..., :2], axis=-1)
+        to_cube = xp.linalg.vector_norm(m.ee_pos - m.cube_pos, axis=-1)
+        return -(to_goal + 0.5 * xp.clip(to_cube - 0.04, min=0.0))
 
     def condition(self, m: Measurements) -> np.ndarray:
-        return np.linalg.norm(m.cube_pos[..., :2] - m.goal[..., :2], axis=-1) < SUCCESS_DIST_M
+        xp = array_namespace(m.ee_pos)
+        return (
+            xp.linalg.vector_norm(m.cube_pos[..., :2] - m.goal[..., :2], axis=-1) < SUCCESS_DIST_M
+        )

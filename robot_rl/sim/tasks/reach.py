@@ -5,6 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from robot_rl.sim.arrays import array_namespace
 from robot_rl.sim.scene import Measurements, TabletopScene
 from robot_rl.sim.tasks.base import CUBE_REST_Z_M, Task
 
@@ -24,7 +25,9 @@ class ReachTask(Task):
         scene.set_goal(data, rng.uniform(GOAL_BOX_MIN_M, GOAL_BOX_MAX_M))
 
     def dense_reward(self, m: Measurements) -> np.ndarray:
-        return -np.linalg.norm(m.ee_pos - m.goal, axis=-1)
+        xp = array_namespace(m.ee_pos)
+        return -xp.linalg.vector_norm(m.ee_pos - m.goal, axis=-1)
 
     def condition(self, m: Measurements) -> np.ndarray:
-        return np.linalg.norm(m.ee_pos - m.goal, axis=-1) < SUCCESS_DIST_M
+        xp = array_namespace(m.ee_pos)
+        return xp.linalg.vector_norm(m.ee_pos - m.goal, axis=-1) < SUCCESS_DIST_M

@@ -1,0 +1,48 @@
+"""One numerical code path for numpy and torch arrays (the Python array API standard).
+
+The kinematics, IK, task scores and the action pipeline are written against the array
+namespace of their inputs (``array_api_compat.array_namespace``): numpy arrays give the
+float64 host path that the single env, the CPU batched backend and the robot-side bridge
+run, torch tensors the path that stays on the Warp backend's device. Results of one
+library never change when the other is used, so the single env and the CPU backend stay
+bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, is_numpy_array, is_torch_array
+from array_api_compat import device as device_of
+
+__all__ = ["Array", "array_namespace", "as_float", "const", "device_of", "is_numpy_array"]
+
+#: A numpy array or a torch tensor.
+Array = Any
+
+
+def as_float(x: Any) -> Array:
+    """Tensors pass through; anything else becomes a float64 numpy array."""
+    return x if is_torch_array(x) else np.asarray(x, dtype=np.float64)
+
+
+# (id of a long-lived numpy constant, device, dtype) -> (the constant, its copy). The
+# constant itself is held too, so its id can never be reused while the entry exists.
+_CONSTS: dict[tuple[int, str, str], tuple[np.ndarray, Any]] = {}
+
+
+def const(value: np.ndarray, like: Any) -> Any:
+    """A long-lived numpy constant as an array of ``like``'s library, device and dtype.
+
+    numpy inputs get ``value`` itself (no copy, no cast); torch inputs get a cached copy on
+    their device, so the per-step code never re-uploads constants.
+    """
+    if is_numpy_array(like):
+        return value
+    key = (id(value), str(device_of(like)), str(like.dtype))
+    hit = _CONSTS.get(key)
+    if hit is None:
+        xp = array_namespace(like)
+        hit = _CONSTS[key] = (value, xp.asarray(value, dtype=like.dtype, device=device_of(like)))
+    return hit[1]
