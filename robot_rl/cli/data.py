@@ -14,6 +14,8 @@ robot-rl-data merge DST SRC1 SRC2 ...
 robot-rl-data split SRC --into train=0.9,val=0.1 [--seed S] --out-dir D
 robot-rl-data import {minari,robomimic,gym} SRC DST [--n-episodes N] [--seed S]
                              [--control-hz HZ] [--append]
+robot-rl-data make-dataset --task T --recipe R --episodes N [--seed S] --out PATH
+                             [--overwrite]   benchmark datasets with fixed recipes
 
 Subcommands are entries of ``COMMANDS`` (name, function, help, add_arguments); a module
 adds one by appending a :class:`Command` before :func:`build_parser` runs.
@@ -459,6 +461,66 @@ def _add_import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--append", action="store_true", help="add to an existing store at DST")
 
 
+# ---------------------------------------------------------------------------- make-dataset
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from robot_rl.cli.common import show_progress
+    from robot_rl.data.make_dataset import RECIPES, make_dataset
+
+    recipe = RECIPES[args.recipe]
+    console.print(
+        f"recording {args.episodes} {args.task} episodes, recipe [bold]{args.recipe}[/bold] "
+        f"({recipe.description}), seed {args.seed} -> {args.out}"
+    )
+    kwargs = {"n_episodes": args.episodes, "seed": args.seed, "overwrite": args.overwrite}
+    if show_progress(True):
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task("episodes", total=args.episodes)
+            summary = make_dataset(
+                args.task,
+                args.recipe,
+                args.out,
+                on_episode=lambda *_: progress.advance(bar),
+                **kwargs,
+            )
+    else:
+        summary = make_dataset(args.task, args.recipe, args.out, **kwargs)
+    table = Table("behaviour", "episodes", "steps", "success")
+    for name, s in summary.by_behaviour.items():
+        table.add_row(name, str(s.n_episodes), str(s.n_steps), f"{s.success_rate:.0%}")
+    table.add_row(
+        "all", str(summary.n_episodes), str(summary.n_steps), f"{summary.success_rate:.0%}"
+    )
+    console.print(table)
+    console.print(
+        f"wrote {summary.n_episodes} episodes ({summary.n_steps} steps) to {summary.path} "
+        f"in {summary.wall_time_s:.1f} s"
+    )
+    return 0
+
+
+def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
+    from robot_rl.config.schema import TASK_NAMES
+    from robot_rl.data.make_dataset import RECIPES
+
+    p.add_argument("--task", required=True, choices=list(TASK_NAMES))
+    p.add_argument(
+        "--recipe",
+        required=True,
+        choices=list(RECIPES),
+        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()),
+    )
+    p.add_argument("--episodes", type=int, required=True, metavar="N", help="episodes to record")
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="episode i resets with S + i (default 0)"
+    )
+    p.add_argument("--out", required=True, help="episode store to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+
+
 COMMANDS: list[Command] = [
     Command("info", cmd_info, "summary of a store", _add_info_args),
     Command("validate", cmd_validate, "check every chunk and the commit record", _add_path),
@@ -470,6 +532,12 @@ COMMANDS: list[Command] = [
     Command("merge", cmd_merge, "concatenate stores into a new one", _add_merge_args),
     Command("split", cmd_split, "split by episode into new stores", _add_split_args),
     Command("import", cmd_import, "episodes from Minari, robomimic, gym", _add_import_args),
+    Command(
+        "make-dataset",
+        cmd_make_dataset,
+        "benchmark datasets of the scripted expert, fixed recipes",
+        _add_make_dataset_args,
+    ),
 ]
 
 
