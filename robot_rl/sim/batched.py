@@ -263,6 +263,7 @@ class BatchedSim:
         self._steps = zeros(n_worlds, dtype=xp.int64)
         self._condition_steps = zeros(n_worlds, dtype=xp.int64)
         self._episode = np.zeros(n_worlds, dtype=np.int64)
+        self._explicit_seed = np.full(n_worlds, -1, dtype=np.int64)
         self._ramp = self._host_to_backend(p._ramp)
         self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
         s = self.scene
@@ -292,19 +293,35 @@ class BatchedSim:
 
     def current_episode_seeds(self) -> list[int]:
         """The seed of the episode each world is in now."""
-        return [self.episode_seed(w, int(k)) for w, k in enumerate(self._episode)]
+        return [self._current_seed(w) for w in range(self.n_worlds)]
 
-    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+    def reset(
+        self, seed: int | None = None, *, episode_seeds: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Resets every world; returns the batched observation.
 
         With ``seed``, the batch seed becomes ``seed`` and every world starts its episode
         0; without, every world moves on to its next episode (so repeated resets never
         replay the same starts, as Gymnasium's ``reset(seed=None)`` requires).
+
+        ``episode_seeds`` (one per world) overrides the seeds of the episodes this reset
+        starts, e.g. ``seed + i`` in world ``i`` to play exactly the episodes of a
+        sequential evaluation run (:func:`robot_rl.eval.runner.evaluate`); later
+        auto-resets go back to the derived seeds.
         """
         if seed is not None:
             if int(seed) < 0:
                 raise ValueError(f"seed: expected a non-negative int, got {seed}")
             self.seed, self._started = int(seed), False
+        self._explicit_seed[:] = -1
+        if episode_seeds is not None:
+            seeds = np.asarray(episode_seeds, dtype=np.int64).reshape(-1)
+            if len(seeds) != self.n_worlds or np.any(seeds < 0) or np.any(seeds >= 2**32):
+                raise ValueError(
+                    f"episode_seeds: expected {self.n_worlds} ints in [0, 2**32), got "
+                    f"{list(episode_seeds)[:10]}"
+                )
+            self._explicit_seed[:] = seeds
         if self._started:
             self._episode += 1
         else:
@@ -372,6 +389,7 @@ class BatchedSim:
         done = np.flatnonzero(_to_numpy(terminated | truncated))
         if done.size:
             self._episode[done] += 1
+            self._explicit_seed[done] = -1
             self._reset_worlds(done)
         obs = self._obs() if done.size else final_obs
         info: dict[str, Any] = {
@@ -434,6 +452,10 @@ class BatchedSim:
         self.proto.close()
 
     # --- internals -----------------------------------------------------------------------
+    def _current_seed(self, w: int) -> int:
+        explicit = int(self._explicit_seed[w])
+        return explicit if explicit >= 0 else self.episode_seed(w, int(self._episode[w]))
+
     def _index(self, idx: Any) -> Any:
         """Integer indices as an index of the backend's arrays."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -481,7 +503,7 @@ class BatchedSim:
                             ("tcp_true", 3), ("goal", 3), ("offset", 7))
         }  # fmt: skip
         for i, w in enumerate(worlds):
-            p.reset(seed=self.episode_seed(int(w), int(self._episode[w])))
+            p.reset(seed=self._current_seed(int(w)))
             mujoco.mj_getState(self.model, p.data, states[i], _FULL)
             host["q_cmd"][i], host["tcp"][i] = p._q_cmd, p._tcp_target
             host["ee_pos"][i], host["ee_quat"][i] = p._ee_pos, p._ee_quat

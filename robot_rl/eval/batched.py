@@ -1,0 +1,157 @@
+"""Evaluation runs on the batched simulator: the same episodes as
+:func:`robot_rl.eval.runner.evaluate` (episode ``i`` reset with ``seed + i``), played by many
+worlds at once.
+
+On the ``cpu`` backend the batched simulator reproduces the single env bit for bit, so a
+deterministic policy gets exactly the records the sequential runner gives, in a fraction of
+the time (one batched forward pass per control step instead of one per world). No video:
+film with the sequential runner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
+from robot_rl.eval.metrics import summarize_episodes
+from robot_rl.eval.runner import EpisodeRecord, EvalResult
+from robot_rl.sim.batched import BatchedSim
+
+#: A batch policy: observations (dict of (N, ...) tensors) -> actions (N, action_dim).
+BatchPolicy = Callable[[Mapping[str, torch.Tensor]], Any]
+
+
+@runtime_checkable
+class FlatBatchPolicy(Protocol):
+    """What a loaded policy artifact offers: its observation keys and a batched forward."""
+
+    obs_keys: tuple[str, ...]
+
+    def act_batch(self, obs_flat: torch.Tensor) -> Any: ...
+
+
+def as_batch_policy(policy: FlatBatchPolicy | BatchPolicy) -> BatchPolicy:
+    """A loaded artifact (flattens the observation keys it was trained on, in its order)
+    or a batch policy, as a batch policy."""
+    if isinstance(policy, FlatBatchPolicy):
+        keys = policy.obs_keys
+
+        def act(obs: Mapping[str, torch.Tensor]) -> Any:
+            missing = [k for k in keys if k not in obs]
+            if missing:
+                raise ValueError(
+                    f"the simulator gives no observation keys {missing} that the policy "
+                    f"expects (it gives {sorted(obs)})"
+                )
+            flat = torch.cat([obs[k].reshape(obs[k].shape[0], -1) for k in keys], dim=1)
+            return policy.act_batch(flat)
+
+        return act
+    if callable(policy):
+        return policy
+    raise TypeError(f"expected a loaded policy or a batch policy, got {type(policy).__name__}")
+
+
+def evaluate_batched(
+    policy: FlatBatchPolicy | BatchPolicy,
+    task_config: TaskConfig,
+    *,
+    n_episodes: int,
+    seed: int,
+    robot_config: RobotConfig | None = None,
+    sim_config: SimConfig | None = None,
+    randomization: RandomizationConfig | None = None,
+    max_worlds: int = 128,
+    n_threads: int | None = None,
+    confidence: float = 0.95,
+) -> EvalResult:
+    """Evaluates ``policy`` on episodes ``seed .. seed + n_episodes - 1``.
+
+    Args:
+        policy: a loaded policy artifact, or a batch policy (dict of tensors -> actions).
+        task_config, robot_config, sim_config, randomization: the simulated cell.
+        n_episodes: number of episodes (>= 1).
+        seed: seed of episode 0 (held-out seeds: keep them away from the data's).
+        max_worlds: worlds simulated at once; more episodes run in rounds.
+        n_threads: physics threads (default: all cores).
+        confidence: confidence level of the summary's intervals.
+    """
+    if n_episodes < 1:
+        raise ValueError(f"evaluate_batched: n_episodes must be >= 1, got {n_episodes}")
+    if seed < 0 or seed + n_episodes > 2**32:
+        raise ValueError(f"evaluate_batched: seeds {seed}..{seed + n_episodes - 1} out of range")
+    act = as_batch_policy(policy)
+    start = time.perf_counter()
+    n_worlds = min(n_episodes, max_worlds)
+    sim = BatchedSim(
+        n_worlds,
+        task_config,
+        robot_config,
+        sim_config,
+        seed=seed,
+        n_threads=n_threads,
+        randomization=randomization,
+    )
+    records: list[EpisodeRecord] = []
+    try:
+        for first in range(0, n_episodes, n_worlds):
+            count = min(n_worlds, n_episodes - first)
+            # Worlds past the last episode replay seeds of this round; their results are
+            # dropped.
+            seeds = [seed + first + (w % count) for w in range(n_worlds)]
+            records += _play_round(sim, act, seeds, first, count)
+    finally:
+        sim.close()
+    stats = summarize_episodes(
+        [r.success for r in records],
+        [r.episode_return for r in records],
+        [r.length for r in records],
+        confidence=confidence,
+        seed=seed,
+    )
+    return EvalResult(
+        episodes=records, stats=stats, seed=seed, wall_time_s=time.perf_counter() - start
+    )
+
+
+def _play_round(
+    sim: BatchedSim, act: BatchPolicy, seeds: list[int], first: int, count: int
+) -> list[EpisodeRecord]:
+    """Plays one episode in each world (seeded ``seeds``); records the first ``count``."""
+    n = sim.n_worlds
+    obs = sim.reset(episode_seeds=seeds)
+    returns = np.zeros(n)
+    lengths = np.zeros(n, dtype=np.int64)
+    success = np.zeros(n, dtype=bool)
+    final_success = np.zeros(n, dtype=bool)
+    ended_by_termination = np.zeros(n, dtype=bool)
+    running = np.ones(n, dtype=bool)
+    while running.any():
+        actions = act(obs)
+        obs, reward, terminated, truncated, info = sim.step(actions)
+        r, te, tr = reward.cpu().numpy(), terminated.cpu().numpy(), truncated.cpu().numpy()
+        ok = info["is_success"].cpu().numpy()
+        returns[running] += r[running]
+        lengths[running] += 1
+        success[running] |= ok[running]
+        ended = running & (te | tr)
+        final_success[ended] = ok[ended]
+        ended_by_termination[ended] = te[ended]
+        running &= ~ended
+    return [
+        EpisodeRecord(
+            index=first + w,
+            seed=seeds[w],
+            episode_return=float(returns[w]),
+            length=int(lengths[w]),
+            success=bool(success[w]),
+            final_success=bool(final_success[w]),
+            terminated=bool(ended_by_termination[w]),
+        )
+        for w in range(count)
+    ]
