@@ -1,0 +1,222 @@
+"""Offline RL quality on the fixed benchmark datasets: success of each algorithm's policy
+in simulation, on held-out seeds.
+
+The grid (defaults = the issue's recipe): tasks push and lift; datasets ``mixed`` (30%
+expert σ=0.1, 70% expert σ=0.5 with 30% random actions) and ``expert`` (σ=0.1), 1000
+episodes each from ``robot-rl-data make-dataset``; algorithms BC, filtered BC (BC on the
+top 10% of episodes by return), TD3+BC, IQL and CQL on the mixed datasets, BC on the
+expert datasets; 3 seeds, 10k gradient steps, batch 256, 2x256 networks; 100 evaluation
+episodes on held-out seeds (10_000 + i; the datasets use seeds below 1000).
+
+Every run writes its own JSON under ``benchmarks/results/offline_quality/runs/``, and the
+script skips runs whose JSON exists, so it resumes where it stopped (and may span several
+sessions). The summary (``benchmarks/results/offline_quality.json``) is rebuilt from
+whatever runs exist, with the issue's bars:
+
+- mixed push/lift: IQL and CQL >= BC + 15 points (or >= 90% where BC > 75%), and above
+  filtered BC;
+- expert push/lift: BC >= 80%.
+
+    python benchmarks/offline_quality.py                 # the whole grid (hours on 2 CPUs)
+    python benchmarks/offline_quality.py --summary-only  # rebuild the table
+    python benchmarks/offline_quality.py --tasks push --algos bc,iql --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, machine_info, write_result
+
+DATA_DIR = RESULTS_DIR / "offline_data"
+RUNS_DIR = RESULTS_DIR / "offline_quality" / "runs"
+EVAL_SEED = 10_000
+#: (dataset, algorithm) pairs that count, per task.
+DEFAULT_GRID = (
+    ("mixed", "bc"),
+    ("mixed", "filtered_bc"),
+    ("mixed", "td3bc"),
+    ("mixed", "iql"),
+    ("mixed", "cql"),
+    ("expert", "bc"),
+)
+
+
+def dataset(task: str, recipe: str, n_episodes: int) -> Path:
+    """The benchmark store, recorded once (seed 0) and reused."""
+    from robot_rl.data.make_dataset import make_dataset
+
+    path = DATA_DIR / f"{task}_{recipe}_{n_episodes}.zarr"
+    if not (path / "commit.json").exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"recording {path.name} ...", flush=True)
+        summary = make_dataset(task, recipe, path, n_episodes=n_episodes, seed=0, overwrite=True)
+        print(f"  {summary.n_episodes} episodes in {summary.wall_time_s:.0f} s", flush=True)
+    return path
+
+
+def filtered(src: Path, fraction: float = 0.1) -> Path:
+    """The top ``fraction`` of ``src``'s episodes by return, as a new store."""
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.data.governance import filter_episodes
+
+    dst = src.with_name(src.stem + f"_top{int(fraction * 100)}.zarr")
+    if (dst / "commit.json").exists():
+        return dst
+    with EpisodeStore.open(src) as store:
+        rewards, ends = store.array("reward"), np.asarray(store.episode_ends)
+    returns = np.add.reduceat(rewards, np.r_[0, ends[:-1]])
+    n_keep = max(1, round(fraction * len(returns)))
+    keep = set(np.argsort(-returns, kind="stable")[:n_keep].tolist())
+    filter_episodes(src, dst, lambda i, _prov: i in keep)
+    return dst
+
+
+def run_one(task: str, recipe: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
+    import torch
+
+    from robot_rl.algos.pretrain import pretrain
+    from robot_rl.config.schema import AlgoConfig, TaskConfig
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.eval.batched import evaluate_batched
+    from robot_rl.policies import load_policy
+
+    store_path = dataset(task, recipe, args.episodes)
+    name = "bc" if algo == "filtered_bc" else algo
+    if algo == "filtered_bc":
+        store_path = filtered(store_path)
+    out_dir = RESULTS_DIR / "offline_quality" / "work" / f"{task}_{recipe}_{algo}_s{seed}"
+    cfg = AlgoConfig(
+        name=name,
+        steps=args.steps,
+        batch_size=256,
+        hidden_sizes=[256, 256],
+        seed=seed,
+        log_every=max(1, args.steps // 20),
+    )
+    torch.set_num_threads(args.threads)
+    with EpisodeStore.open(store_path) as store:
+        t0 = time.perf_counter()
+        result = pretrain(store, cfg, out_dir, progress=False)
+        train_s = time.perf_counter() - t0
+        n_train_episodes = store.n_episodes
+    policy = load_policy(result.policy_dir)
+    ev = evaluate_batched(
+        policy,
+        TaskConfig(name=task),
+        n_episodes=args.eval_episodes,
+        seed=EVAL_SEED,
+        n_threads=args.threads,
+    )
+    s = ev.stats
+    return {
+        "task": task,
+        "dataset": recipe,
+        "algo": algo,
+        "seed": seed,
+        "steps": args.steps,
+        "train_episodes": n_train_episodes,
+        "train_s": train_s,
+        "updates_per_s": args.steps / train_s,
+        "eval_episodes": ev.n_episodes,
+        "eval_seed": EVAL_SEED,
+        "success_rate": s.success_rate,
+        "success_ci": list(s.success_ci),
+        "mean_return": s.mean_return,
+        "eval_s": ev.wall_time_s,
+        "machine": machine_info(),
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean success per (task, dataset, algo) over seeds, and the issue's bars."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for r in runs:
+        groups.setdefault((r["task"], r["dataset"], r["algo"]), []).append(r["success_rate"])
+    table = {
+        f"{t}/{d}/{a}": {"mean": float(np.mean(v)), "std": float(np.std(v)), "seeds": len(v)}
+        for (t, d, a), v in sorted(groups.items())
+    }
+    bars = []
+    for task in sorted({t for t, _, _ in groups}):
+
+        def mean(d: str, a: str, task: str = task) -> float | None:
+            v = groups.get((task, d, a))
+            return float(np.mean(v)) if v else None
+
+        bc, fbc = mean("mixed", "bc"), mean("mixed", "filtered_bc")
+        for algo in ("iql", "cql"):
+            got = mean("mixed", algo)
+            if got is None or bc is None:
+                continue
+            need = 0.90 if bc > 0.75 else bc + 0.15
+            ok = got >= need and (fbc is None or got > fbc)
+            bars.append(
+                {
+                    "bar": f"{task} mixed: {algo} >= {need:.0%} and > filtered BC",
+                    "value": got,
+                    "filtered_bc": fbc,
+                    "met": bool(ok),
+                }
+            )
+        exp = mean("expert", "bc")
+        if exp is not None:
+            bars.append({"bar": f"{task} expert: bc >= 80%", "value": exp, "met": exp >= 0.8})
+    return {"table": table, "bars": bars}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", default="push,lift")
+    ap.add_argument("--algos", default=None, help="restrict to these algorithms")
+    ap.add_argument("--datasets", default="mixed,expert")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--episodes", type=int, default=1000, help="episodes per dataset")
+    ap.add_argument("--eval-episodes", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--summary-only", action="store_true")
+    args = ap.parse_args()
+
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    if not args.summary_only:
+        algos = set(args.algos.split(",")) if args.algos else None
+        datasets = set(args.datasets.split(","))
+        for task in args.tasks.split(","):
+            for recipe, algo in DEFAULT_GRID:
+                if recipe not in datasets or (algos and algo not in algos):
+                    continue
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    tag = f"{task}_{recipe}_{algo}_s{seed}_n{args.episodes}_k{args.steps}"
+                    path = RUNS_DIR / f"{tag}.json"
+                    if path.exists():
+                        continue
+                    print(f"{tag} ...", flush=True)
+                    result = run_one(task, recipe, algo, seed, args)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(result, indent=2) + "\n")
+                    tmp.replace(path)
+                    print(
+                        f"  success {result['success_rate']:.0%} "
+                        f"[{result['success_ci'][0]:.0%}, {result['success_ci'][1]:.0%}], "
+                        f"{result['updates_per_s']:.0f} updates/s",
+                        flush=True,
+                    )
+    runs = [json.loads(p.read_text()) for p in sorted(RUNS_DIR.glob("*.json"))]
+    summary = summarize(runs)
+    for key, row in summary["table"].items():
+        print(f"{key:32s} {row['mean']:6.1%} ± {row['std']:.1%}  ({row['seeds']} seeds)")
+    for bar in summary["bars"]:
+        print(f"{'MET ' if bar['met'] else 'MISS'} {bar['bar']}: {bar['value']:.1%}")
+    write_result("offline_quality", {"runs": len(runs), **summary})
+
+
+if __name__ == "__main__":
+    main()
