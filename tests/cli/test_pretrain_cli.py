@@ -1,0 +1,77 @@
+"""robot-rl-pretrain on stores from elsewhere (Gymnasium-Robotics Fetch), and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from robot_rl.algos import ALGORITHMS
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.importers.gym_rollouts import record_gym_rollouts
+from robot_rl.policies import load_policy
+from tests.cli.test_pipeline import run_cli
+
+
+@pytest.fixture(scope="module")
+def fetch_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fetch") / "fetch_push.zarr"
+    record_gym_rollouts("FetchPush-v4", path, n_episodes=4, seed=3, max_episode_steps=10)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_pretrain_on_a_fetch_store_with_a_constant_goal_coordinate(fetch_store, tmp_path, algo):
+    # FetchPush's goal height never varies (the table): normalization must floor its zero
+    # std instead of dividing by it.
+    with EpisodeStore.open(fetch_store) as s:
+        assert s.stats("desired_goal")["std"][2] == 0.0
+    proc = run_cli(
+        "pretrain",
+        f"algo={algo}",
+        f"dataset.path={fetch_store}",
+        "algo.steps=20",
+        "algo.batch_size=16",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    policy = load_policy(tmp_path / "policy")
+    manifest = json.loads((tmp_path / "policy" / "manifest.json").read_text())
+    assert manifest["algorithm"] == algo and manifest["env"]["task"] == "FetchPush-v4"
+    rng = np.random.default_rng(0)
+    obs = {k: rng.normal(size=shape).astype(np.float32) for k, shape in policy._shapes.items()}
+    action = policy.act(obs)
+    assert action.shape == (4,) and np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1)
+
+
+def test_pretrain_refuses_an_empty_store(tmp_path):
+    empty = tmp_path / "empty.zarr"
+    EpisodeStore.create(
+        empty,
+        obs_spec={"x": ((2,), "float32")},
+        action_dim=1,
+        control_hz=10.0,
+        robot="panda",
+        task="reach",
+    ).close()
+    proc = run_cli("pretrain", f"dataset.path={empty}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "no committed episodes" in proc.stdout + proc.stderr
+
+
+def test_pretrain_refuses_a_store_that_fails_validation(fetch_store, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(fetch_store, bad)
+    chunk = next(
+        p
+        for p in sorted((bad / "data" / "action").rglob("*"))
+        if p.is_file() and p.name != "zarr.json"
+    )
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    proc = run_cli("pretrain", f"dataset.path={bad}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "failed validation" in proc.stdout + proc.stderr
