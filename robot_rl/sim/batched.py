@@ -264,6 +264,8 @@ class BatchedSim:
         self._condition_steps = zeros(n_worlds, dtype=xp.int64)
         self._episode = np.zeros(n_worlds, dtype=np.int64)
         self._explicit_seed = np.full(n_worlds, -1, dtype=np.int64)
+        #: The seed of each world's current episode, set at its reset.
+        self._seeds = np.zeros(n_worlds, dtype=np.int64)
         self._ramp = self._host_to_backend(p._ramp)
         self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
         s = self.scene
@@ -293,7 +295,7 @@ class BatchedSim:
 
     def current_episode_seeds(self) -> list[int]:
         """The seed of the episode each world is in now."""
-        return [self._current_seed(w) for w in range(self.n_worlds)]
+        return self._seeds.tolist()
 
     def reset(
         self, seed: int | None = None, *, episode_seeds: Sequence[int] | None = None
@@ -395,7 +397,7 @@ class BatchedSim:
         info: dict[str, Any] = {
             "is_success": self._out(success),
             "final_obs": final_obs,
-            "episode_seed": torch.as_tensor(self.current_episode_seeds(), device=self.device),
+            "episode_seed": torch.as_tensor(self._seeds, device=self.device),
         }
         if r is not None:
             info["randomization"] = {
@@ -503,7 +505,8 @@ class BatchedSim:
                             ("tcp_true", 3), ("goal", 3), ("offset", 7))
         }  # fmt: skip
         for i, w in enumerate(worlds):
-            p.reset(seed=self._current_seed(int(w)))
+            self._seeds[w] = self._current_seed(int(w))
+            p.reset(seed=int(self._seeds[w]))
             mujoco.mj_getState(self.model, p.data, states[i], _FULL)
             host["q_cmd"][i], host["tcp"][i] = p._q_cmd, p._tcp_target
             host["ee_pos"][i], host["ee_quat"][i] = p._ee_pos, p._ee_quat
