@@ -8,6 +8,15 @@ import pytest
 import robot_rl  # noqa: F401
 
 
+def pytest_configure(config):
+    # The suite runs under pytest-xdist, one worker per core: torch's own intra-op threads
+    # on top oversubscribe the cores (tests ran ~7x slower with 2 threads per worker on 2
+    # cores), so each worker computes on one thread.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _has_cuda() -> bool:
     try:
         import torch

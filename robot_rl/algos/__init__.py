@@ -5,6 +5,9 @@ and the shared conformance test find every algorithm in one place.
 """
 
 from robot_rl.algos.bc import BC, BCConfig
+from robot_rl.algos.cql import CQL, CQLConfig
+from robot_rl.algos.iql import IQL, IQLConfig
+from robot_rl.algos.td3bc import TD3BC, TD3BCConfig
 from robot_rl.algos.trainer import (
     AlgorithmState,
     BatchSource,
@@ -22,18 +25,27 @@ from robot_rl.algos.trainer import (
 #: ``(obs_dim, action_dim, config=None, normalizer=None)``.
 ALGORITHMS: dict[str, tuple[type[OfflineAlgorithm], type]] = {
     BC.name: (BC, BCConfig),
+    TD3BC.name: (TD3BC, TD3BCConfig),
+    IQL.name: (IQL, IQLConfig),
+    CQL.name: (CQL, CQLConfig),
 }
 
 __all__ = [
     "ALGORITHMS",
     "BC",
+    "CQL",
+    "IQL",
+    "TD3BC",
     "AlgorithmState",
     "BCConfig",
     "BatchSource",
+    "CQLConfig",
     "History",
+    "IQLConfig",
     "NonFiniteError",
     "OfflineAlgorithm",
     "OfflineTrainer",
+    "TD3BCConfig",
     "TrainerConfig",
     "latest_checkpoint",
     "resolve_device",

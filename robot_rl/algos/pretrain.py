@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_everything
-from robot_rl.config.schema import AlgoConfig
+from robot_rl.config.schema import AlgoConfig, ConfigError
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler import TransitionSampler
 from robot_rl.policies import Normalizer, PolicyManifest, save_policy
@@ -25,12 +25,40 @@ class PretrainResult:
     device: str
 
 
+#: AlgoConfig fields that configure the run (trainer, sampler), not the algorithm.
+RUN_FIELDS = frozenset({"name", "steps", "log_every", "checkpoint_every", "device", "seed"})
+
+
 def algorithm_config(algo: AlgoConfig) -> Any:
-    """The algorithm's own config class, filled from the Hydra-facing :class:`AlgoConfig`."""
+    """The algorithm's own config class, filled from the Hydra-facing :class:`AlgoConfig`.
+
+    ``None`` fields keep the algorithm's default.
+
+    Raises:
+        ConfigError: A field is set (not ``None`` and not its default) that the chosen
+            algorithm does not have, or the algorithm's config rejects a value.
+    """
     _, config_cls = ALGORITHMS[algo.name]
     wanted = {f.name for f in dataclasses.fields(config_cls)}
-    given = {k: v for k, v in dataclasses.asdict(algo).items() if k in wanted}
-    return config_cls(**given)
+    defaults = dataclasses.asdict(AlgoConfig())
+    given: dict[str, Any] = {}
+    foreign: list[str] = []
+    for key, value in dataclasses.asdict(algo).items():
+        if key in RUN_FIELDS or value is None:
+            continue
+        if key in wanted:
+            given[key] = value
+        elif value != defaults[key]:
+            foreign.append(f"algo.{key}={value!r}")
+    if foreign:
+        raise ConfigError(
+            f"{', '.join(foreign)}: not a setting of algorithm {algo.name!r}; its settings "
+            f"are {sorted(wanted)} (see {config_cls.__module__}.{config_cls.__name__})"
+        )
+    try:
+        return config_cls(**given)
+    except ValueError as exc:
+        raise ConfigError(f"algo={algo.name}: {exc}") from exc
 
 
 def pretrain(

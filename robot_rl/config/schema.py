@@ -314,21 +314,31 @@ class DatasetConfig:
         )
 
 
+#: Offline algorithms ``algo.name`` may select (keys of ``robot_rl.algos.ALGORITHMS``; a
+#: test keeps the two in step, so the schema need not import torch).
+ALGORITHM_NAMES = ("bc", "td3bc", "iql", "cql")
+
+
 @dataclass
 class AlgoConfig:
-    """Offline learning algorithm and its hyper-parameters."""
+    """Offline learning algorithm and its hyper-parameters.
 
-    #: Algorithm name; bc for now (td3bc, iql, cql arrive with offline RL).
+    The fields after ``seed`` are settings of some algorithms only (named in each
+    comment); ``None`` means the algorithm's own default, documented on its config class
+    (``robot_rl.algos.<name>``). Setting one for an algorithm that lacks it is an error.
+    """
+
+    #: Algorithm name: bc, td3bc, iql or cql (conf/algo/<name>.yaml).
     name: str = "bc"
     #: Gradient steps.
     steps: int = 5000
     #: Transitions per gradient step.
     batch_size: int = 256
-    #: Adam learning rate.
+    #: Adam learning rate per gradient step (the critics' in td3bc/iql/cql).
     lr: float = 3e-4
-    #: Hidden layer widths of the policy MLP.
+    #: Hidden layer widths of every network (policy, critics, value).
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    #: L2 weight decay (AdamW).
+    #: L2 weight decay (AdamW); bc only.
     weight_decay: float = 0.0
     #: Log scalars every this many steps.
     log_every: int = 250
@@ -339,8 +349,59 @@ class AlgoConfig:
     #: Training seed.
     seed: int = 0
 
+    #: Hidden activation: relu, tanh, elu, gelu or silu (all).
+    activation: str | None = None
+    #: LayerNorm after each hidden layer (all).
+    layer_norm: bool | None = None
+    #: Clip the global gradient norm to this (bc).
+    max_grad_norm: float | None = None
+    #: Actor learning rate per step (td3bc, iql, cql).
+    actor_lr: float | None = None
+    #: Discount factor per control step, in (0, 1] (td3bc, iql, cql).
+    discount: float | None = None
+    #: Polyak rate of the target networks per update, in (0, 1] (td3bc, iql, cql).
+    tau: float | None = None
+    #: Q weight against the BC term (td3bc; smaller is closer to BC).
+    alpha: float | None = None
+    #: Std and clip of target-action noise, in normalized action units (td3bc).
+    policy_noise: float | None = None
+    noise_clip: float | None = None
+    #: Critic updates per actor update (td3bc).
+    policy_delay: int | None = None
+    #: Expectile of the value regression, in [0.5, 1) (iql).
+    expectile: float | None = None
+    #: Inverse temperature of the advantage weights (iql).
+    temperature: float | None = None
+    #: Clip of the advantage weights (iql).
+    max_weight: float | None = None
+    #: Policy: gaussian or deterministic (iql).
+    actor: str | None = None
+    #: Actor learning-rate schedule: cosine or constant (iql).
+    actor_lr_schedule: str | None = None
+    #: Learning rate of the entropy temperature (cql).
+    entropy_lr: float | None = None
+    #: Weight of the conservative regularizer, 1 to 5 typical (cql).
+    cql_alpha: float | None = None
+    #: Sampled actions per state and proposal in the regularizer (cql).
+    n_action_samples: int | None = None
+    #: Temperature of the regularizer's log-sum-exp (cql).
+    cql_temperature: float | None = None
+    #: Entropy target in nats; default -action_dim (cql).
+    target_entropy: float | None = None
+    #: Initial entropy temperature (cql).
+    init_entropy_alpha: float | None = None
+    #: Soft (entropy) TD backup (cql).
+    backup_entropy: bool | None = None
+    #: Cal-QL: bound policy Q-values below by Monte-Carlo returns (cql; needs mc_return).
+    calibrated: bool | None = None
+
     def __post_init__(self) -> None:
-        _check(self.name in ("bc",), "algo.name", self.name, "'bc'")
+        _check(
+            self.name in ALGORITHM_NAMES,
+            "algo.name",
+            self.name,
+            "one of " + ", ".join(ALGORITHM_NAMES),
+        )
         _check(self.steps > 0, "algo.steps", self.steps, "> 0")
         _check(self.batch_size > 0, "algo.batch_size", self.batch_size, "> 0")
         _check(0 < self.lr < 1, "algo.lr", self.lr, "in (0, 1)")

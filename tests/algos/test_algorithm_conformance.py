@@ -1,16 +1,40 @@
-"""One conformance test every registered offline algorithm passes (d3rlpy style)."""
+"""One conformance test every registered offline algorithm passes (d3rlpy style).
+
+Parametrized over ``ALGORITHMS``: a new algorithm is tested here as soon as it is
+registered, and fails until it has an entry in ``FIXED_BATCH_CRITERIA``.
+"""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_everything
+from robot_rl.algos import (
+    ALGORITHMS,
+    NonFiniteError,
+    OfflineTrainer,
+    TrainerConfig,
+    latest_checkpoint,
+    seed_everything,
+)
+from robot_rl.algos.trainer import iter_checkpoints
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.artifact import PolicyManifest, load_policy, save_policy
 
 OBS_DIM, ACTION_DIM = 5, 2
+
+#: name -> [(metric, r)]: over updates on one fixed batch, the mean of the metric's last
+#: 10 values must be below r times the mean of its first 10. Each metric is a loss the
+#: algorithm minimizes on that batch (CQL's total includes a log-sum-exp floor, so its
+#: TD part and its conservative gap are checked separately).
+FIXED_BATCH_CRITERIA: dict[str, list[tuple[str, float]]] = {
+    "bc": [("loss", 0.75)],
+    "td3bc": [("critic_loss", 0.65)],
+    "iql": [("critic_loss", 0.65), ("value_loss", 0.8)],
+    "cql": [("td_loss", 0.85), ("cql_gap", 0.985)],
+}
 
 
 def batch(seed: int, n: int = 32) -> TransitionBatch:
@@ -25,9 +49,41 @@ def batch(seed: int, n: int = 32) -> TransitionBatch:
     )
 
 
-def small(config_cls):
+class Source:
+    """Batches ``batch(1)``, ``batch(2)``, ...; checkpointable, so resumes draw the same."""
+
+    def __init__(self, poison_at: int | None = None, field: str = "reward"):
+        self.i = 0
+        self.poison_at = poison_at
+        self.field = field
+
+    def sample(self) -> TransitionBatch:
+        self.i += 1
+        b = batch(self.i)
+        if self.i == self.poison_at:
+            bad = getattr(b, self.field).clone()
+            bad.view(-1)[3] = float("nan")
+            b = b._replace(**{self.field: bad})
+        return b
+
+    def state_dict(self) -> dict:
+        return {"i": self.i}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.i = state["i"]
+
+
+def small(config_cls, **overrides):
     """The algorithm's default config with tiny networks, so the test stays fast."""
-    return config_cls(hidden_sizes=(16, 16))
+    return config_cls(hidden_sizes=(16, 16), **overrides)
+
+
+def trainer_config(**overrides) -> TrainerConfig:
+    return TrainerConfig(**{"progress": False, "device": "cpu", **overrides})
+
+
+def all_tensors(algo) -> dict[str, torch.Tensor]:
+    return algo.state_dict().tensors
 
 
 @pytest.fixture(params=sorted(ALGORITHMS))
@@ -40,14 +96,40 @@ def test_registry_names_match_classes(algo_entry):
     assert cls.name == name
 
 
+def test_config_rejects_bad_values_with_a_clear_error(algo_entry):
+    _, cls, config_cls = algo_entry
+    with pytest.raises(ValueError, match="lr"):
+        config_cls(lr=-1.0)
+    with pytest.raises(ValueError, match="activation"):
+        config_cls(activation="sigmoidish")
+    with pytest.raises(ValueError, match="positive"):
+        cls(OBS_DIM, ACTION_DIM, config_cls(hidden_sizes=(16, 0)))
+
+
 def test_update_returns_finite_metrics_and_actor_is_bounded(algo_entry):
     _, cls, config_cls = algo_entry
     seed_everything(0)
     algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
     metrics = algo.update(batch(0), 0)
-    assert metrics and all(math.isfinite(v) for v in metrics.values())
+    assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     out = algo.actor()(torch.randn(8, OBS_DIM) * 100)
     assert out.shape == (8, ACTION_DIM) and out.abs().max() <= 1
+    # Deployed policies act deterministically, also in train mode.
+    x = torch.randn(8, OBS_DIM)
+    assert torch.equal(algo.actor()(x), algo.actor()(x))
+
+
+def test_loss_falls_on_a_fixed_batch(algo_entry):
+    name, cls, config_cls = algo_entry
+    assert name in FIXED_BATCH_CRITERIA, f"add a fixed-batch criterion for {name!r}"
+    seed_everything(0)
+    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls, lr=1e-3))
+    fixed = batch(0, 64)
+    history = [algo.update(fixed, step) for step in range(200)]
+    for metric, ratio in FIXED_BATCH_CRITERIA[name]:
+        values = [h[metric] for h in history if metric in h]
+        first, last = np.mean(values[:10]), np.mean(values[-10:])
+        assert last < ratio * first, f"{name} {metric}: {first:.4g} -> {last:.4g}"
 
 
 def test_state_dict_round_trip_continues_identically(algo_entry):
@@ -60,30 +142,88 @@ def test_state_dict_round_trip_continues_identically(algo_entry):
     seed_everything(1)
     clone = cls(OBS_DIM, ACTION_DIM, small(config_cls))
     clone.load_state_dict(state)
-    a, b = algo.update(batch(3), 3), clone.update(batch(3), 3)
+    # The RNG is the trainer's to checkpoint; give both the same for the stochastic parts.
+    torch.manual_seed(7)
+    a = algo.update(batch(3), 3)
+    torch.manual_seed(7)
+    b = clone.update(batch(3), 3)
     assert a == b
     x = torch.randn(4, OBS_DIM)
     assert torch.equal(algo.actor()(x), clone.actor()(x))
+
+
+def test_checkpoint_load_and_resume_reproduce_the_run_exactly(algo_entry, tmp_path):
+    _, cls, config_cls = algo_entry
+    config = trainer_config(num_steps=6, checkpoint_every=3, keep_checkpoints=5)
+    seed_everything(0)
+    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    OfflineTrainer(algo, Source(), config, tmp_path / "a").train()
+    x = torch.randn(16, OBS_DIM)
+
+    # Loading the last checkpoint into a fresh learner gives the same actions and state.
+    seed_everything(1)
+    loaded = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    OfflineTrainer(loaded, Source(), config).load_checkpoint(latest_checkpoint(tmp_path / "a"))
+    with torch.no_grad():
+        assert torch.equal(loaded.actor()(x), algo.actor()(x))
+    expected = all_tensors(algo)
+    assert all(torch.equal(v, expected[k]) for k, v in all_tensors(loaded).items())
+
+    # Resuming from the middle checkpoint ends exactly where the uninterrupted run did.
+    middle = iter_checkpoints(tmp_path / "a")[0]
+    assert middle.name.endswith("3")
+    shutil.copytree(middle, tmp_path / "b" / "checkpoints" / middle.name)
+    seed_everything(2)
+    resumed = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    OfflineTrainer(resumed, Source(), config, tmp_path / "b").train()
+    assert all(torch.equal(v, expected[k]) for k, v in all_tensors(resumed).items())
 
 
 def test_trains_and_saves_a_loadable_policy(algo_entry, tmp_path):
     name, cls, config_cls = algo_entry
     seed_everything(0)
     algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
-
-    class Source:
-        def __init__(self):
-            self.i = 0
-
-        def sample(self):
-            self.i += 1
-            return batch(self.i)
-
-    OfflineTrainer(algo, Source(), TrainerConfig(num_steps=5, progress=False, device="cpu")).train()
+    OfflineTrainer(algo, Source(), trainer_config(num_steps=5)).train()
     manifest = PolicyManifest(name, ["state"], {"state": [OBS_DIM]}, ACTION_DIM)
     save_policy(tmp_path / "policy", algo.actor(), manifest)
     policy = load_policy(tmp_path / "policy")
-    obs = np.random.default_rng(0).normal(size=OBS_DIM).astype(np.float32)
+    obs = np.random.default_rng(0).normal(size=(10, OBS_DIM)).astype(np.float32)
     with torch.no_grad():
+        expected_one = algo.actor()(torch.from_numpy(obs[0])).numpy()
         expected = algo.actor()(torch.from_numpy(obs)).numpy()
-    assert np.array_equal(policy.act({"state": obs}), expected)
+    assert np.array_equal(policy.act({"state": obs[0]}), expected_one)
+    assert np.array_equal(policy.act_batch(obs), expected)
+
+
+@pytest.mark.parametrize("field", ["obs", "next_obs", "reward"])
+def test_a_batch_with_nan_stops_training_with_a_named_error(algo_entry, field):
+    _, cls, config_cls = algo_entry
+    seed_everything(0)
+    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    trainer = OfflineTrainer(algo, Source(poison_at=3, field=field), trainer_config(num_steps=5))
+    with pytest.raises(NonFiniteError, match=rf"{field}.*step 2"):
+        trainer.train()
+    assert trainer.step == 2
+
+
+def test_mixed_precision_updates_are_finite(algo_entry):
+    _, cls, config_cls = algo_entry
+    seed_everything(0)
+    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    history = OfflineTrainer(
+        algo, Source(), trainer_config(num_steps=4, log_every=2, mixed_precision=True)
+    ).train()
+    assert history and all(math.isfinite(v) for entries in history.values() for _, v in entries)
+    assert algo.actor()(torch.randn(3, OBS_DIM)).dtype == torch.float32
+
+
+@pytest.mark.gpu
+def test_trains_on_cuda(algo_entry):
+    _, cls, config_cls = algo_entry
+    seed_everything(0)
+    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    config = trainer_config(num_steps=4, device="cuda", mixed_precision=True)
+    OfflineTrainer(algo, Source(), config).train()
+    for module in algo.modules().values():
+        assert all(t.is_cuda for t in module.state_dict().values())
+    assert algo.actor()(torch.randn(3, OBS_DIM, device="cuda")).is_cuda

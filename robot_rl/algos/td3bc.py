@@ -1,0 +1,185 @@
+"""TD3+BC: TD3 with a behaviour-cloning term in the actor loss (Fujimoto & Gu, 2021)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_rl.algos.trainer import OfflineAlgorithm
+from robot_rl.data.batch import TransitionBatch
+from robot_rl.policies.network import ACTIVATIONS, DeterministicActor, QEnsemble, soft_update
+from robot_rl.policies.normalization import Normalizer
+
+
+@dataclass
+class TD3BCConfig:
+    """TD3+BC hyper-parameters (defaults: the paper's, for D4RL MuJoCo).
+
+    Attributes:
+        hidden_sizes: Hidden layer widths of the actor and of each critic.
+        activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
+        layer_norm: LayerNorm after each hidden layer (actor and critics).
+        lr: Adam learning rate of the critics, per gradient step.
+        actor_lr: Adam learning rate of the actor; ``None`` = ``lr``.
+        batch_size: Transitions per gradient step (read by whoever builds the sampler).
+        discount: Discount factor gamma per control step, in (0, 1].
+        tau: Polyak rate of the target networks per actor update, in (0, 1].
+        alpha: Weight of the Q term against the BC term; the actor maximizes
+            ``lambda Q(s, pi(s)) - (pi(s) - a)^2`` with ``lambda = alpha / mean|Q|``.
+            Smaller is closer to behaviour cloning.
+        policy_noise: Std of the Gaussian noise added to target actions (target policy
+            smoothing), in action units ([-1, 1] scale).
+        noise_clip: Target-action noise is clipped to ``[-noise_clip, noise_clip]``.
+        policy_delay: Update the actor and the targets every this many critic updates.
+    """
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+    lr: float = 3e-4
+    actor_lr: float | None = None
+    batch_size: int = 256
+    discount: float = 0.99
+    tau: float = 0.005
+    alpha: float = 2.5
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_delay: int = 2
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        bad = []
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            bad.append(f"hidden_sizes={self.hidden_sizes} (non-empty, positive)")
+        if self.activation not in ACTIVATIONS:
+            bad.append(f"activation={self.activation!r} (one of {sorted(ACTIVATIONS)})")
+        if not self.lr > 0 or (self.actor_lr is not None and not self.actor_lr > 0):
+            bad.append(f"lr={self.lr}, actor_lr={self.actor_lr} (> 0)")
+        if self.batch_size < 1:
+            bad.append(f"batch_size={self.batch_size} (>= 1)")
+        if not 0 < self.discount <= 1:
+            bad.append(f"discount={self.discount} (in (0, 1])")
+        if not 0 < self.tau <= 1:
+            bad.append(f"tau={self.tau} (in (0, 1])")
+        if not self.alpha >= 0:
+            bad.append(f"alpha={self.alpha} (>= 0)")
+        if not (self.policy_noise >= 0 and self.noise_clip >= 0):
+            bad.append(f"policy_noise={self.policy_noise}, noise_clip={self.noise_clip} (>= 0)")
+        if self.policy_delay < 1:
+            bad.append(f"policy_delay={self.policy_delay} (>= 1)")
+        if bad:
+            raise ValueError("invalid TD3BCConfig: " + "; ".join(bad))
+
+
+class TD3BC(OfflineAlgorithm):
+    """TD3+BC: twin-critic TD3 whose actor also regresses the dataset action.
+
+    Fujimoto & Gu, "A Minimalist Approach to Offline Reinforcement Learning", NeurIPS 2021
+    (arXiv:2106.06860). TD3 (Fujimoto et al., ICML 2018: clipped double Q, target policy
+    smoothing, delayed actor updates) with the actor loss
+    ``-lambda Q1(s, pi(s)) + (pi(s) - a)^2``, ``lambda = alpha / mean|Q1(s, pi(s))|``
+    (the scale is not differentiated through). Observations are normalized by the
+    dataset's stats, as in the paper.
+
+    Metrics: ``critic_loss`` every step; ``actor_loss``, ``bc_loss`` and ``q_mean`` on
+    the steps the actor is updated (logged averages are over those steps only).
+
+    Args:
+        obs_dim: Flat observation dims.
+        action_dim: Action dims (actions in [-1, 1]).
+        config: Hyper-parameters; defaults to ``TD3BCConfig()``.
+        normalizer: Observation normalizer from the dataset's stats; identity if None.
+    """
+
+    name: ClassVar[str] = "td3bc"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        config: TD3BCConfig | None = None,
+        normalizer: Normalizer | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = cfg = config or TD3BCConfig()
+        normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
+        if normalizer.dim != obs_dim:
+            raise ValueError(f"TD3BC: normalizer has {normalizer.dim} dims; obs_dim is {obs_dim}")
+        net = {"hidden_sizes": cfg.hidden_sizes, "activation": cfg.activation}
+        net["layer_norm"] = cfg.layer_norm
+        self.policy = DeterministicActor(normalizer, action_dim, **net)
+        self.critic = QEnsemble(obs_dim, action_dim, n=2, **net)
+        self.policy_target = copy.deepcopy(self.policy).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=cfg.actor_lr if cfg.actor_lr is not None else cfg.lr
+        )
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+
+    def update(self, batch: TransitionBatch, step: int) -> dict[str, float]:
+        """One critic step; on every ``policy_delay``-th step also an actor step and a
+        target update."""
+        cfg = self.config
+        normalizer = self.policy.normalizer
+        with self.autocast():
+            obs = normalizer(batch.obs)
+            next_obs = normalizer(batch.next_obs)
+            with torch.no_grad():
+                noise = (torch.randn_like(batch.action) * cfg.policy_noise).clamp(
+                    -cfg.noise_clip, cfg.noise_clip
+                )
+                next_action = (self.policy_target.forward_normalized(next_obs) + noise).clamp(
+                    -1.0, 1.0
+                )
+                next_q = self.critic_target(next_obs, next_action).float().amin(0)
+                target = batch.reward + cfg.discount * (1.0 - batch.terminated) * next_q
+            q = self.critic(obs, batch.action).float()
+        # Sum of both critics' MSEs, as in the authors' code.
+        critic_loss = (q - target).pow(2).mean(1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        if step % cfg.policy_delay != 0:
+            return {"critic_loss": critic_loss.item()}
+
+        with self.autocast():
+            action = self.policy.forward_normalized(obs)
+            q_pi = self.critic(obs, action, member=0).float()
+        action = action.float()
+        lmbda = cfg.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
+        bc_loss = F.mse_loss(action, batch.action)
+        actor_loss = -lmbda * q_pi.mean() + bc_loss
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.policy_target, self.policy, cfg.tau)
+        # One device->host copy for all metrics.
+        values = torch.stack(
+            [critic_loss.detach(), actor_loss.detach(), bc_loss.detach(), q_pi.detach().mean()]
+        ).tolist()
+        return dict(zip(("critic_loss", "actor_loss", "bc_loss", "q_mean"), values, strict=True))
+
+    def actor(self) -> nn.Module:
+        return self.policy
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {
+            "actor": self.policy,
+            "critic": self.critic,
+            "actor_target": self.policy_target,
+            "critic_target": self.critic_target,
+        }
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
