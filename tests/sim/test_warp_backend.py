@@ -183,7 +183,6 @@ def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized):
     reach the device, or the arm would move differently."""
     from robot_rl.config.schema import SimConfig, TaskConfig
     from robot_rl.sim.batched import BatchedSim
-
     from tests.sim.test_randomization import HEAVY
 
     sims = {
