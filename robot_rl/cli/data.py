@@ -16,6 +16,12 @@ robot-rl-data import {minari,robomimic,gym} SRC DST [--n-episodes N] [--seed S]
                              [--control-hz HZ] [--append]
 robot-rl-data make-dataset --task T --recipe R --episodes N [--seed S] --out PATH
                              [--overwrite]   benchmark datasets with fixed recipes
+robot-rl-data train-reward PATH --kind {preference,success} --out MODEL_DIR [--steps N]
+                             [--seed S] [--ensemble E] [--obs-key K ...] [--overwrite]
+                             reward model from the store's preferences or success labels
+robot-rl-data relabel PATH --model MODEL_DIR --out NEW_PATH [--replace-rewards]
+                             copy of a store (usually one without rewards) with the
+                             model's rewards; PATH itself is never changed
 
 Subcommands are entries of ``COMMANDS`` (name, function, help, add_arguments); a module
 adds one by appending a :class:`Command` before :func:`build_parser` runs.
@@ -78,6 +84,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"min {lengths.min()}, mean {lengths.mean():.1f}, max {lengths.max()}"
         )
         console.print(f"  sources: {dict(sources)}; labels: {dict(labels)}")
+        console.print(f"  reward source: {store.reward_source}")
         console.print(
             f"  human feedback: {len(store.labels())} label entries, "
             f"{len(store.preferences())} preferences"
@@ -133,7 +140,7 @@ _STATS_MAX_ROWS_PER_KEY = 16
 def cmd_stats(args: argparse.Namespace) -> int:
     names = ("mean", "std", "min", "max", "q01", "q99")
     with _open(args.path) as store:
-        keys = args.key or [*store.obs_keys, "action", "reward"]
+        keys = args.key or [*store.obs_keys, "action", *(["reward"] if store.has_rewards else [])]
         table = Table("key", "dim", "mean", "std", "min", "max", "q01", "q99")
         for key in keys:
             s = store.stats(key)
@@ -521,6 +528,82 @@ def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
 
 
+# ---------------------------------------------------------------------------- rewards
+
+
+def cmd_train_reward(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robot_rl.rewards import (
+        PreferenceConfig,
+        SuccessConfig,
+        train_preference_model,
+        train_success_classifier,
+    )
+    from robot_rl.rewards.model import MANIFEST_FILE
+
+    out = Path(args.out)
+    if (out / MANIFEST_FILE).exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already holds a reward model; pass --overwrite")
+    kw = {"seed": args.seed, "obs_keys": args.obs_key}
+    if args.steps is not None:
+        kw["steps"] = args.steps
+    if args.ensemble is not None:
+        kw["ensemble_size"] = args.ensemble
+    with _open(args.path) as store:
+        if args.kind == "preference":
+            model = train_preference_model(store, PreferenceConfig(**kw))
+        else:
+            model = train_success_classifier(store, SuccessConfig(**kw))
+    model.save(out, overwrite=args.overwrite)
+    metrics = ", ".join(f"{k} {v:.3g}" for k, v in model.spec.training["metrics"].items() if v)
+    console.print(
+        f"trained {args.kind} reward model [bold]{model.model_id[:16]}[/bold] ({metrics}) -> {out}"
+    )
+    return 0
+
+
+def _add_train_reward_args(p: argparse.ArgumentParser) -> None:
+    _add_path(p)
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=["preference", "success"],
+        help="preference: Bradley-Terry on pairwise preferences; success: classifier on "
+        "episodes labelled success/failure",
+    )
+    p.add_argument("--out", required=True, help="directory to save the model in")
+    p.add_argument("--steps", type=int, metavar="N", help="gradient steps (default per kind)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    p.add_argument("--ensemble", type=int, metavar="E", help="ensemble members")
+    p.add_argument(
+        "--obs-key", action="append", metavar="K", help="observation key(s) (default: all)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a model at --out")
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from robot_rl.data.relabel import relabel
+
+    result = relabel(args.path, args.out, args.model, replace_rewards=args.replace_rewards)
+    console.print(
+        f"wrote {result.n_episodes} episode(s) ({result.n_steps} steps) with rewards "
+        f"{result.reward_source} to {result.path}"
+    )
+    return 0
+
+
+def _add_relabel_args(p: argparse.ArgumentParser) -> None:
+    _add_path(p)
+    p.add_argument("--model", required=True, help="reward model directory (train-reward)")
+    p.add_argument("--out", required=True, help="new store to write (must not exist)")
+    p.add_argument(
+        "--replace-rewards",
+        action="store_true",
+        help="relabel a store that has rewards (default: only stores without)",
+    )
+
+
 COMMANDS: list[Command] = [
     Command("info", cmd_info, "summary of a store", _add_info_args),
     Command("validate", cmd_validate, "check every chunk and the commit record", _add_path),
@@ -537,6 +620,18 @@ COMMANDS: list[Command] = [
         cmd_make_dataset,
         "benchmark datasets of the scripted expert, fixed recipes",
         _add_make_dataset_args,
+    ),
+    Command(
+        "train-reward",
+        cmd_train_reward,
+        "reward model from preferences or success labels",
+        _add_train_reward_args,
+    ),
+    Command(
+        "relabel",
+        cmd_relabel,
+        "copy of a store with a reward model's rewards",
+        _add_relabel_args,
     ),
 ]
 

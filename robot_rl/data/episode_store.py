@@ -7,7 +7,9 @@ control-rate arrays concatenated along time under ``data/`` and cumulative
     <store>/
       zarr.json                 root group; attributes: format ("robot_rl.episode_store"),
                                 format_version (3), control_hz, robot, task, obs_keys, units,
-                                timestamps (bool), stream_keys ({stream: [key, ...]})
+                                timestamps (bool), stream_keys ({stream: [key, ...]}),
+                                reward_source ("recorded", "none" or "learned:<model id>";
+                                absent in older stores: "recorded")
       commit.json               the commit document: {"format", "format_version",
                                 "n_episodes", "n_steps", "stream_rows": {stream: rows},
                                 "generation": hex UUID, new for every store directory
@@ -19,7 +21,8 @@ control-rate arrays concatenated along time under ``data/`` and cumulative
       .writer.lock              advisory lock (flock) held by the one writer in mode "a"
       data/<obs key>            (S, *shape) one array per observation key, dtype as declared
       data/action               (S, action_dim) float32
-      data/reward               (S,) float32
+      data/reward               (S,) float32; absent when reward_source is "none" (see
+                                "Rewards" below)
       data/terminated           (S,) bool   the episode ended in a terminal state
       data/truncated            (S,) bool   the episode was cut (time limit, operator stop)
       data/clipped              (S,) bool   the safety filter changed the action
@@ -79,6 +82,15 @@ fill value (``write_empty_chunks``), so a missing chunk file is detected too. Ar
 large rows (images) use Blosc zstd level 1, fast enough to record several cameras far
 faster than real time; the rest use zstd level 3.
 
+Rewards. A store may lack rewards (teleop logs nobody scored): created with
+``reward_source="none"``, it has no ``data/reward`` array (nor its statistics), its
+episodes are appended without ``reward``, and reading rewards (``array("reward")``,
+``stats("reward")``, samplers) raises :class:`NoRewardsError`, which says to run
+``robot-rl-data relabel`` (:mod:`robot_rl.data.relabel`): that writes a new store with
+rewards from a learned reward model, ``reward_source="learned:<model id>"``. No
+placeholder values (zeros, NaN) stand in for missing rewards, so every check of the data
+(finite floats, digests, statistics) holds as for any store.
+
 Only a local file system is supported for writing (recording, commits and purges stay
 local; see DESIGN.md).
 
@@ -131,8 +143,13 @@ from robot_rl.data.labels import (
     check_success,
     read_label_log,
 )
+from robot_rl.data.provenance import (
+    REWARD_NONE,
+    REWARD_RECORDED,
+    EpisodeProvenance,
+    check_reward_source,
+)
 from robot_rl.data.provenance import SOURCES as SOURCES  # re-exported
-from robot_rl.data.provenance import EpisodeProvenance
 from robot_rl.data.stats import Moments
 from robot_rl.data.validation import ValidationReport, validate_store
 
@@ -150,7 +167,7 @@ DIGESTS_ARRAY = "meta/digests"
 # Hidden siblings a rewrite builds a new store in: ``.<store name>.<tag>-<12 hex>`` (and
 # ``...old`` for the old store during a journal swap). A crash can leave one behind, and a
 # purge's may hold purged data: open(mode="a") deletes them, validate() reports them.
-REWRITE_TAGS = ("create", "purge", "filter", "merge", "split")
+REWRITE_TAGS = ("create", "purge", "filter", "merge", "split", "relabel", "strip")
 _SIBLING_RE = re.compile(
     r"^\.(?P<name>.+)\.(?:" + "|".join(REWRITE_TAGS) + r")-[0-9a-f]{12}(\.old)?$"
 )
@@ -197,6 +214,20 @@ class StoreRewrittenError(RuntimeError):
 
 class MissingChunkError(OSError):
     """A chunk file that committed rows live in is missing (chunks are always written)."""
+
+
+class NoRewardsError(ValueError):
+    """Rewards were asked of a store without rewards (``reward_source`` ``"none"``)."""
+
+
+def no_rewards_error(path: Path) -> NoRewardsError:
+    """The error for reading rewards of the store at ``path``, which has none: it says
+    how to get a store with rewards."""
+    return NoRewardsError(
+        f"store {path} has no rewards (reward source: {REWARD_NONE}); run `robot-rl-data "
+        f"relabel {path} --model <reward model> --out <new store>` first (train a reward "
+        "model from labels or preferences with `robot-rl-data train-reward`)"
+    )
 
 
 def stale_siblings(path: Path) -> list[Path]:
@@ -311,6 +342,7 @@ class StoreSchema:
     units: dict[str, str]
     streams: dict[str, Spec]
     timestamps: bool
+    reward_source: str = REWARD_RECORDED
 
     def create_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`EpisodeStore.create` that make a store of this schema."""
@@ -323,16 +355,18 @@ class StoreSchema:
             "units": self.units,
             "streams": self.streams,
             "timestamps": self.timestamps,
+            "reward_source": self.reward_source,
         }
 
 
 def _frame_spec(
-    obs_spec: Spec, action_dim: int, timestamps: bool
+    obs_spec: Spec, action_dim: int, timestamps: bool, rewards: bool = True
 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Per-step shape and dtype of every ``data/`` array, observation keys first."""
     spec = {k: (tuple(shape), np.dtype(dt)) for k, (shape, dt) in obs_spec.items()}
     spec["action"] = ((action_dim,), np.dtype(np.float32))
-    spec["reward"] = ((), np.dtype(np.float32))
+    if rewards:
+        spec["reward"] = ((), np.dtype(np.float32))
     for k in ("terminated", "truncated", *OPTIONAL_FLAG_KEYS):
         spec[k] = ((), np.dtype(bool))
     if timestamps:
@@ -425,6 +459,17 @@ class EpisodeStore:
         self.obs_keys: list[str] = list(self.attrs["obs_keys"])
         self.control_hz: float = float(self.attrs["control_hz"])
         self.has_timestamps: bool = bool(self.attrs.get("timestamps", False))
+        try:
+            self.reward_source: str = check_reward_source(
+                self.attrs.get("reward_source", REWARD_RECORDED), "reward_source"
+            )
+        except ValueError as e:
+            raise StoreFormatError(f"{self.path}/zarr.json: attribute {e}") from None
+        if not self.has_rewards and (self.path / "data" / "reward").exists():
+            raise StoreFormatError(
+                f"{self.path}: attribute reward_source is {REWARD_NONE!r} but data/reward "
+                "exists; the store's metadata contradicts itself"
+            )
         self.stream_keys: dict[str, list[str]] = {
             s: list(keys) for s, keys in (self.attrs.get("stream_keys") or {}).items()
         }
@@ -434,7 +479,9 @@ class EpisodeStore:
             k: (tuple(self._data[k].shape[1:]), str(self._data[k].dtype)) for k in self.obs_keys
         }
         self.action_dim: int = int(self._data["action"].shape[1])
-        self._spec = _frame_spec(self.obs_spec, self.action_dim, self.has_timestamps)
+        self._spec = _frame_spec(
+            self.obs_spec, self.action_dim, self.has_timestamps, self.has_rewards
+        )
         self.stream_spec: dict[str, Spec] = {
             s: {k: (tuple(arrs[k].shape[1:]), str(arrs[k].dtype)) for k in self.stream_keys[s]}
             for s, arrs in self._streams.items()
@@ -459,6 +506,7 @@ class EpisodeStore:
         chunk_steps: int | None = None,
         chunks: dict[str, int] | None = None,
         overwrite: bool = False,
+        reward_source: str = REWARD_RECORDED,
     ) -> EpisodeStore:
         """Create an empty store at ``path`` and open it for appending.
 
@@ -486,6 +534,10 @@ class EpisodeStore:
                 automatic choice (about 1 MiB: a few frames per chunk for images).
             overwrite: replace an existing episode store at ``path``. A directory that
                 is not an episode store is never deleted.
+            reward_source: ``"recorded"`` (default: episodes come with their rewards),
+                ``"none"`` (no rewards: no ``data/reward``, episodes are appended without
+                ``reward``; see "Rewards" in the module docstring) or
+                ``"learned:<reward model id>"`` (what relabel writes).
 
         Returns:
             The new store, opened in mode ``"a"``.
@@ -501,6 +553,8 @@ class EpisodeStore:
         cls._check_create_args(
             obs_spec, action_dim, control_hz, robot, task, units, chunk_steps, streams, timestamps
         )
+        check_reward_source(reward_source)
+        rewards = reward_source != REWARD_NONE
         # Every argument is checked before anything on disk is touched.
         chunks = dict(chunks or {})
         if not isinstance(chunks, dict):
@@ -513,7 +567,7 @@ class EpisodeStore:
                 raise ValueError(f"chunks[{name!r}]: expected a positive int, got {rows!r}")
             plan.append((name, shape, dtype, rows))
 
-        spec = _frame_spec(obs_spec, action_dim, timestamps)
+        spec = _frame_spec(obs_spec, action_dim, timestamps, rewards)
         for key, (shape, dtype) in spec.items():
             plan_rows(f"data/{key}", shape, dtype, chunk_steps or _auto_chunk_rows(shape, dtype))
         i8 = np.dtype(np.int64)
@@ -550,7 +604,17 @@ class EpisodeStore:
             tmp.mkdir()
             lock_fd = cls._acquire_writer_lock(tmp)
             cls._build_empty(
-                tmp, plan, spec, obs_spec, control_hz, robot, task, units, streams, timestamps
+                tmp,
+                plan,
+                spec,
+                obs_spec,
+                control_hz,
+                robot,
+                task,
+                units,
+                streams,
+                timestamps,
+                reward_source,
             )
             if replace:
                 old_lock = cls._acquire_writer_lock(path)
@@ -570,7 +634,18 @@ class EpisodeStore:
 
     @classmethod
     def _build_empty(
-        cls, path, plan, spec, obs_spec, control_hz, robot, task, units, streams, timestamps
+        cls,
+        path,
+        plan,
+        spec,
+        obs_spec,
+        control_hz,
+        robot,
+        task,
+        units,
+        streams,
+        timestamps,
+        reward_source,
     ) -> None:
         store = LocalStore(path)
         root = zarr.create_group(store=store, zarr_format=3)
@@ -609,6 +684,7 @@ class EpisodeStore:
                 "units": dict(units or {}),
                 "timestamps": bool(timestamps),
                 "stream_keys": {s: list(keys) for s, keys in streams.items()},
+                "reward_source": reward_source,
             }
         )
         for meta in path.rglob("zarr.json"):
@@ -663,7 +739,7 @@ class EpisodeStore:
 
     @staticmethod
     def _persisted_stat_keys(spec, obs_spec) -> list[str]:
-        keys = [*obs_spec, "action", "reward"]
+        keys = [k for k in (*obs_spec, "action", "reward") if k in spec]  # no reward: none
         return [
             k for k in keys if int(np.prod(spec[k][0], dtype=np.int64)) <= PERSISTED_STATS_MAX_ELEMS
         ]
@@ -764,6 +840,8 @@ class EpisodeStore:
             return a.with_config({"write_empty_chunks": True})
 
         keys = [*self.obs_keys, *REQUIRED_FRAME_KEYS, *OPTIONAL_FLAG_KEYS]
+        if not self.has_rewards:
+            keys.remove("reward")
         if self.has_timestamps:
             keys.append(TIMESTAMP_KEY)
         self._data: dict[str, zarr.Array] = {k: arr(f"data/{k}") for k in keys}
@@ -973,6 +1051,18 @@ class EpisodeStore:
         return self._generation
 
     @property
+    def has_rewards(self) -> bool:
+        """False for a store without rewards (``reward_source`` ``"none"``: no
+        ``data/reward``)."""
+        return self.reward_source != REWARD_NONE
+
+    def require_rewards(self) -> None:
+        """Raise :class:`NoRewardsError` (saying to run ``robot-rl-data relabel``) if the
+        store has no rewards; for code that trains on rewards."""
+        if not self.has_rewards:
+            raise no_rewards_error(self.path)
+
+    @property
     def data_keys(self) -> list[str]:
         """Keys of the ``data/`` arrays: observation keys first, then the frame keys."""
         return list(self._data)
@@ -989,6 +1079,7 @@ class EpisodeStore:
             units=dict(self.attrs.get("units") or {}),
             streams={s: dict(spec) for s, spec in self.stream_spec.items()},
             timestamps=self.has_timestamps,
+            reward_source=self.reward_source,
         )
 
     def chunk_rows(self) -> dict[str, int]:
@@ -1072,6 +1163,8 @@ class EpisodeStore:
         return self._data_array(key)
 
     def _data_array(self, key: str) -> zarr.Array:
+        if key == "reward":
+            self.require_rewards()
         try:
             return self._data[key]
         except KeyError:
@@ -1255,6 +1348,8 @@ class EpisodeStore:
             ``q99`` as float64 arrays of the key's per-step shape.
         """
         self._check_open()
+        if key == "reward":
+            self.require_rewards()
         if key not in (*self.obs_keys, "action", "reward"):
             raise KeyError(
                 f"stats: key {key!r} has no statistics; use one of "
@@ -1425,7 +1520,12 @@ class EpisodeStore:
     def _check_frames(self, frames: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         """Check and cast a block of control rows; raise ValueError before anything is
         written."""
-        required = [*self.obs_keys, *REQUIRED_FRAME_KEYS]
+        required = [k for k in (*self.obs_keys, *REQUIRED_FRAME_KEYS) if k in self._spec]
+        if not self.has_rewards and isinstance(frames, dict) and "reward" in frames:
+            raise ValueError(
+                f"frames['reward']: {self.path} is a store without rewards (reward_source "
+                f"{REWARD_NONE!r}); leave 'reward' out, or create the store with rewards"
+            )
         if self.has_timestamps:
             required.append(TIMESTAMP_KEY)
         return check_block("frames", self._spec, required, frames, self.path)
@@ -1468,7 +1568,8 @@ class EpisodeStore:
         """Append one whole episode and commit it (begin, append, append_stream, commit).
 
         Args:
-            frames: every observation key, ``action`` (T, action_dim), ``reward`` (T,),
+            frames: every observation key, ``action`` (T, action_dim), ``reward`` (T,)
+                (left out in a store without rewards),
                 ``terminated`` (T,), ``truncated`` (T,), ``timestamp`` (T,) float64 s if
                 the store has control-row timestamps, and optionally ``clipped`` and
                 ``intervention`` (T,) bool (default all False). Float keys must be finite;

@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 SOURCES = ("teleop", "policy", "scripted", "import")
+# Where a store's rewards (``data/reward``) came from, at store level (the root attribute
+# ``reward_source``) and per episode (``EpisodeProvenance.reward_source``):
+REWARD_RECORDED = "recorded"  # recorded with the episode (env or importer); the default
+REWARD_NONE = "none"  # no rewards: the store has no data/reward array
+REWARD_LEARNED_PREFIX = "learned:"  # "learned:<reward model id>", written by relabel
 _NON_STR_FIELDS = (
     "source",
     "success",
@@ -20,6 +25,20 @@ _NON_STR_FIELDS = (
     "gap_rows",
     "reset_seed",
 )
+
+
+def check_reward_source(value: object, where: str = "reward_source") -> str:
+    """Return ``value`` if it is a reward source (``"recorded"``, ``"none"`` or
+    ``"learned:<model id>"``); raise ValueError naming ``where`` otherwise."""
+    if isinstance(value, str) and (
+        value in (REWARD_RECORDED, REWARD_NONE)
+        or (value.startswith(REWARD_LEARNED_PREFIX) and len(value) > len(REWARD_LEARNED_PREFIX))
+    ):
+        return value
+    raise ValueError(
+        f"{where}: expected {REWARD_RECORDED!r}, {REWARD_NONE!r} or "
+        f"'{REWARD_LEARNED_PREFIX}<reward model id>', got {value!r}"
+    )
 
 
 def _is_int(value: object) -> bool:
@@ -58,6 +77,11 @@ class EpisodeProvenance:
             then does not start at its reset state).
         reset_seed: the env reset seed the episode started from (None: unknown), so a
             replay of its actions can reproduce it.
+        reward_source: where the episode's rewards came from when not as recorded:
+            ``"none"`` (removed), ``"learned:<reward model id>"`` (written by
+            :func:`robot_rl.data.relabel.relabel`); ``""`` (the default) means recorded
+            with the episode. Left out of the stored JSON when empty, so provenance of
+            recorded episodes reads as before.
     """
 
     source: str
@@ -74,6 +98,7 @@ class EpisodeProvenance:
     dropped_rows: int = 0
     gap_rows: list[int] = field(default_factory=list)
     reset_seed: int | None = None
+    reward_source: str = ""
 
     def to_json(self) -> str:
         """The canonical JSON form stored in ``meta/provenance`` (sorted keys)."""
@@ -86,6 +111,8 @@ class EpisodeProvenance:
         doc["gap_rows"] = [int(r) for r in doc["gap_rows"]]
         if doc["reset_seed"] is not None:
             doc["reset_seed"] = int(doc["reset_seed"])
+        if not doc["reward_source"]:
+            del doc["reward_source"]
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -141,3 +168,5 @@ class EpisodeProvenance:
             raise ValueError(
                 f"provenance.reset_seed: expected an int or None, got {self.reset_seed!r}"
             )
+        if self.reward_source:
+            check_reward_source(self.reward_source, "provenance.reward_source")

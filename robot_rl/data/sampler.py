@@ -11,6 +11,11 @@ were lost (the recorder's queue overflowed), so row r + 1 does not follow row r.
 then gives no transition, and no window spans from r to r + 1: a window that reaches the
 gap is edge-padded there (mask 0), as at an episode's end.
 
+Rewards: a store without rewards (``reward_source`` ``"none"``) is refused with an error
+that says to run ``robot-rl-data relabel``, unless the caller does not learn from rewards
+(behaviour cloning) and passes ``require_rewards=False``: batches then hold NaN rewards
+(in memory only), so any use of them shows at once.
+
 Out of core (``in_memory=False``), both samplers gather from an uncompressed memory-mapped
 copy of the store's committed rows, built once per store snapshot in a cache directory
 (:mod:`robot_rl.data.sampler_cache`: where it lives, its disk cost, when it is rebuilt).
@@ -70,9 +75,19 @@ def _load_rows(
     keys: list[str],
     in_memory: bool,
     cache_dir: str | os.PathLike[str] | None,
+    require_rewards: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, RowCache | None]:
     """(flat obs, action, reward) of every committed row, float32: arrays in memory, or
-    read-only maps of the row cache (returned too) when not ``in_memory``."""
+    read-only maps of the row cache (returned too) when not ``in_memory``. A store
+    without rewards raises NoRewardsError, or gives NaN rewards if not
+    ``require_rewards``."""
+    if not store.has_rewards:
+        if require_rewards or not in_memory:
+            # The row cache holds rewards: out of core needs them too.
+            store.require_rewards()
+        action = store.array("action").astype(np.float32, copy=False)
+        reward = np.full(store.n_steps, np.nan, dtype=np.float32)
+        return _flat_obs(store, keys), action, reward, None
     if not in_memory:
         cache = open_row_cache(store, keys, cache_dir)
         return cache.obs, cache.action, cache.reward, cache
@@ -101,6 +116,9 @@ class TransitionSampler:
         cache_dir: root directory of that copy when not ``in_memory``; default
             ``$ROBOT_RL_CACHE_DIR/sampler`` or ``~/.cache/robot_rl/sampler``. It needs
             about ``4 * (obs_dim + action_dim + 1) + 1`` bytes per committed row.
+        require_rewards: refuse a store without rewards (NoRewardsError, naming
+            ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
+            gives NaN rewards instead (in memory only).
     """
 
     def __init__(
@@ -113,9 +131,12 @@ class TransitionSampler:
         seed: int = 0,
         in_memory: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
+        require_rewards: bool = True,
     ):
         if batch_size <= 0:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+        if require_rewards:
+            store.require_rewards()  # before any work: the error names the fix
         self.store = store
         self.obs_keys = _resolve_obs_keys(store, obs_keys)
         self.batch_size = int(batch_size)
@@ -140,7 +161,7 @@ class TransitionSampler:
 
         self._terminated = terminated.astype(np.float32)
         self._obs, self._action, self._reward, self.cache = _load_rows(
-            store, self.obs_keys, in_memory, cache_dir
+            store, self.obs_keys, in_memory, cache_dir, require_rewards
         )
 
     @property
@@ -200,6 +221,9 @@ class WindowSampler:
         cache_dir: root directory of that copy when not ``in_memory``; default
             ``$ROBOT_RL_CACHE_DIR/sampler`` or ``~/.cache/robot_rl/sampler``. It needs
             about ``4 * (obs_dim + action_dim + 1) + 1`` bytes per committed row.
+        require_rewards: refuse a store without rewards (NoRewardsError, naming
+            ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
+            gives NaN rewards instead (in memory only).
     """
 
     def __init__(
@@ -213,11 +237,14 @@ class WindowSampler:
         seed: int = 0,
         in_memory: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
+        require_rewards: bool = True,
     ):
         if horizon <= 0 or batch_size <= 0:
             raise ValueError(
                 f"horizon and batch_size: expected positive ints, got {horizon}, {batch_size}"
             )
+        if require_rewards:
+            store.require_rewards()
         self.store = store
         self.horizon = int(horizon)
         self.obs_keys = _resolve_obs_keys(store, obs_keys)
@@ -233,7 +260,7 @@ class WindowSampler:
         lengths = np.diff(seg_ends, prepend=0)
         self._episode_end = np.repeat(seg_ends, lengths)
         self._obs, self._action, self._reward, self.cache = _load_rows(
-            store, self.obs_keys, in_memory, cache_dir
+            store, self.obs_keys, in_memory, cache_dir, require_rewards
         )
 
     @property
