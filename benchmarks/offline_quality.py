@@ -181,7 +181,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--episodes", type=int, default=1000, help="episodes per dataset")
     ap.add_argument("--eval-episodes", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
 
@@ -189,11 +189,13 @@ def main() -> None:
     if not args.summary_only:
         algos = set(args.algos.split(",")) if args.algos else None
         datasets = set(args.datasets.split(","))
-        for task in args.tasks.split(","):
-            for recipe, algo in DEFAULT_GRID:
-                if recipe not in datasets or (algos and algo not in algos):
-                    continue
-                for seed in (int(s) for s in args.seeds.split(",")):
+        # Seeds outermost: a partial run covers every cell of the grid once before any
+        # gets a second seed.
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for task in args.tasks.split(","):
+                for recipe, algo in DEFAULT_GRID:
+                    if recipe not in datasets or (algos and algo not in algos):
+                        continue
                     tag = f"{task}_{recipe}_{algo}_s{seed}_n{args.episodes}_k{args.steps}"
                     path = RUNS_DIR / f"{tag}.json"
                     if path.exists():
