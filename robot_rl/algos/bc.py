@@ -77,6 +77,7 @@ class BC(OfflineAlgorithm):
     """
 
     name: ClassVar[str] = "bc"
+    uses_rewards: ClassVar[bool] = False
 
     def __init__(
         self,

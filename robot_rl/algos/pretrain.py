@@ -97,8 +97,18 @@ def pretrain(
     shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
     normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
     algo_cls, _ = ALGORITHMS[algo.name]
-    sampler = TransitionSampler(store, obs_keys=keys, batch_size=algo.batch_size, seed=algo.seed)
-    learner = algo_cls(sampler.obs_dim, sampler.action_dim, algorithm_config(algo), normalizer)
+    algo_config = algorithm_config(algo)
+    # Cal-QL bounds Q by each transition's Monte-Carlo return, discounted as the learner.
+    calibrated = bool(getattr(algo_config, "calibrated", False))
+    sampler = TransitionSampler(
+        store,
+        obs_keys=keys,
+        batch_size=algo.batch_size,
+        seed=algo.seed,
+        require_rewards=algo_cls.uses_rewards,
+        mc_return_discount=algo_config.discount if calibrated else None,
+    )
+    learner = algo_cls(sampler.obs_dim, sampler.action_dim, algo_config, normalizer)
     trainer_cfg = TrainerConfig(
         num_steps=algo.steps,
         seed=algo.seed,

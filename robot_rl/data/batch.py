@@ -19,6 +19,19 @@ class TransitionBatch(NamedTuple):
     terminated: torch.Tensor  # (B,) 1.0 where s' is terminal (not a time-limit cut)
 
 
+class MCTransitionBatch(NamedTuple):
+    """A :class:`TransitionBatch` (same fields, same order) plus each transition's
+    Monte-Carlo return-to-go ``mc_return``: ``G_t = sum_{k>=t} gamma^(k-t) r_k`` to the end
+    of its recorded episode (a time-limit cut ends the sum). Cal-QL's calibration bound."""
+
+    obs: torch.Tensor  # (B, obs_dim)
+    action: torch.Tensor  # (B, action_dim)
+    reward: torch.Tensor  # (B,)
+    next_obs: torch.Tensor  # (B, obs_dim)
+    terminated: torch.Tensor  # (B,)
+    mc_return: torch.Tensor  # (B,)
+
+
 class WindowBatch(NamedTuple):
     """A batch of windows of H consecutive control steps from within one episode."""
 

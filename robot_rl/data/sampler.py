@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_rl.data.batch import TransitionBatch, WindowBatch
+from robot_rl.data.batch import MCTransitionBatch, TransitionBatch, WindowBatch
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler_cache import RowCache, open_row_cache
 
@@ -96,6 +96,23 @@ def _load_rows(
     return _flat_obs(store, keys), action, reward, None
 
 
+def discounted_returns(reward: np.ndarray, episode_ends: np.ndarray, gamma: float) -> np.ndarray:
+    """Per row, ``sum_{k>=t} gamma^(k-t) r_k`` over the rest of its episode (float32)."""
+    out = np.empty(len(reward), dtype=np.float64)
+    start = 0
+    for end in np.asarray(episode_ends, dtype=np.int64):
+        acc = 0.0
+        for t in range(end - 1, start - 1, -1):
+            acc = float(reward[t]) + gamma * acc
+            out[t] = acc
+        start = end
+    return out.astype(np.float32)
+
+
+def _all_finite(*arrays: np.ndarray | None) -> bool:
+    return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
+
+
 def _obs_dim(store: EpisodeStore, keys: list[str]) -> int:
     return int(sum(np.prod(store.obs_spec[k][0], dtype=np.int64) for k in keys))
 
@@ -119,6 +136,14 @@ class TransitionSampler:
         require_rewards: refuse a store without rewards (NoRewardsError, naming
             ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
             gives NaN rewards instead (in memory only).
+        mc_return_discount: when set (gamma in (0, 1]), batches are
+            :class:`~robot_rl.data.batch.MCTransitionBatch` with each transition's
+            discounted return-to-go to the end of its episode (Cal-QL needs it).
+
+    Attributes:
+        checked_finite: True when every value a batch can carry was checked finite once,
+            here (in memory: obs, actions, rewards when present, returns); a trainer may
+            then skip its per-batch NaN/inf check. False out of core.
     """
 
     def __init__(
@@ -132,6 +157,7 @@ class TransitionSampler:
         in_memory: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
         require_rewards: bool = True,
+        mc_return_discount: float | None = None,
     ):
         if batch_size <= 0:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
@@ -163,6 +189,17 @@ class TransitionSampler:
         self._obs, self._action, self._reward, self.cache = _load_rows(
             store, self.obs_keys, in_memory, cache_dir, require_rewards
         )
+        self._mc_return: np.ndarray | None = None
+        if mc_return_discount is not None:
+            if not 0 < mc_return_discount <= 1:
+                raise ValueError(
+                    f"mc_return_discount: expected a discount in (0, 1], got {mc_return_discount}"
+                )
+            store.require_rewards()
+            self._mc_return = discounted_returns(self._reward, ends, float(mc_return_discount))
+        self.checked_finite = self.cache is None and _all_finite(
+            self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
+        )
 
     @property
     def n_transitions(self) -> int:
@@ -189,13 +226,16 @@ class TransitionSampler:
         next_rows = self._next_row[rows]
         obs, next_obs = self._obs[rows], self._obs[next_rows]
         action, reward = self._action[rows], self._reward[rows]
-        return TransitionBatch(
+        batch = TransitionBatch(
             obs=self._to_torch(obs),
             action=self._to_torch(action),
             reward=self._to_torch(reward),
             next_obs=self._to_torch(next_obs),
             terminated=self._to_torch(self._terminated[rows]),
         )
+        if self._mc_return is None:
+            return batch
+        return MCTransitionBatch(*batch, mc_return=self._to_torch(self._mc_return[rows]))
 
     def _to_torch(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
@@ -224,6 +264,14 @@ class WindowSampler:
         require_rewards: refuse a store without rewards (NoRewardsError, naming
             ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
             gives NaN rewards instead (in memory only).
+        mc_return_discount: when set (gamma in (0, 1]), batches are
+            :class:`~robot_rl.data.batch.MCTransitionBatch` with each transition's
+            discounted return-to-go to the end of its episode (Cal-QL needs it).
+
+    Attributes:
+        checked_finite: True when every value a batch can carry was checked finite once,
+            here (in memory: obs, actions, rewards when present, returns); a trainer may
+            then skip its per-batch NaN/inf check. False out of core.
     """
 
     def __init__(

@@ -52,7 +52,7 @@ class PolicyManifest:
     at save time; callers leave them at their defaults.
 
     Attributes:
-        algorithm: Name of the algorithm that trained the policy ("bc", "td3_bc", ...).
+        algorithm: Name of the algorithm that trained the policy ("bc", "td3bc", ...).
         obs_keys: Observation keys in the order they are flattened into the input.
         obs_shapes: ``{key: shape}`` of each key in one (unbatched) observation.
         action_dim: Number of action dims.

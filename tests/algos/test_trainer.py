@@ -135,13 +135,32 @@ def test_periodic_checkpoints_are_pruned_to_the_newest(tmp_path):
     assert (tmp_path / "checkpoints" / names[-1] / "state.safetensors").is_file()
 
 
-@pytest.mark.parametrize("field", ["obs", "action", "reward", "next_obs", "terminated"])
+@pytest.mark.parametrize("field", ["obs", "action", "next_obs", "terminated"])
 def test_nan_batch_raises_naming_the_field(field):
     trainer = OfflineTrainer(make_bc(), SyntheticSource(nan_field=field), cfg(num_steps=3))
     with pytest.raises(
         ValueError, match=rf"batch field '{field}' has 1 NaN/inf value\(s\) at step 0"
     ):
         trainer.train()
+
+
+def test_nan_rewards_pass_only_for_learners_that_ignore_rewards():
+    # BC never reads rewards (stores without rewards give NaN there); an algorithm that
+    # reads them must still be stopped.
+    OfflineTrainer(make_bc(), SyntheticSource(nan_field="reward"), cfg(num_steps=3)).train()
+    reader = make_bc()
+    reader.uses_rewards = True
+    trainer = OfflineTrainer(reader, SyntheticSource(nan_field="reward"), cfg(num_steps=3))
+    with pytest.raises(ValueError, match=r"batch field 'reward' has 1 NaN/inf"):
+        trainer.train()
+
+
+def test_a_source_that_checked_its_data_once_is_not_checked_per_batch():
+    source = SyntheticSource(nan_field="obs")
+    source.checked_finite = True  # its claim: no NaN anywhere (here false, on purpose)
+    # The trainer trusts it for batches; the metric check still catches what follows.
+    with pytest.raises(ValueError, match="metric"):
+        OfflineTrainer(make_bc(), source, cfg(num_steps=3)).train()
 
 
 class DivergingAlgorithm(OfflineAlgorithm):

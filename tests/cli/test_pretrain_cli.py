@@ -75,3 +75,28 @@ def test_pretrain_refuses_a_store_that_fails_validation(fetch_store, tmp_path):
     proc = run_cli("pretrain", f"dataset.path={bad}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
     assert "failed validation" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_rewardless_store_trains_bc_refuses_iql_and_cal_ql_gets_returns(fetch_store, tmp_path):
+    from robot_rl.data.relabel import strip_rewards
+
+    bare = tmp_path / "bare.zarr"
+    strip_rewards(fetch_store, bare)
+    proc = run_cli(
+        "pretrain", "algo=bc", f"dataset.path={bare}", "algo.steps=10",
+        f"hydra.run.dir={tmp_path / 'bc'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # BC never reads rewards
+    proc = run_cli(
+        "pretrain", "algo=iql", f"dataset.path={bare}", "algo.steps=10",
+        f"hydra.run.dir={tmp_path / 'iql'}",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "has no rewards" in proc.stdout and "robot-rl-data relabel" in proc.stdout
+    # Cal-QL: the sampler adds each transition's Monte-Carlo return.
+    proc = run_cli(
+        "pretrain", "algo=cql", "algo.calibrated=true", f"dataset.path={fetch_store}",
+        "algo.steps=10", "algo.batch_size=16", f"hydra.run.dir={tmp_path / 'calql'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr

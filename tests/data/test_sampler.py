@@ -291,3 +291,36 @@ def test_default_cache_root_follows_env(mixed_store, tmp_path, monkeypatch):
     monkeypatch.setenv("ROBOT_RL_CACHE_DIR", str(tmp_path / "env"))
     s = WindowSampler(mixed_store, horizon=2, in_memory=False)
     assert s.cache.path.parent == tmp_path / "env" / "sampler"
+
+
+# ------------------------------------------------- Monte-Carlo returns (Cal-QL) and checks
+
+
+def test_mc_returns_are_discounted_sums_to_the_end_of_each_episode(filled_store):
+    from robot_rl.data.batch import MCTransitionBatch
+
+    gamma = 0.9
+    s = TransitionSampler(filled_store, batch_size=8, mc_return_discount=gamma)
+    reward, ends = filled_store.array("reward"), filled_store.episode_ends
+    start = 0
+    for end in ends:
+        for t in range(start, end):
+            want = sum(gamma ** (k - t) * reward[k] for k in range(t, end))
+            batch = s.gather(np.array([t]) if t in s.valid_rows else s.valid_rows[:1])
+            if t in s.valid_rows:
+                assert isinstance(batch, MCTransitionBatch)
+                assert batch.mc_return[0].item() == pytest.approx(want, rel=1e-5, abs=1e-6)
+        start = end
+    # Same transitions as without returns: the extra field is appended, nothing else moves.
+    plain = TransitionSampler(filled_store, batch_size=8, seed=3).sample()
+    with_mc = TransitionSampler(filled_store, batch_size=8, seed=3, mc_return_discount=gamma)
+    for a, b in zip(plain, with_mc.sample()[:5], strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="mc_return_discount"):
+        TransitionSampler(filled_store, mc_return_discount=1.5)
+
+
+def test_in_memory_sampler_vouches_for_finite_data_out_of_core_does_not(filled_store):
+    s = TransitionSampler(filled_store, batch_size=4)
+    assert s.checked_finite
+    assert not TransitionSampler(filled_store, batch_size=4, in_memory=False).checked_finite
