@@ -450,7 +450,11 @@ def split(
 
 
 def _schema_mismatch(a: StoreSchema, b: StoreSchema) -> str | None:
-    for name in ("obs_spec", "action_dim", "control_hz", "robot", "task", "units", "streams"):
+    # Rewards of different origins (recorded, learned by different models, absent) do not
+    # mean the same thing: one store must not mix them.
+    fields = ("obs_spec", "action_dim", "control_hz", "robot", "task", "units", "streams",
+              "reward_source")  # fmt: skip
+    for name in fields:
         va, vb = getattr(a, name), getattr(b, name)
         if va != vb:
             return f"{name}: {va!r} vs {vb!r}"
@@ -468,7 +472,7 @@ def merge(srcs: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -
 
     Args:
         srcs: source stores; their schemas (observation spec, action_dim, control_hz,
-            robot, task, units, streams, timestamps) must be equal.
+            robot, task, units, streams, reward source, timestamps) must be equal.
         dst: new store path.
 
     Returns:

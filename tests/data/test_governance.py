@@ -338,7 +338,11 @@ def test_merge_concatenates_with_labels(ops_store, tmp_path):
 
 @pytest.mark.parametrize(
     "change, field",
-    [({"control_hz": 10.0}, "control_hz"), ({"obs": ((3,), "float32")}, "obs_spec")],
+    [
+        ({"control_hz": 10.0}, "control_hz"),
+        ({"obs": ((3,), "float32")}, "obs_spec"),
+        ({"reward_source": "none"}, "reward_source"),
+    ],
 )
 def test_merge_schema_mismatch_names_the_field(ops_store, tmp_path, change, field):
     kw = dict(
@@ -348,6 +352,7 @@ def test_merge_schema_mismatch_names_the_field(ops_store, tmp_path, change, fiel
         robot="panda",
         task="reach",
         streams=STREAMS,
+        reward_source=change.get("reward_source", "recorded"),
     )
     EpisodeStore.create(tmp_path / "odd", **kw).close()
     with pytest.raises(ValueError, match=f"differ in {field}"):
