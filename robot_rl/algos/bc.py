@@ -13,7 +13,7 @@ from torch import nn
 from robot_rl.algos.trainer import OfflineAlgorithm
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import ACTIVATIONS, DeterministicActor
-from robot_rl.policies.normalization import Normalizer
+from robot_rl.policies.normalization import Normalizer, normalizer_for
 
 
 @dataclass
@@ -88,9 +88,7 @@ class BC(OfflineAlgorithm):
     ) -> None:
         super().__init__()
         self.config = config or BCConfig()
-        normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
-        if normalizer.dim != obs_dim:
-            raise ValueError(f"BC: normalizer has {normalizer.dim} dims; obs_dim is {obs_dim}")
+        normalizer = normalizer_for("BC", obs_dim, normalizer)
         self.policy = DeterministicActor(
             normalizer,
             action_dim,

@@ -14,8 +14,14 @@ from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm
 from robot_rl.data.batch import TransitionBatch
-from robot_rl.policies.network import ACTIVATIONS, GaussianActor, QEnsemble, soft_update
-from robot_rl.policies.normalization import Normalizer
+from robot_rl.policies.network import (
+    ACTIVATIONS,
+    GaussianActor,
+    QEnsemble,
+    network_kwargs,
+    soft_update,
+)
+from robot_rl.policies.normalization import Normalizer, normalizer_for
 
 
 @dataclass
@@ -148,14 +154,8 @@ class CQL(OfflineAlgorithm):
     ) -> None:
         super().__init__()
         self.config = cfg = config or CQLConfig()
-        normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
-        if normalizer.dim != obs_dim:
-            raise ValueError(f"CQL: normalizer has {normalizer.dim} dims; obs_dim is {obs_dim}")
-        net: dict[str, Any] = {
-            "hidden_sizes": cfg.hidden_sizes,
-            "activation": cfg.activation,
-            "layer_norm": cfg.layer_norm,
-        }
+        normalizer = normalizer_for("CQL", obs_dim, normalizer)
+        net = network_kwargs(cfg)
         self.action_dim = int(action_dim)
         self.policy = GaussianActor(normalizer, action_dim, state_dependent_std=True, **net)
         self.critic = QEnsemble(obs_dim, action_dim, n=2, **net)

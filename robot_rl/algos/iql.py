@@ -21,9 +21,10 @@ from robot_rl.policies.network import (
     GaussianActor,
     QEnsemble,
     ValueNetwork,
+    network_kwargs,
     soft_update,
 )
-from robot_rl.policies.normalization import Normalizer
+from robot_rl.policies.normalization import Normalizer, normalizer_for
 
 ACTOR_TYPES = ("gaussian", "deterministic")
 LR_SCHEDULES = ("cosine", "constant")
@@ -132,14 +133,8 @@ class IQL(OfflineAlgorithm):
     ) -> None:
         super().__init__()
         self.config = cfg = config or IQLConfig()
-        normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
-        if normalizer.dim != obs_dim:
-            raise ValueError(f"IQL: normalizer has {normalizer.dim} dims; obs_dim is {obs_dim}")
-        net: dict[str, Any] = {
-            "hidden_sizes": cfg.hidden_sizes,
-            "activation": cfg.activation,
-            "layer_norm": cfg.layer_norm,
-        }
+        normalizer = normalizer_for("IQL", obs_dim, normalizer)
+        net = network_kwargs(cfg)
         self.policy: GaussianActor | DeterministicActor
         if cfg.actor == "gaussian":
             self.policy = GaussianActor(normalizer, action_dim, state_dependent_std=False, **net)

@@ -13,8 +13,14 @@ from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm
 from robot_rl.data.batch import TransitionBatch
-from robot_rl.policies.network import ACTIVATIONS, DeterministicActor, QEnsemble, soft_update
-from robot_rl.policies.normalization import Normalizer
+from robot_rl.policies.network import (
+    ACTIVATIONS,
+    DeterministicActor,
+    QEnsemble,
+    network_kwargs,
+    soft_update,
+)
+from robot_rl.policies.normalization import Normalizer, normalizer_for
 
 
 @dataclass
@@ -108,11 +114,8 @@ class TD3BC(OfflineAlgorithm):
     ) -> None:
         super().__init__()
         self.config = cfg = config or TD3BCConfig()
-        normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
-        if normalizer.dim != obs_dim:
-            raise ValueError(f"TD3BC: normalizer has {normalizer.dim} dims; obs_dim is {obs_dim}")
-        net = {"hidden_sizes": cfg.hidden_sizes, "activation": cfg.activation}
-        net["layer_norm"] = cfg.layer_norm
+        normalizer = normalizer_for("TD3BC", obs_dim, normalizer)
+        net = network_kwargs(cfg)
         self.policy = DeterministicActor(normalizer, action_dim, **net)
         self.critic = QEnsemble(obs_dim, action_dim, n=2, **net)
         self.policy_target = copy.deepcopy(self.policy).requires_grad_(False)

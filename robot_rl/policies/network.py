@@ -35,6 +35,16 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+def network_kwargs(cfg: Any) -> dict[str, Any]:
+    """The network settings every algorithm config carries (``hidden_sizes``,
+    ``activation``, ``layer_norm``), as keyword arguments of the network classes here."""
+    return {
+        "hidden_sizes": tuple(cfg.hidden_sizes),
+        "activation": cfg.activation,
+        "layer_norm": cfg.layer_norm,
+    }
+
+
 def build_mlp(
     in_dim: int,
     out_dim: int,

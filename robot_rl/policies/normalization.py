@@ -147,3 +147,12 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, std_floor={self.std_floor}, clip={float(self.clip)}"
+
+
+def normalizer_for(owner: str, obs_dim: int, normalizer: Normalizer | None) -> Normalizer:
+    """``normalizer`` (identity when None), checked to have ``obs_dim`` dims; ``owner``
+    names the caller in the error."""
+    normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
+    if normalizer.dim != obs_dim:
+        raise ValueError(f"{owner}: normalizer has {normalizer.dim} dims; obs_dim is {obs_dim}")
+    return normalizer
