@@ -27,6 +27,7 @@ from robot_rl.policies.network import (
 from robot_rl.policies.normalization import Normalizer, normalizer_for
 
 ACTOR_TYPES = ("gaussian", "deterministic")
+REWARD_NORMALIZATIONS = ("return_range", "none")
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -55,6 +56,10 @@ class IQLConfig:
             state-independent log std, trained by weighted log-likelihood) or
             "deterministic" (weighted MSE to the dataset action). The saved policy is
             ``tanh(mean)`` either way.
+        reward_normalization: "return_range" (the paper's, for dense rewards): the batch
+            source scales rewards by ``1000 / (max - min episode return)`` of the dataset
+            (``robot_rl.data.sampler.return_range_scale``), so the advantage weights do
+            not depend on the reward's units; or "none".
     """
 
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -70,6 +75,7 @@ class IQLConfig:
     temperature: float = 3.0
     max_weight: float = 100.0
     actor: str = "gaussian"
+    reward_normalization: str = "return_range"
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -96,6 +102,11 @@ class IQLConfig:
             bad.append(f"max_weight={self.max_weight} (> 0)")
         if self.actor not in ACTOR_TYPES:
             bad.append(f"actor={self.actor!r} (one of {ACTOR_TYPES})")
+        if self.reward_normalization not in REWARD_NORMALIZATIONS:
+            bad.append(
+                f"reward_normalization={self.reward_normalization!r} "
+                f"(one of {REWARD_NORMALIZATIONS})"
+            )
         if bad:
             raise ValueError("invalid IQLConfig: " + "; ".join(bad))
 

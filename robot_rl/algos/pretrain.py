@@ -11,7 +11,7 @@ from typing import Any
 from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_everything
 from robot_rl.config.schema import AlgoConfig, ConfigError
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.sampler import TransitionSampler
+from robot_rl.data.sampler import TransitionSampler, return_range_scale
 from robot_rl.policies import Normalizer, PolicyManifest, save_policy
 
 
@@ -100,12 +100,18 @@ def pretrain(
     algo_config = algorithm_config(algo)
     # Cal-QL bounds Q by each transition's Monte-Carlo return, discounted as the learner.
     calibrated = bool(getattr(algo_config, "calibrated", False))
+    reward_scale = (
+        return_range_scale(store)
+        if getattr(algo_config, "reward_normalization", "none") == "return_range"
+        else 1.0
+    )
     sampler = TransitionSampler(
         store,
         obs_keys=keys,
         batch_size=algo.batch_size,
         seed=algo.seed,
         require_rewards=algo_cls.uses_rewards,
+        reward_scale=reward_scale,
         mc_return_discount=algo_config.discount if calibrated else None,
     )
     learner = algo_cls(sampler.obs_dim, sampler.action_dim, algo_config, normalizer)
@@ -135,7 +141,10 @@ def pretrain(
             "task": store.attrs.get("task"),
             "control_hz": float(store.control_hz),
         },
-        metrics={f"train/{k}": v[-1][1] for k, v in history.items() if v},
+        metrics={
+            **{f"train/{k}": v[-1][1] for k, v in history.items() if v},
+            "train/reward_scale": reward_scale,
+        },
     )
     policy_dir = out_dir / "policy"
     save_policy(policy_dir, learner.actor(), manifest, overwrite=True)

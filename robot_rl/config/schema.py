@@ -394,6 +394,9 @@ class AlgoConfig:
     backup_entropy: bool | None = None
     #: Cal-QL: bound policy Q-values below by Monte-Carlo returns (cql; needs mc_return).
     calibrated: bool | None = None
+    #: Reward scaling before learning: return_range (1000 / spread of episode returns) or
+    #: none (iql; return_range by default, as in the IQL paper).
+    reward_normalization: str | None = None
 
     def __post_init__(self) -> None:
         _check(

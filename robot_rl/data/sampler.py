@@ -109,6 +109,20 @@ def discounted_returns(reward: np.ndarray, episode_ends: np.ndarray, gamma: floa
     return out.astype(np.float32)
 
 
+def return_range_scale(store: EpisodeStore, target: float = 1000.0) -> float:
+    """``target / (max - min episode return)`` of ``store`` (1.0 when all returns are
+    equal): IQL's reward normalization for dense-reward data (Kostrikov et al. 2022, as
+    for D4RL locomotion), which makes advantage weights independent of the reward's
+    units."""
+    store.require_rewards()
+    reward, ends = store.array("reward").astype(np.float64), np.asarray(store.episode_ends)
+    if len(ends) == 0:
+        return 1.0
+    returns = np.add.reduceat(reward, np.r_[0, ends[:-1]])
+    spread = float(returns.max() - returns.min())
+    return target / spread if spread > 0 else 1.0
+
+
 def _all_finite(*arrays: np.ndarray | None) -> bool:
     return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
 
@@ -136,6 +150,8 @@ class TransitionSampler:
         require_rewards: refuse a store without rewards (NoRewardsError, naming
             ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
             gives NaN rewards instead (in memory only).
+        reward_scale: factor on every reward the sampler hands out (and on the returns
+            below), e.g. IQL's return-range normalization (:func:`return_range_scale`).
         mc_return_discount: when set (gamma in (0, 1]), batches are
             :class:`~robot_rl.data.batch.MCTransitionBatch` with each transition's
             discounted return-to-go to the end of its episode (Cal-QL needs it).
@@ -157,6 +173,7 @@ class TransitionSampler:
         in_memory: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
         require_rewards: bool = True,
+        reward_scale: float = 1.0,
         mc_return_discount: float | None = None,
     ):
         if batch_size <= 0:
@@ -189,6 +206,9 @@ class TransitionSampler:
         self._obs, self._action, self._reward, self.cache = _load_rows(
             store, self.obs_keys, in_memory, cache_dir, require_rewards
         )
+        if not (np.isfinite(reward_scale) and reward_scale > 0):
+            raise ValueError(f"reward_scale: expected a finite factor > 0, got {reward_scale}")
+        self.reward_scale = float(reward_scale)
         self._mc_return: np.ndarray | None = None
         if mc_return_discount is not None:
             if not 0 < mc_return_discount <= 1:
@@ -196,7 +216,8 @@ class TransitionSampler:
                     f"mc_return_discount: expected a discount in (0, 1], got {mc_return_discount}"
                 )
             store.require_rewards()
-            self._mc_return = discounted_returns(self._reward, ends, float(mc_return_discount))
+            gamma = float(mc_return_discount)
+            self._mc_return = self.reward_scale * discounted_returns(self._reward, ends, gamma)
         self.checked_finite = self.cache is None and _all_finite(
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
@@ -226,6 +247,8 @@ class TransitionSampler:
         next_rows = self._next_row[rows]
         obs, next_obs = self._obs[rows], self._obs[next_rows]
         action, reward = self._action[rows], self._reward[rows]
+        if self.reward_scale != 1.0:
+            reward = reward * np.float32(self.reward_scale)
         batch = TransitionBatch(
             obs=self._to_torch(obs),
             action=self._to_torch(action),
@@ -264,14 +287,6 @@ class WindowSampler:
         require_rewards: refuse a store without rewards (NoRewardsError, naming
             ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
             gives NaN rewards instead (in memory only).
-        mc_return_discount: when set (gamma in (0, 1]), batches are
-            :class:`~robot_rl.data.batch.MCTransitionBatch` with each transition's
-            discounted return-to-go to the end of its episode (Cal-QL needs it).
-
-    Attributes:
-        checked_finite: True when every value a batch can carry was checked finite once,
-            here (in memory: obs, actions, rewards when present, returns); a trainer may
-            then skip its per-batch NaN/inf check. False out of core.
     """
 
     def __init__(
