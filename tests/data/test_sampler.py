@@ -324,3 +324,22 @@ def test_in_memory_sampler_vouches_for_finite_data_out_of_core_does_not(filled_s
     s = TransitionSampler(filled_store, batch_size=4)
     assert s.checked_finite
     assert not TransitionSampler(filled_store, batch_size=4, in_memory=False).checked_finite
+
+
+def test_reward_scale_multiplies_rewards_and_returns(filled_store):
+    from robot_rl.data.sampler import return_range_scale
+
+    reward, ends = filled_store.array("reward").astype(np.float64), filled_store.episode_ends
+    returns = np.add.reduceat(reward, np.r_[0, ends[:-1]])
+    scale = return_range_scale(filled_store)
+    assert scale == pytest.approx(1000.0 / (returns.max() - returns.min()))
+    plain = TransitionSampler(filled_store, batch_size=8, seed=1, mc_return_discount=0.9)
+    scaled = TransitionSampler(
+        filled_store, batch_size=8, seed=1, mc_return_discount=0.9, reward_scale=scale
+    )
+    a, b = plain.sample(), scaled.sample()
+    torch.testing.assert_close(b.reward, a.reward * scale)
+    torch.testing.assert_close(b.mc_return, a.mc_return * scale)
+    torch.testing.assert_close(b.obs, a.obs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="reward_scale"):
+        TransitionSampler(filled_store, reward_scale=0.0)
