@@ -394,8 +394,8 @@ class AlgoConfig:
     backup_entropy: bool | None = None
     #: Cal-QL: bound policy Q-values below by Monte-Carlo returns (cql; needs mc_return).
     calibrated: bool | None = None
-    #: Reward scaling before learning: return_range (1000 / spread of episode returns) or
-    #: none (iql; return_range by default, as in the IQL paper).
+    #: Reward scaling before learning: none or return_range (1000 / spread of episode
+    #: returns, as the IQL paper for D4RL locomotion) (iql).
     reward_normalization: str | None = None
 
     def __post_init__(self) -> None:
