@@ -120,19 +120,41 @@ def pretrain(
         seed=algo.seed,
         log_every=min(algo.log_every, algo.steps),
         checkpoint_every=algo.checkpoint_every,
+        # Periodic checkpoints are kept (e.g. to evaluate them offline); else the last two.
+        keep_checkpoints=max(2, algo.steps // algo.checkpoint_every + 1)
+        if algo.checkpoint_every
+        else 2,
         device=None if algo.device == "auto" else algo.device,
         progress=progress,
     )
     out_dir = Path(out_dir)
     trainer = OfflineTrainer(learner, sampler, trainer_cfg, log_dir=out_dir / "train")
     history = trainer.train()
-    manifest = PolicyManifest(
+    manifest = policy_manifest(
+        store, algo, keys, history, run_config, extra_metrics={"train/reward_scale": reward_scale}
+    )
+    policy_dir = out_dir / "policy"
+    save_policy(policy_dir, learner.actor(), manifest, overwrite=True)
+    return PretrainResult(policy_dir, history, sampler.n_transitions, str(learner.device))
+
+
+def policy_manifest(
+    store: EpisodeStore,
+    algo: AlgoConfig,
+    obs_keys: list[str],
+    history: dict[str, list[tuple[int, float]]],
+    run_config: dict[str, Any] | None = None,
+    extra_metrics: dict[str, float] | None = None,
+) -> PolicyManifest:
+    """The manifest of a policy trained on ``store``: observation layout, lineage (dataset
+    content hash, episode range, config) and the last value of each logged metric."""
+    return PolicyManifest(
         algorithm=algo.name,
-        obs_keys=keys,
-        obs_shapes=shapes,
-        action_dim=sampler.action_dim,
-        action_low=[-1.0] * sampler.action_dim,
-        action_high=[1.0] * sampler.action_dim,
+        obs_keys=list(obs_keys),
+        obs_shapes={k: tuple(store.obs_spec[k][0]) for k in obs_keys},
+        action_dim=store.action_dim,
+        action_low=[-1.0] * store.action_dim,
+        action_high=[1.0] * store.action_dim,
         dataset_hash=store.content_hash(),
         episode_range=[0, store.n_episodes],
         config=run_config if run_config is not None else dataclasses.asdict(algo),
@@ -142,10 +164,46 @@ def pretrain(
             "control_hz": float(store.control_hz),
         },
         metrics={
-            **{f"train/{k}": v[-1][1] for k, v in history.items() if v},
-            "train/reward_scale": reward_scale,
+            **{tag: values[-1][1] for tag, values in history.items() if values},
+            **(extra_metrics or {}),
         },
     )
-    policy_dir = out_dir / "policy"
-    save_policy(policy_dir, learner.actor(), manifest, overwrite=True)
-    return PretrainResult(policy_dir, history, sampler.n_transitions, str(learner.device))
+
+
+def export_checkpoint(
+    store: EpisodeStore,
+    algo: AlgoConfig,
+    checkpoint_dir: str | Path,
+    policy_dir: str | Path,
+    *,
+    obs_keys: list[str] | None = None,
+) -> Path:
+    """Saves the actor of a :func:`pretrain` checkpoint (``<run>/train/checkpoints/
+    step_<N>``) as a policy artifact, built as ``pretrain`` builds its final one; the
+    manifest's config records ``checkpoint_step``.
+
+    Raises:
+        ValueError: the checkpoint belongs to another algorithm or configuration.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    keys = list(obs_keys or store.obs_keys)
+    shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
+    normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
+    algo_cls, _ = ALGORITHMS[algo.name]
+    obs_dim = normalizer.dim
+    learner = algo_cls(obs_dim, store.action_dim, algorithm_config(algo), normalizer)
+    trainer_cfg = TrainerConfig(num_steps=1, device="cpu", progress=False)
+    trainer = OfflineTrainer(learner, _NoBatches(), trainer_cfg)
+    trainer.load_checkpoint(checkpoint_dir)
+    manifest = policy_manifest(store, algo, keys, {k: list(v) for k, v in trainer.history.items()})
+    manifest.config = {**manifest.config, "checkpoint_step": trainer.step}
+    out = Path(policy_dir)
+    save_policy(out, learner.actor(), manifest, overwrite=True)
+    return out
+
+
+class _NoBatches:
+    """A batch source for a trainer that only loads a checkpoint."""
+
+    def sample(self) -> Any:
+        raise RuntimeError("export_checkpoint never trains")

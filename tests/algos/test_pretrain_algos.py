@@ -115,3 +115,27 @@ def test_calql_through_pretrain_gets_monte_carlo_returns(store, tmp_path):
     cfg = compose_pretrain("algo=cql", "algo.calibrated=true", *TINY)
     result = pretrain(store, cfg.algo, tmp_path / "run", progress=False)
     assert "train/bound_rate" in result.history
+
+
+def test_periodic_checkpoints_are_all_kept_and_export_as_the_final_policy(store, tmp_path):
+    from robot_rl.algos.pretrain import export_checkpoint
+    from robot_rl.algos.trainer import iter_checkpoints
+    from robot_rl.policies import read_manifest
+
+    cfg = compose_pretrain("algo=iql", *TINY[1:], "algo.steps=8", "algo.checkpoint_every=2")
+    result = pretrain(store, cfg.algo, tmp_path / "run", progress=False)
+    checkpoints = iter_checkpoints(tmp_path / "run" / "train")
+    assert [int(c.name.split("_")[1]) for c in checkpoints] == [2, 4, 6, 8]
+    # The last checkpoint's actor is the policy pretrain saved, weight for weight.
+    out = export_checkpoint(
+        store, cfg.algo, checkpoint_dir=checkpoints[-1], policy_dir=tmp_path / "p8"
+    )
+    final, exported = read_manifest(result.policy_dir), read_manifest(out)
+    assert exported.weights_sha256 == final.weights_sha256
+    assert exported.config["checkpoint_step"] == 8
+    assert all(not k.startswith("train/train/") for k in final.metrics)
+    first = read_manifest(export_checkpoint(store, cfg.algo, checkpoints[0], tmp_path / "p2"))
+    assert first.weights_sha256 != final.weights_sha256
+    with pytest.raises(ValueError, match="config differs"):
+        other = compose_pretrain("algo=iql", *TINY[1:], "algo.expectile=0.9")
+        export_checkpoint(store, other.algo, checkpoints[0], tmp_path / "bad")
