@@ -135,6 +135,20 @@ def flat_obs(store: EpisodeStore, obs_keys: Sequence[str], start: int, end: int)
     return np.concatenate(parts, axis=1)
 
 
+def reward_obs(
+    store: EpisodeStore, obs_keys: Sequence[str], start: int, end: int, use_action: bool
+) -> np.ndarray:
+    """The observation each of the episode rows ``[start, end)`` is rewarded for, in the
+    store's convention ``reward[t] = r(s_t, a_t)``, which for a state-only reward is
+    ``r(s_{t+1})``: the state the action led to. A state-only model therefore sees the
+    next row's observation; the last row, whose successor is not stored, sees its own.
+    ``(start, end)`` must be one episode's bounds."""
+    if use_action:
+        return flat_obs(store, obs_keys, start, end)
+    obs = flat_obs(store, obs_keys, min(start + 1, end - 1), end)
+    return np.concatenate([obs, obs[-1:]]) if end - start > 1 else obs
+
+
 class RewardModel(nn.Module):
     """An ensemble of MLP reward heads over normalized flat observations (see the module
     docstring). Build one with :func:`~robot_rl.rewards.train_preference_model`,
@@ -194,9 +208,9 @@ class RewardModel(nn.Module):
             self.train(was_training)
 
     def store_rows(self, store: EpisodeStore, start: int, end: int) -> np.ndarray:
-        """float32 rewards of store rows ``[start, end)`` (call :meth:`check_store`
-        first)."""
-        obs = flat_obs(store, self.spec.obs_keys, start, end)
+        """float32 rewards of the rows ``[start, end)`` of one episode, in the store's
+        convention (:func:`reward_obs`; call :meth:`check_store` first)."""
+        obs = reward_obs(store, self.spec.obs_keys, start, end, self.spec.use_action)
         action = np.asarray(store.zarr_array("action")[start:end]) if self.spec.use_action else None
         return self.predict(obs, action)
 

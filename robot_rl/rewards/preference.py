@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.policies.normalization import Normalizer
-from robot_rl.rewards.model import RewardModel, RewardModelSpec, flat_obs
+from robot_rl.rewards.model import RewardModel, RewardModelSpec, reward_obs
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore
@@ -124,7 +124,7 @@ def padded_episodes(
     act = np.zeros((len(indices), t_max, store.action_dim), np.float32) if use_action else None
     mask = np.zeros((len(indices), t_max), np.float32)
     for n, (s, e) in enumerate(bounds):
-        obs[n, : e - s] = flat_obs(store, keys, s, e)
+        obs[n, : e - s] = reward_obs(store, keys, s, e, use_action)
         if act is not None:
             act[n, : e - s] = store.zarr_array("action")[s:e]
         mask[n, : e - s] = 1.0

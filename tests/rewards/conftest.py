@@ -40,7 +40,9 @@ def _fill_store(store: EpisodeStore, n_episodes: int = N_EPISODES, seed: int = 0
             "truncated": np.r_[np.zeros(T - 1, dtype=bool), True],
         }
         if store.has_rewards:
-            frames["reward"] = _true_reward(pos)
+            # The store's convention: reward[t] is for the state action t led to,
+            # s_{t+1} (the last row, with no stored successor, for its own).
+            frames["reward"] = _true_reward(np.concatenate([pos[1:], pos[-1:]]))
         success = bool(np.linalg.norm(pos[-1]) < SUCCESS_RADIUS)
         store.append_episode(
             frames,

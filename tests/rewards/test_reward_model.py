@@ -101,3 +101,20 @@ def test_model_refuses_a_store_with_other_keys(trained, make_walk_store):
     )
     with pytest.raises(ValueError, match=r"'pos'.*missing.*action_dim: model expects 2"):
         model.check_store(other)
+
+
+def test_state_rewards_follow_the_store_convention_of_the_next_state(walk_store):
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.rewards.model import flat_obs, reward_obs
+
+    with EpisodeStore.open(walk_store) as store:
+        s, e = store.episode_bounds(2)
+        own = flat_obs(store, ["pos"], s, e)
+        shifted = reward_obs(store, ["pos"], s, e, use_action=False)
+        np.testing.assert_array_equal(shifted[:-1], own[1:])  # r(s_{t+1}) for reward[t]
+        np.testing.assert_array_equal(shifted[-1], own[-1])  # no stored successor
+        # An r(s, a) model scores the row's own state with its action.
+        np.testing.assert_array_equal(reward_obs(store, ["pos"], s, e, use_action=True), own)
+        np.testing.assert_array_equal(
+            reward_obs(store, ["pos"], s, s + 1, use_action=False), own[:1]
+        )
