@@ -40,6 +40,7 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
+from gymnasium.utils import seeding
 from mujoco import rollout
 
 from robot_rl.config.schema import (
@@ -495,8 +496,57 @@ class BatchedSim:
         return torch.as_tensor(x, dtype=dtype, device=self.device)
 
     def _reset_worlds(self, worlds: np.ndarray) -> None:
-        """Resets ``worlds`` through the template env (the single env's own reset, so both
-        start every episode identically) and writes them into the backend at once."""
+        """Resets ``worlds`` as the single env resets with the same seeds and writes them
+        into the backend at once."""
+        for w in worlds:
+            self._seeds[w] = self._current_seed(int(w))
+        if self.randomizer is None:
+            self._reset_worlds_fast(worlds)
+        else:
+            self._reset_worlds_through_proto(worlds)
+        idx = self._index(worlds)
+        self._steps[idx] = 0
+        self._condition_steps[idx] = 0
+
+    def _reset_worlds_fast(self, worlds: np.ndarray) -> None:
+        """Without randomization a reset is a few seeded draws into a copy of the reset
+        state (:meth:`RobotEnv.reset`'s draws, in its order, written to a state row instead
+        of an ``MjData``), then one batched forward-kinematics call for all the worlds:
+        no ``mj_forward`` per world, which the state does not depend on."""
+        p, s, k = self.proto, self.scene, len(worlds)
+        if not hasattr(self, "_reset_state"):
+            data = mujoco.MjData(self.model)
+            mujoco.mj_resetData(self.model, data)
+            self._reset_state = np.empty(mujoco.mj_stateSize(self.model, _FULL))
+            mujoco.mj_getState(self.model, data, self._reset_state, _FULL)
+            self._reset_mocap = data.mocap_pos.copy()
+        off = _state_offsets(self.model)
+        qpos = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + self.model.nq)
+        qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + self.model.nv)
+        states = np.tile(self._reset_state, (k, 1))
+        goals, q0s = np.empty((k, 3)), np.empty((k, 7))
+        noise = self.task_config.init_joint_noise_rad
+        for i, w in enumerate(worlds):
+            rng, _ = seeding.np_random(int(self._seeds[w]))
+            q0 = p.start_q + rng.uniform(-noise, noise, size=p.start_q.shape)
+            q0s[i] = np.clip(q0, self.ik.q_lo, self.ik.q_hi)
+            row = _StateRow(states[i, qpos], states[i, qvel], self._reset_mocap.copy())
+            row.qpos[s.arm_qpos_adr] = q0s[i]
+            row.qpos[s.finger_qpos_adr] = s.gripper_width_max_m / 2
+            self.task.reset(s, row, rng)
+            goals[i] = row.mocap_pos[s.goal_mocap]
+        pos, rot = self.ik.forward(q0s)
+        quat = mat_to_quat(rot)
+        self._physics.set_worlds(worlds, states)
+        idx = self._index(worlds)
+        for target, values in ((self._q_cmd, q0s), (self._tcp_target, pos), (self._ee_pos, pos),
+                               (self._ee_quat, np.where(quat[:, 1:2] < 0, -quat, quat)),
+                               (self._tcp_true_pos, pos), (self._goal, goals)):  # fmt: skip
+            target[idx] = self._host_to_backend(values)
+
+    def _reset_worlds_through_proto(self, worlds: np.ndarray) -> None:
+        """Resets ``worlds`` through the template env (the single env's own reset: with
+        randomization it also samples and applies each world's parameters)."""
         p, r, k = self.proto, self.randomizer, len(worlds)
         states = np.empty((k, mujoco.mj_stateSize(self.model, _FULL)))
         host = {
@@ -505,7 +555,6 @@ class BatchedSim:
                             ("tcp_true", 3), ("goal", 3), ("offset", 7))
         }  # fmt: skip
         for i, w in enumerate(worlds):
-            self._seeds[w] = self._current_seed(int(w))
             p.reset(seed=int(self._seeds[w]))
             mujoco.mj_getState(self.model, p.data, states[i], _FULL)
             host["q_cmd"][i], host["tcp"][i] = p._q_cmd, p._tcp_target
@@ -534,8 +583,6 @@ class BatchedSim:
             target[idx] = self._host_to_backend(host[name])
         if r is not None:
             self._joint_offset[idx] = self._host_to_backend(host["offset"])
-        self._steps[idx] = 0
-        self._condition_steps[idx] = 0
 
     def _update_ee_pose(self) -> None:
         xp = self.xp
@@ -587,6 +634,14 @@ class BatchedSim:
                 noise = self._host_to_backend(self._obs_noise)
                 self.randomizer.add_obs_noise(obs, noise)
         return {k: self._out(xp.astype(v, xp.float32)) for k, v in obs.items()}
+
+
+class _StateRow:
+    """What a task's ``reset`` writes to (``qpos``, ``qvel``, ``mocap_pos``), as views of
+    one world's state row: the part of ``MjData`` the tasks touch."""
+
+    def __init__(self, qpos: np.ndarray, qvel: np.ndarray, mocap_pos: np.ndarray) -> None:
+        self.qpos, self.qvel, self.mocap_pos = qpos, qvel, mocap_pos
 
 
 def _to_numpy(x: Any) -> np.ndarray:
