@@ -11,7 +11,7 @@ For each policy:
   sim episodes (seeds ``10_000 + i``; the datasets use seeds below 1000), with the
   dataset's task settings (dense reward, terminate on success, the task's horizon H),
   played on :class:`~robot_rl.sim.batched.BatchedSim`;
-* **offline estimates** from the store alone (:func:`robot_rl.ope.evaluate_policies`): FQE
+* **offline estimates** from the store alone (:func:`robot_rl.algos.ope.evaluate_policies`): FQE
   with the same gamma and horizon, its start-state bootstrap interval (which leaves out
   the fitting error, so it is too narrow), and WIS/PDWIS with an estimated behaviour
   policy (``--no-is`` to skip).
@@ -323,8 +323,7 @@ def offline_estimates(
     work: Path,
 ) -> dict[str, dict]:
     """FQE (and WIS/PDWIS) of every policy; each cached as soon as it is ready."""
-    from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.ope import (
+    from robot_rl.algos.ope import (
         ArtifactTarget,
         BehaviourConfig,
         ExpertTarget,
@@ -333,6 +332,7 @@ def offline_estimates(
         evaluate_policies,
         load_ope_data,
     )
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.policies import load_policy
 
     with EpisodeStore.open(store_path, mode="r") as store:
@@ -387,7 +387,7 @@ def offline_estimates(
 
 
 def summarize(specs: dict[str, dict], true: dict[str, dict], ope: dict[str, dict]) -> dict:
-    from robot_rl.ope import spearman
+    from robot_rl.algos.ope import spearman
 
     rows = []
     for name, spec in specs.items():

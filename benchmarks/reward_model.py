@@ -1,10 +1,10 @@
 """Offline RL on learned rewards: IQL on a preference-trained reward against IQL on the
 true rewards, on the mixed push dataset.
 
-The issue's recipe: a synthetic teacher (:func:`robot_rl.rewards.add_synthetic_preferences`)
+The issue's recipe: a synthetic teacher (:func:`robot_rl.algos.rewards.add_synthetic_preferences`)
 labels 500 random episode pairs of the 1000-episode mixed push store, preferring the
 higher true return, with 10% of its verdicts flipped. A Bradley-Terry reward
-(:func:`robot_rl.rewards.train_preference_model`) is fitted to those preferences on a copy
+(:func:`robot_rl.algos.rewards.train_preference_model`) is fitted to those preferences on a copy
 of the store with its rewards removed, and relabels that copy
 (:func:`robot_rl.data.relabel.relabel`). IQL (10k gradient steps, batch 256, 2x256
 networks) is trained on (a) the true rewards and (b) the learned ones with the same
@@ -139,9 +139,9 @@ def stage_true_store() -> None:
     renamed into place, so an interrupted run never leaves a half-labelled store."""
     if (TRUE_STORE / "commit.json").exists() and "true_store" in _stages():
         return
+    from robot_rl.algos.rewards import add_synthetic_preferences
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.data.governance import filter_episodes
-    from robot_rl.rewards import add_synthetic_preferences
 
     building = WORK_DIR / f".{TRUE_STORE.name}.building"
     _clear(TRUE_STORE)  # also clears ``building`` and the copy's own temporaries
@@ -199,8 +199,8 @@ def stage_model(args: argparse.Namespace, v: Variant) -> None:
         return
     import dataclasses
 
+    from robot_rl.algos.rewards import PreferenceConfig, train_preference_model
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.rewards import PreferenceConfig, train_preference_model
 
     cfg = PreferenceConfig(
         seed=REWARD_SEED, obs_keys=None if v.obs_keys is None else list(v.obs_keys)
@@ -258,8 +258,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def reward_quality(learned_store: Path) -> dict:
     """How the learned returns rank the episodes against the true returns."""
+    from robot_rl.algos.rewards import episode_returns
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.rewards import episode_returns
 
     with EpisodeStore.open(TRUE_STORE) as t, EpisodeStore.open(learned_store) as lrn:
         if t.episode_ids() != lrn.episode_ids():

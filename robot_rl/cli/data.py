@@ -534,13 +534,13 @@ def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
 def cmd_train_reward(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from robot_rl.rewards import (
+    from robot_rl.algos.rewards import (
         PreferenceConfig,
         SuccessConfig,
         train_preference_model,
         train_success_classifier,
     )
-    from robot_rl.rewards.model import MANIFEST_FILE
+    from robot_rl.algos.rewards.model import MANIFEST_FILE
 
     out = Path(args.out)
     if (out / MANIFEST_FILE).exists() and not args.overwrite:

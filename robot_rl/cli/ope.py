@@ -6,7 +6,7 @@ robot-rl-ope STORE --policy [NAME=]DIR [--policy ...] [--expert-noise 0,0.2,0.5,
              [--horizon-steps H] [--fqe-steps N] [--bootstrap-refits B] [--no-is] ...
 
 Prints a table of FQE, WIS and per-decision WIS estimates with their confidence intervals
-(see :mod:`robot_rl.ope.evaluate` for what each interval covers) and writes them as JSON.
+(see :mod:`robot_rl.algos.ope.evaluate` for what each interval covers) and writes them as JSON.
 With ``--true-returns`` (a JSON object ``{policy name: sim return}``, returns computed
 with the same reward, discount and horizon) it adds the Spearman rank correlation of each
 estimator with the true returns. Policy names are ``NAME`` if given, else the directory
@@ -121,7 +121,7 @@ def _policy_arg(text: str) -> tuple[str, str]:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from robot_rl.ope import BehaviourConfig, FQEConfig, OPEConfig
+    from robot_rl.algos.ope import BehaviourConfig, FQEConfig, OPEConfig
 
     return OPEConfig(
         gamma=args.gamma,
@@ -169,10 +169,10 @@ def _fmt(value: float | None, ci: Any = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_rl.algos.ope import ArtifactTarget, ExpertTarget, evaluate_policies, load_ope_data
+    from robot_rl.algos.ope.evaluate import spearman
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.eval.metrics import _json_safe, bootstrap_mean_ci
-    from robot_rl.ope import ArtifactTarget, ExpertTarget, evaluate_policies, load_ope_data
-    from robot_rl.ope.evaluate import spearman
     from robot_rl.policies.artifact import load_policy
 
     cfg = _config(args)

@@ -2,10 +2,10 @@
 
 :func:`relabel` writes a new store holding the source's episodes (observations, actions,
 flags, timestamps, streams, provenance, episode ids, labels and preferences, all bit for
-bit) with ``data/reward`` computed by a reward model (:mod:`robot_rl.rewards`). The store
+bit) with ``data/reward`` computed by a reward model (:mod:`robot_rl.algos.rewards`). The store
 records where its rewards came from: the root attribute ``reward_source`` and every
 episode's ``provenance.reward_source`` are ``"learned:<model id>"``, the model's content
-hash (see :mod:`robot_rl.rewards.model`). :func:`strip_rewards` writes a copy without
+hash (see :mod:`robot_rl.algos.rewards.model`). :func:`strip_rewards` writes a copy without
 rewards (``reward_source="none"``), e.g. to benchmark learned rewards against true ones.
 
 Neither touches the source store. As the governance rewrites do
@@ -32,7 +32,7 @@ from robot_rl.data.labels import LabelLog
 from robot_rl.data.provenance import REWARD_LEARNED_PREFIX, REWARD_NONE
 
 if TYPE_CHECKING:
-    from robot_rl.rewards.model import RewardModel
+    from robot_rl.algos.rewards.model import RewardModel
 
 # Rows read per block when copying an episode (bounded memory for image episodes).
 _COPY_BLOCK_BYTES = 64 << 20
@@ -70,7 +70,7 @@ def relabel(
     Args:
         src: the source store (opened read-only; never modified).
         dst: the new store (must not exist, or be an empty directory).
-        model: a :class:`~robot_rl.rewards.RewardModel` or the directory of a saved one.
+        model: a :class:`~robot_rl.algos.rewards.RewardModel` or the directory of a saved one.
         replace_rewards: allow a source that has rewards (they are replaced in the copy);
             by default only stores without rewards are relabelled, so true rewards are
             not overwritten by mistake.
@@ -83,7 +83,7 @@ def relabel(
             store; or the source has rewards and ``replace_rewards`` is False.
         FileExistsError: ``dst`` exists.
     """
-    from robot_rl.rewards.model import RewardModel, load_reward_model
+    from robot_rl.algos.rewards.model import RewardModel, load_reward_model
 
     m = model if isinstance(model, RewardModel) else load_reward_model(model)
     with EpisodeStore.open(src) as store:

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from robot_rl.algos.rewards.model import RewardModel, RewardModelSpec
 from robot_rl.cli.data import main
 from robot_rl.data.episode_store import EpisodeStore, NoRewardsError, StoreFormatError
 from robot_rl.data.provenance import EpisodeProvenance, check_reward_source
 from robot_rl.data.relabel import relabel, strip_rewards
 from robot_rl.data.sampler import TransitionSampler, WindowSampler
 from robot_rl.policies.normalization import Normalizer
-from robot_rl.rewards.model import RewardModel, RewardModelSpec
 
 
 def _no_reward(frames: dict) -> dict:

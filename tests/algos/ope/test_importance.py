@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from robot_rl.ope import (
+from robot_rl.algos.ope import (
     BehaviourConfig,
     FQEConfig,
     FunctionTarget,
@@ -16,7 +16,7 @@ from robot_rl.ope import (
     is_estimates,
     load_ope_data,
 )
-from robot_rl.ope.importance import clipped_gaussian_log_prob, fit_behaviour, target_log_prob
+from robot_rl.algos.ope.importance import clipped_gaussian_log_prob, fit_behaviour, target_log_prob
 
 GAMMA = 0.95
 TINY_FQE = FQEConfig(hidden_sizes=(16,), steps=20, batch_size=32)

@@ -27,18 +27,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_rl.algos.trainer import resolve_device
-from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.eval.metrics import _json_safe, bootstrap_mean_ci
-from robot_rl.ope.data import OPEData, load_ope_data
-from robot_rl.ope.fqe import FQEConfig, fit_fqe
-from robot_rl.ope.importance import (
+from robot_rl.algos.ope.data import OPEData, load_ope_data
+from robot_rl.algos.ope.fqe import FQEConfig, fit_fqe
+from robot_rl.algos.ope.importance import (
     BehaviourConfig,
     fit_behaviour,
     is_estimates,
     target_log_prob,
 )
-from robot_rl.ope.policies import TargetPolicy, as_target
+from robot_rl.algos.ope.policies import TargetPolicy, as_target
+from robot_rl.algos.trainer import resolve_device
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.eval.metrics import _json_safe, bootstrap_mean_ci
 
 
 @dataclass
@@ -166,7 +166,7 @@ def evaluate_policies(
     Args:
         store: An open episode store, or data already read with ``load_ope_data``.
         policies: ``{name: policy}``; a policy is a ``LoadedPolicy`` (deterministic) or
-            a :class:`~robot_rl.ope.policies.TargetPolicy` (``ArtifactTarget`` with noise,
+            a :class:`~robot_rl.algos.ope.policies.TargetPolicy` (``ArtifactTarget`` with noise,
             ``ExpertTarget``, ``FunctionTarget``).
         cfg: Settings.
         on_result: Called with each result as soon as it is ready.

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robot_rl.rewards.model import RewardModel
-from robot_rl.rewards.preference import _check_config, new_model, resolve_obs_keys
+from robot_rl.algos.rewards.model import RewardModel
+from robot_rl.algos.rewards.preference import _check_config, new_model, resolve_obs_keys
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore

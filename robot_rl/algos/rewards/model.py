@@ -151,8 +151,8 @@ def reward_obs(
 
 class RewardModel(nn.Module):
     """An ensemble of MLP reward heads over normalized flat observations (see the module
-    docstring). Build one with :func:`~robot_rl.rewards.train_preference_model`,
-    :func:`~robot_rl.rewards.train_success_classifier` or :func:`load_reward_model`.
+    docstring). Build one with :func:`~robot_rl.algos.rewards.train_preference_model`,
+    :func:`~robot_rl.algos.rewards.train_success_classifier` or :func:`load_reward_model`.
 
     Args:
         spec: what the model is (its manifest, less the id).

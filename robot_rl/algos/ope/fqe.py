@@ -3,7 +3,7 @@
 FQE regresses ``Q(s, a)`` onto ``r + gamma * bootstrap * E_eps Q'(s', pi(s') + sigma eps)``
 with a slowly moving target network ``Q'``; the policy's value is the mean of
 ``Q(s_0, pi(s_0))`` over the logged episodes' start states, in the units of a discounted
-sim return ``sum_{t<H} gamma^t r_t`` (see :mod:`robot_rl.ope.data` for the horizon).
+sim return ``sum_{t<H} gamma^t r_t`` (see :mod:`robot_rl.algos.ope.data` for the horizon).
 It runs in the shared :class:`~robot_rl.algos.trainer.OfflineTrainer` like every offline
 algorithm; only the loss differs.
 """
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_rl.algos.ope.data import FQEBatch, OPEData, RowSource
 from robot_rl.algos.trainer import OfflineAlgorithm, OfflineTrainer, TrainerConfig, seed_everything
-from robot_rl.ope.data import FQEBatch, OPEData, RowSource
 from robot_rl.policies.network import ACTIVATIONS, build_mlp, soft_update
 from robot_rl.policies.normalization import Normalizer
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
+from robot_rl.algos.rewards import PreferenceConfig, load_reward_model, train_preference_model
+from robot_rl.algos.rewards.model import MANIFEST_FILE, WEIGHTS_FILE, flat_obs
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.rewards import PreferenceConfig, load_reward_model, train_preference_model
-from robot_rl.rewards.model import MANIFEST_FILE, WEIGHTS_FILE, flat_obs
 
 FAST = PreferenceConfig(steps=20, ensemble_size=2, hidden_sizes=[16])
 
@@ -104,8 +104,8 @@ def test_model_refuses_a_store_with_other_keys(trained, make_walk_store):
 
 
 def test_state_rewards_follow_the_store_convention_of_the_next_state(walk_store):
+    from robot_rl.algos.rewards.model import flat_obs, reward_obs
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.rewards.model import flat_obs, reward_obs
 
     with EpisodeStore.open(walk_store) as store:
         s, e = store.episode_bounds(2)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot_rl.rewards import SuccessConfig, train_success_classifier
-from robot_rl.rewards.success import episode_success_labels
+from robot_rl.algos.rewards import SuccessConfig, train_success_classifier
+from robot_rl.algos.rewards.success import episode_success_labels
 
 FAST = SuccessConfig(steps=150)
 

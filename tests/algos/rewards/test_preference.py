@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.relabel import relabel, strip_rewards
-from robot_rl.rewards import (
+from robot_rl.algos.rewards import (
     PreferenceConfig,
     add_synthetic_preferences,
     episode_returns,
     train_preference_model,
 )
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.relabel import relabel, strip_rewards
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

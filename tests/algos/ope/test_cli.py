@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from robot_rl.algos.ope.evaluate import spearman
 from robot_rl.cli.ope import main
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.ope.evaluate import spearman
 from robot_rl.policies.artifact import PolicyManifest, save_policy
 from robot_rl.policies.network import DeterministicActor
 from robot_rl.policies.normalization import Normalizer

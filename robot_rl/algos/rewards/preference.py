@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robot_rl.algos.rewards.model import RewardModel, RewardModelSpec, reward_obs
 from robot_rl.policies.normalization import Normalizer
-from robot_rl.rewards.model import RewardModel, RewardModelSpec, reward_obs
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore
@@ -141,7 +141,7 @@ def _preference_pairs(store: EpisodeStore) -> tuple[list[tuple[int, int]], list[
         raise ValueError(
             f"{store.path}: no pairwise preferences to learn from; add some with "
             "`robot-rl-data label PATH --prefer ID_A ID_B` (or the synthetic teacher, "
-            "robot_rl.rewards.add_synthetic_preferences)"
+            "robot_rl.algos.rewards.add_synthetic_preferences)"
         )
     ids = {eid: i for i, eid in enumerate(store.episode_ids())}
     pairs, targets = [], []

@@ -10,10 +10,14 @@
 rewards into a new store.
 """
 
-from robot_rl.rewards.model import RewardModel, RewardModelSpec, load_reward_model
-from robot_rl.rewards.preference import PreferenceConfig, train_preference_model
-from robot_rl.rewards.success import SuccessConfig, train_success_classifier
-from robot_rl.rewards.teacher import TEACHER_LABELLER, add_synthetic_preferences, episode_returns
+from robot_rl.algos.rewards.model import RewardModel, RewardModelSpec, load_reward_model
+from robot_rl.algos.rewards.preference import PreferenceConfig, train_preference_model
+from robot_rl.algos.rewards.success import SuccessConfig, train_success_classifier
+from robot_rl.algos.rewards.teacher import (
+    TEACHER_LABELLER,
+    add_synthetic_preferences,
+    episode_returns,
+)
 
 __all__ = [
     "TEACHER_LABELLER",

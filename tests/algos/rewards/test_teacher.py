@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from robot_rl.algos.rewards import TEACHER_LABELLER, add_synthetic_preferences, episode_returns
 from robot_rl.data.episode_store import NoRewardsError
-from robot_rl.rewards import TEACHER_LABELLER, add_synthetic_preferences, episode_returns
 
 
 def test_teacher_prefers_higher_true_return(make_walk_store):

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from robot_rl.ope import FQEConfig, FunctionTarget, OPEConfig, evaluate_policies, load_ope_data
-from robot_rl.ope.fqe import fit_fqe
+from robot_rl.algos.ope import (
+    FQEConfig,
+    FunctionTarget,
+    OPEConfig,
+    evaluate_policies,
+    load_ope_data,
+)
+from robot_rl.algos.ope.fqe import fit_fqe
 
 GAMMA, T = 0.9, 10
 TRUE_VALUE = (1 - GAMMA**T) / (1 - GAMMA)  # reward 1 on each of T steps: 6.513
