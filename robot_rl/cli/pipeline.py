@@ -225,10 +225,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     start = time.perf_counter()
     with fail_on_user_error():
         run_pipeline(config, run_dir, resolved)
+    video = "; video: rollout.mp4" if (run_dir / "rollout.mp4").exists() else ""
     console.print(
         f"[bold green]done[/bold green] in {time.perf_counter() - start:.0f} s. "
-        f"Open {run_dir / 'report.md'} (plots: evaluation.png, training.png; video: "
-        f"rollout.mp4; machine-readable: summary.json)."
+        f"Open {run_dir / 'report.md'} (plots: evaluation.png, training.png{video}; "
+        "machine-readable: summary.json)."
     )
 
 
