@@ -267,6 +267,16 @@ class BatchedSim:
         self._explicit_seed = np.full(n_worlds, -1, dtype=np.int64)
         #: The seed of each world's current episode, set at its reset.
         self._seeds = np.zeros(n_worlds, dtype=np.int64)
+        # What mj_resetData leaves (state vector and mocap poses), and where qpos and qvel
+        # sit in a state vector: the start of every unrandomized reset.
+        reset = mujoco.MjData(self.model)
+        mujoco.mj_resetData(self.model, reset)
+        self._reset_state = np.empty(mujoco.mj_stateSize(self.model, _FULL))
+        mujoco.mj_getState(self.model, reset, self._reset_state, _FULL)
+        self._reset_mocap = reset.mocap_pos.copy()
+        off = _state_offsets(self.model)
+        self._state_qpos = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + self.model.nq)
+        self._state_qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + self.model.nv)
         self._ramp = self._host_to_backend(p._ramp)
         self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
         s = self.scene
@@ -514,15 +524,7 @@ class BatchedSim:
         of an ``MjData``), then one batched forward-kinematics call for all the worlds:
         no ``mj_forward`` per world, which the state does not depend on."""
         p, s, k = self.proto, self.scene, len(worlds)
-        if not hasattr(self, "_reset_state"):
-            data = mujoco.MjData(self.model)
-            mujoco.mj_resetData(self.model, data)
-            self._reset_state = np.empty(mujoco.mj_stateSize(self.model, _FULL))
-            mujoco.mj_getState(self.model, data, self._reset_state, _FULL)
-            self._reset_mocap = data.mocap_pos.copy()
-        off = _state_offsets(self.model)
-        qpos = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + self.model.nq)
-        qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + self.model.nv)
+        qpos, qvel = self._state_qpos, self._state_qvel
         states = np.tile(self._reset_state, (k, 1))
         goals, q0s = np.empty((k, 3)), np.empty((k, 7))
         noise = self.task_config.init_joint_noise_rad
