@@ -32,3 +32,66 @@ def write_result(name: str, result: dict) -> Path:
     path.write_text(json.dumps({"machine": machine_info(), **result}, indent=2) + "\n")
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return path
+
+
+#: Offline-RL benchmarks evaluate on seeds 10_000 + i; their datasets use seeds below.
+EVAL_SEED = 10_000
+
+
+def train_and_evaluate(
+    store_path: Path, task: str, algo_cfg, out_dir: Path, eval_episodes: int, threads: int
+) -> dict:
+    """Pretrain ``algo_cfg`` (an ``AlgoConfig``) on the store, then run its policy for
+    ``eval_episodes`` batched sim episodes of ``task`` from :data:`EVAL_SEED`: the
+    shared core of one run of the offline-RL quality benchmarks."""
+    import torch
+
+    from robot_rl.algos.pretrain import pretrain
+    from robot_rl.config.schema import TaskConfig
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.eval.batched import evaluate_batched
+    from robot_rl.policies import load_policy
+
+    torch.set_num_threads(threads)
+    with EpisodeStore.open(store_path) as store:
+        t0 = time.perf_counter()
+        result = pretrain(store, algo_cfg, out_dir, progress=False)
+        train_s = time.perf_counter() - t0
+        n_train_episodes, reward_source = store.n_episodes, store.reward_source
+    ev = evaluate_batched(
+        load_policy(result.policy_dir),
+        TaskConfig(name=task),
+        n_episodes=eval_episodes,
+        seed=EVAL_SEED,
+        n_threads=threads,
+    )
+    s = ev.stats
+    return {
+        "algo": algo_cfg.name,
+        "seed": algo_cfg.seed,
+        "steps": algo_cfg.steps,
+        "train_episodes": n_train_episodes,
+        "reward_source": reward_source,
+        "train_s": train_s,
+        "updates_per_s": algo_cfg.steps / train_s,
+        "eval_episodes": ev.n_episodes,
+        "eval_seed": EVAL_SEED,
+        "success_rate": s.success_rate,
+        "success_ci": list(s.success_ci),
+        "mean_return": s.mean_return,
+        "eval_s": ev.wall_time_s,
+        "machine": machine_info(),
+    }
+
+
+def write_run(path: Path, result: dict) -> None:
+    """Write one run's JSON atomically (a killed run leaves no half file to skip)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    lo, hi = result["success_ci"]
+    print(
+        f"  success {result['success_rate']:.0%} [{lo:.0%}, {hi:.0%}], "
+        f"{result['updates_per_s']:.0f} updates/s, eval {result['eval_s']:.0f} s",
+        flush=True,
+    )

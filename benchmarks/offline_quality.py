@@ -20,6 +20,11 @@ whatever runs exist, with the issue's bars:
     python benchmarks/offline_quality.py                 # the whole grid (hours on 2 CPUs)
     python benchmarks/offline_quality.py --summary-only  # rebuild the table
     python benchmarks/offline_quality.py --tasks push --algos bc,iql --seeds 0
+    python benchmarks/offline_quality.py --variant ln --set layer_norm=true --algos iql
+
+A ``--variant NAME`` run overrides ``AlgoConfig`` fields with ``--set`` and keeps its
+JSON under ``runs/variants/NAME/``, outside the summary: it is for trying settings, not
+for the reported table (which always uses the algorithms' defaults).
 """
 
 from __future__ import annotations
@@ -27,17 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine_info, write_result
+from _common import RESULTS_DIR, train_and_evaluate, write_result, write_run
 
 DATA_DIR = RESULTS_DIR / "offline_data"
 RUNS_DIR = RESULTS_DIR / "offline_quality" / "runs"
-EVAL_SEED = 10_000
 #: (dataset, algorithm) pairs that count, per task.
 DEFAULT_GRID = (
     ("mixed", "bc"),
@@ -80,59 +83,49 @@ def filtered(src: Path, fraction: float = 0.1) -> Path:
 
 
 def run_one(task: str, recipe: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
-    import torch
-
-    from robot_rl.algos.pretrain import pretrain
-    from robot_rl.config.schema import AlgoConfig, TaskConfig
-    from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.eval.batched import evaluate_batched
-    from robot_rl.policies import load_policy
+    from robot_rl.config.schema import AlgoConfig
 
     store_path = dataset(task, recipe, args.episodes)
-    name = "bc" if algo == "filtered_bc" else algo
     if algo == "filtered_bc":
         store_path = filtered(store_path)
-    out_dir = RESULTS_DIR / "offline_quality" / "work" / f"{task}_{recipe}_{algo}_s{seed}"
+    work = f"{task}_{recipe}_{algo}_s{seed}" + (f"_{args.variant}" if args.variant else "")
     cfg = AlgoConfig(
-        name=name,
+        name="bc" if algo == "filtered_bc" else algo,
         steps=args.steps,
         batch_size=256,
         hidden_sizes=[256, 256],
         seed=seed,
         log_every=max(1, args.steps // 20),
+        **args.overrides,
     )
-    torch.set_num_threads(args.threads)
-    with EpisodeStore.open(store_path) as store:
-        t0 = time.perf_counter()
-        result = pretrain(store, cfg, out_dir, progress=False)
-        train_s = time.perf_counter() - t0
-        n_train_episodes = store.n_episodes
-    policy = load_policy(result.policy_dir)
-    ev = evaluate_batched(
-        policy,
-        TaskConfig(name=task),
-        n_episodes=args.eval_episodes,
-        seed=EVAL_SEED,
-        n_threads=args.threads,
-    )
-    s = ev.stats
+    out_dir = RESULTS_DIR / "offline_quality" / "work" / work
+    result = train_and_evaluate(store_path, task, cfg, out_dir, args.eval_episodes, args.threads)
     return {
         "task": task,
         "dataset": recipe,
+        **result,
         "algo": algo,
-        "seed": seed,
-        "steps": args.steps,
-        "train_episodes": n_train_episodes,
-        "train_s": train_s,
-        "updates_per_s": args.steps / train_s,
-        "eval_episodes": ev.n_episodes,
-        "eval_seed": EVAL_SEED,
-        "success_rate": s.success_rate,
-        "success_ci": list(s.success_ci),
-        "mean_return": s.mean_return,
-        "eval_s": ev.wall_time_s,
-        "machine": machine_info(),
+        "variant": args.variant,
+        "overrides": args.overrides,
     }
+
+
+def parse_overrides(sets: list[str]) -> dict:
+    """``["layer_norm=true", "discount=0.95"]`` -> AlgoConfig keyword arguments."""
+    import dataclasses
+
+    import yaml
+
+    from robot_rl.config.schema import AlgoConfig
+
+    fields = {f.name for f in dataclasses.fields(AlgoConfig)}
+    out = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY an AlgoConfig field")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -183,9 +176,21 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--variant", default=None, help="name of a non-default setting to try")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="AlgoConfig override (YAML value), only with --variant",
+    )
     args = ap.parse_args()
-
-    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    args.overrides = parse_overrides(args.sets)
+    if args.overrides and not args.variant:
+        ap.error("--set changes the algorithms' defaults: name the try with --variant")
+    runs_dir = RUNS_DIR / "variants" / args.variant if args.variant else RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
         algos = set(args.algos.split(",")) if args.algos else None
         datasets = set(args.datasets.split(","))
@@ -197,27 +202,21 @@ def main() -> None:
                     if recipe not in datasets or (algos and algo not in algos):
                         continue
                     tag = f"{task}_{recipe}_{algo}_s{seed}_n{args.episodes}_k{args.steps}"
-                    path = RUNS_DIR / f"{tag}.json"
+                    path = runs_dir / f"{tag}.json"
                     if path.exists():
                         continue
                     print(f"{tag} ...", flush=True)
-                    result = run_one(task, recipe, algo, seed, args)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(result, indent=2) + "\n")
-                    tmp.replace(path)
-                    print(
-                        f"  success {result['success_rate']:.0%} "
-                        f"[{result['success_ci'][0]:.0%}, {result['success_ci'][1]:.0%}], "
-                        f"{result['updates_per_s']:.0f} updates/s",
-                        flush=True,
-                    )
-    runs = [json.loads(p.read_text()) for p in sorted(RUNS_DIR.glob("*.json"))]
+                    write_run(path, run_one(task, recipe, algo, seed, args))
+    runs = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))]
     summary = summarize(runs)
     for key, row in summary["table"].items():
         print(f"{key:32s} {row['mean']:6.1%} ± {row['std']:.1%}  ({row['seeds']} seeds)")
     for bar in summary["bars"]:
         print(f"{'MET ' if bar['met'] else 'MISS'} {bar['bar']}: {bar['value']:.1%}")
-    write_result("offline_quality", {"runs": len(runs), **summary})
+    if args.variant:
+        write_result(f"offline_quality_{args.variant}", {"runs": len(runs), **summary})
+    else:
+        write_result("offline_quality", {"runs": len(runs), **summary})
 
 
 if __name__ == "__main__":

@@ -40,18 +40,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, write_result
+from _common import EVAL_SEED, RESULTS_DIR, write_result
 
 SHARED_STORE = RESULTS_DIR / "offline_data" / "push_mixed_1000.zarr"
 TASK, RECIPE = "push", "mixed"
-EVAL_SEED = 10_000
 
 
 def log(msg: str) -> None:
@@ -164,83 +162,22 @@ def artifact_policies(store: Any, args: argparse.Namespace, work: Path) -> dict[
 # --- true discounted returns in the simulator ------------------------------------------
 
 
-class ArtifactActor:
-    """A saved policy acting on the batched simulator's observations."""
-
-    def __init__(self, policy: Any) -> None:
-        from robot_rl.eval.batched import as_batch_policy
-
-        self.act = as_batch_policy(policy)
-
-    def reset(self, episode_seeds: Sequence[int]) -> None:
-        pass
-
-
-class NoisyExpertActor:
-    """One scripted expert per world, plus Gaussian noise σ on its normalized actions,
-    clipped to [-1, 1] (as ``make_dataset.PerturbedPolicy``); each episode's noise comes
+def noisy_expert(task_config: Any, noise_std: float) -> Any:
+    """The scripted expert with Gaussian noise σ on its normalized actions, clipped to
+    [-1, 1] (``make_dataset.PerturbedPolicy``), one per world; each episode's noise comes
     from a generator seeded by its episode seed."""
+    from robot_rl.data.make_dataset import Behaviour, PerturbedPolicy
+    from robot_rl.eval.batched import PerWorldPolicies
+    from robot_rl.sim.experts import make_expert
 
-    def __init__(self, task: str, noise_std: float, max_ee_step_m: float, n_worlds: int) -> None:
-        from robot_rl.sim.experts import make_expert
-
-        self.noise_std = noise_std
-        self.experts = [make_expert(task, max_ee_step_m) for _ in range(n_worlds)]
-        self.rngs: list[np.random.Generator] = []
-
-    def reset(self, episode_seeds: Sequence[int]) -> None:
-        for e in self.experts:
-            e.reset()
-        self.rngs = [np.random.default_rng([int(s), 7]) for s in episode_seeds]
-
-    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
-        o = {k: v.cpu().numpy() for k, v in obs.items()}
-        out = np.empty((len(self.experts), 4))
-        for w, expert in enumerate(self.experts):
-            a = np.asarray(expert.act({k: v[w] for k, v in o.items()}), np.float64)
-            if self.noise_std > 0:
-                a = a + self.noise_std * self.rngs[w].standard_normal(a.shape)
-            out[w] = a
-        return np.clip(out, -1.0, 1.0).astype(np.float32)
-
-
-def sim_returns(
-    actor: Any, task_config: Any, *, n_episodes: int, seed: int, gamma: float, n_threads: int
-) -> dict[str, np.ndarray]:
-    """Plays episodes ``seed .. seed + n_episodes - 1`` (as ``evaluate_batched``) and
-    returns per-episode discounted and undiscounted returns, lengths and success."""
-    from robot_rl.sim.batched import BatchedSim
-
-    n_worlds = min(n_episodes, 128)
-    sim = BatchedSim(n_worlds, task_config, seed=seed, n_threads=n_threads)
-    out: dict[str, list] = {"discounted": [], "undiscounted": [], "length": [], "success": []}
-    try:
-        for first in range(0, n_episodes, n_worlds):
-            count = min(n_worlds, n_episodes - first)
-            # Worlds past the last episode replay seeds of this round; dropped.
-            seeds = [seed + first + (w % count) for w in range(n_worlds)]
-            obs = sim.reset(episode_seeds=seeds)
-            actor.reset(seeds)
-            disc, undisc = np.zeros(n_worlds), np.zeros(n_worlds)
-            length = np.zeros(n_worlds, np.int64)
-            success = np.zeros(n_worlds, bool)
-            running = np.ones(n_worlds, bool)
-            while running.any():
-                obs, reward, terminated, truncated, info = sim.step(actor.act(obs))
-                r = reward.cpu().numpy().astype(np.float64)
-                ended = running & (terminated.cpu().numpy() | truncated.cpu().numpy())
-                disc[running] += gamma ** length[running] * r[running]
-                undisc[running] += r[running]
-                length[running] += 1
-                success[running] |= info["is_success"].cpu().numpy()[running]
-                running &= ~ended
-            out["discounted"] += disc[:count].tolist()
-            out["undiscounted"] += undisc[:count].tolist()
-            out["length"] += length[:count].tolist()
-            out["success"] += success[:count].tolist()
-    finally:
-        sim.close()
-    return {k: np.asarray(v) for k, v in out.items()}
+    behaviour = Behaviour("noisy", noise_std)
+    return PerWorldPolicies(
+        lambda seed: PerturbedPolicy(
+            make_expert(TASK, task_config.max_ee_step_m),
+            behaviour,
+            np.random.default_rng([seed, 7]),
+        )
+    )
 
 
 def true_return(
@@ -249,6 +186,7 @@ def true_return(
     """The policy's true discounted return (cached per policy and settings)."""
     import torch
 
+    from robot_rl.eval.batched import evaluate_batched
     from robot_rl.eval.metrics import bootstrap_mean_ci
     from robot_rl.policies import load_policy
 
@@ -264,20 +202,25 @@ def true_return(
     if cached is not None and cached.get("settings") == json.loads(json.dumps(settings)):
         return cached
     if spec["kind"] == "artifact":
-        actor: Any = ArtifactActor(load_policy(spec["dir"]))
+        policy: Any = load_policy(spec["dir"])
     else:
-        n_worlds = min(args.eval_episodes, 128)
-        actor = NoisyExpertActor(TASK, spec["noise_std"], task_config.max_ee_step_m, n_worlds)
+        policy = noisy_expert(task_config, spec["noise_std"])
     t0 = time.perf_counter()
     with torch.no_grad():
-        r = sim_returns(
-            actor,
+        ev = evaluate_batched(
+            policy,
             task_config,
             n_episodes=args.eval_episodes,
             seed=EVAL_SEED,
-            gamma=args.gamma,
             n_threads=args.threads,
+            discount=args.gamma,
         )
+    r = {
+        "discounted": np.array([e.discounted_return for e in ev.episodes]),
+        "undiscounted": np.array([e.episode_return for e in ev.episodes]),
+        "length": np.array([e.length for e in ev.episodes]),
+        "success": np.array([e.success for e in ev.episodes]),
+    }
     result = {
         "name": name,
         "settings": settings,

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine_info, write_result
+from _common import EVAL_SEED, RESULTS_DIR, train_and_evaluate, write_result, write_run
 
 SRC_STORE = RESULTS_DIR / "offline_data" / "push_mixed_1000.zarr"
 WORK_DIR = RESULTS_DIR / "reward_model"
@@ -58,7 +58,6 @@ TRUE_STORE = WORK_DIR / "push_mixed_1000_true.zarr"
 STRIPPED_STORE = WORK_DIR / "push_mixed_1000_stripped.zarr"
 RUNS_DIR = WORK_DIR / "runs"
 STAGES_FILE = WORK_DIR / "stages.json"
-EVAL_SEED = 10_000
 N_PAIRS = 500
 FLIP_PROB = 0.1
 TEACHER_SEED = 0
@@ -296,13 +295,7 @@ def reward_quality(learned_store: Path) -> dict:
 
 
 def run_one(kind: str, store_path: Path, seed: int, args: argparse.Namespace) -> dict:
-    import torch
-
-    from robot_rl.algos.pretrain import pretrain
-    from robot_rl.config.schema import AlgoConfig, TaskConfig
-    from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.eval.batched import evaluate_batched
-    from robot_rl.policies import load_policy
+    from robot_rl.config.schema import AlgoConfig
 
     out_dir = WORK_DIR / "work" / f"iql_{kind}_s{seed}_k{args.steps}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -314,36 +307,8 @@ def run_one(kind: str, store_path: Path, seed: int, args: argparse.Namespace) ->
         seed=seed,
         log_every=max(1, args.steps // 20),
     )
-    torch.set_num_threads(args.threads)
-    with EpisodeStore.open(store_path) as store:
-        reward_source = store.reward_source
-        t0 = time.perf_counter()
-        result = pretrain(store, cfg, out_dir, progress=False)
-        train_s = time.perf_counter() - t0
-    ev = evaluate_batched(
-        load_policy(result.policy_dir),
-        TaskConfig(name="push"),
-        n_episodes=args.eval_episodes,
-        seed=EVAL_SEED,
-        n_threads=args.threads,
-    )
-    s = ev.stats
-    return {
-        "rewards": kind,
-        "reward_source": reward_source,
-        "algo": "iql",
-        "seed": seed,
-        "steps": args.steps,
-        "train_s": train_s,
-        "updates_per_s": args.steps / train_s,
-        "eval_episodes": ev.n_episodes,
-        "eval_seed": EVAL_SEED,
-        "success_rate": s.success_rate,
-        "success_ci": list(s.success_ci),
-        "mean_return": s.mean_return,
-        "eval_s": ev.wall_time_s,
-        "machine": machine_info(),
-    }
+    result = train_and_evaluate(store_path, "push", cfg, out_dir, args.eval_episodes, args.threads)
+    return {"rewards": kind, **result}
 
 
 def summarize(runs: list[dict], qualities: dict[str, dict]) -> dict:
@@ -431,15 +396,7 @@ def main() -> None:
                 if path.exists():
                     continue
                 _log(f"iql {tag} ...")
-                result = run_one(kind, store_path, seed, args)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(result, indent=2) + "\n")
-                tmp.replace(path)
-                _log(
-                    f"  success {result['success_rate']:.0%} "
-                    f"[{result['success_ci'][0]:.0%}, {result['success_ci'][1]:.0%}], "
-                    f"train {result['train_s']:.0f} s, eval {result['eval_s']:.0f} s"
-                )
+                write_run(path, run_one(kind, store_path, seed, args))
     runs = [
         json.loads(p.read_text())
         for p in sorted(RUNS_DIR.glob(f"*_k{args.steps}_e{args.eval_episodes}.json"))

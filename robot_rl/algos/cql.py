@@ -14,6 +14,7 @@ from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm
 from robot_rl.data.batch import TransitionBatch
+from robot_rl.data.sampler import REWARD_NORMALIZATIONS
 from robot_rl.policies.network import (
     ACTIVATIONS,
     GaussianActor,
@@ -55,6 +56,12 @@ class CQLConfig:
             the Monte-Carlo return-to-go of the data, so learned values stay on the scale
             of real returns (better online fine-tuning). Needs batches with an
             ``mc_return`` field (see ``CQL``).
+        reward_normalization: "none", or "return_range": the batch source scales
+            rewards by ``1000 / (max - min episode return)`` of the dataset
+            (``robot_rl.data.sampler.return_range_scale``). The regularizer's pull on Q
+            does not scale with the reward, so ``cql_alpha`` means more conservatism the
+            smaller the rewards are; this puts rewards on the scale the defaults were
+            tuned for (D4RL locomotion, per-step rewards of a few units).
     """
 
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -73,6 +80,7 @@ class CQLConfig:
     init_entropy_alpha: float = 1.0
     backup_entropy: bool = False
     calibrated: bool = False
+    reward_normalization: str = "none"
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -98,6 +106,11 @@ class CQLConfig:
             bad.append(f"cql_temperature={self.cql_temperature} (> 0)")
         if not self.init_entropy_alpha > 0:
             bad.append(f"init_entropy_alpha={self.init_entropy_alpha} (> 0)")
+        if self.reward_normalization not in REWARD_NORMALIZATIONS:
+            bad.append(
+                f"reward_normalization={self.reward_normalization!r} "
+                f"(one of {REWARD_NORMALIZATIONS})"
+            )
         if bad:
             raise ValueError("invalid CQLConfig: " + "; ".join(bad))
 

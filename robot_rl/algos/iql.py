@@ -15,6 +15,7 @@ from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm
 from robot_rl.data.batch import TransitionBatch
+from robot_rl.data.sampler import REWARD_NORMALIZATIONS
 from robot_rl.policies.network import (
     ACTIVATIONS,
     DeterministicActor,
@@ -27,7 +28,6 @@ from robot_rl.policies.network import (
 from robot_rl.policies.normalization import Normalizer, normalizer_for
 
 ACTOR_TYPES = ("gaussian", "deterministic")
-REWARD_NORMALIZATIONS = ("return_range", "none")
 LR_SCHEDULES = ("cosine", "constant")
 
 

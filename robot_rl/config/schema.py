@@ -395,7 +395,7 @@ class AlgoConfig:
     #: Cal-QL: bound policy Q-values below by Monte-Carlo returns (cql; needs mc_return).
     calibrated: bool | None = None
     #: Reward scaling before learning: none or return_range (1000 / spread of episode
-    #: returns, as the IQL paper for D4RL locomotion) (iql).
+    #: returns, as the IQL paper for D4RL locomotion) (iql, cql).
     reward_normalization: str | None = None
 
     def __post_init__(self) -> None:

@@ -35,6 +35,37 @@ class FlatBatchPolicy(Protocol):
     def act_batch(self, obs_flat: torch.Tensor) -> Any: ...
 
 
+class PerWorldPolicies:
+    """Single-env policies, one per world, as a batch policy: ``factory(episode_seed)``
+    builds each episode's policy (anything with ``reset()`` and ``act(obs) -> action`` on
+    one world's numpy observations, such as a scripted expert, perhaps wrapped with
+    seeded noise), so the same episode seed always gets the same policy randomness.
+
+    :func:`evaluate_batched` calls :meth:`reset_episodes` with the worlds' episode seeds
+    at the start of each round of episodes.
+    """
+
+    def __init__(self, factory: Callable[[int], Any]) -> None:
+        self.factory = factory
+        self.policies: list[Any] = []
+
+    def reset_episodes(self, episode_seeds: list[int]) -> None:
+        self.policies = [self.factory(int(s)) for s in episode_seeds]
+        for p in self.policies:
+            p.reset()
+
+    def __call__(self, obs: Mapping[str, torch.Tensor]) -> np.ndarray:
+        if not self.policies:
+            raise RuntimeError("PerWorldPolicies: reset_episodes was never called")
+        host = {k: v.cpu().numpy() for k, v in obs.items()}
+        return np.stack(
+            [
+                np.asarray(p.act({k: v[w] for k, v in host.items()}), np.float32)
+                for w, p in enumerate(self.policies)
+            ]
+        )
+
+
 def as_batch_policy(policy: FlatBatchPolicy | BatchPolicy) -> BatchPolicy:
     """A loaded artifact (flattens the observation keys it was trained on, in its order)
     or a batch policy, as a batch policy."""
@@ -69,6 +100,7 @@ def evaluate_batched(
     max_worlds: int = 128,
     n_threads: int | None = None,
     confidence: float = 0.95,
+    discount: float | None = None,
 ) -> EvalResult:
     """Evaluates ``policy`` on episodes ``seed .. seed + n_episodes - 1``.
 
@@ -80,12 +112,20 @@ def evaluate_batched(
         max_worlds: worlds simulated at once; more episodes run in rounds.
         n_threads: physics threads (default: all cores).
         confidence: confidence level of the summary's intervals.
+        discount: when set (gamma in (0, 1]), each record also gets its
+            ``discounted_return`` (what offline policy evaluation estimates).
+
+    A policy with a ``reset_episodes(episode_seeds)`` method (such as
+    :class:`PerWorldPolicies`) is told each round's episode seeds before it acts.
     """
     if n_episodes < 1:
         raise ValueError(f"evaluate_batched: n_episodes must be >= 1, got {n_episodes}")
     if seed < 0 or seed + n_episodes > 2**32:
         raise ValueError(f"evaluate_batched: seeds {seed}..{seed + n_episodes - 1} out of range")
+    if discount is not None and not 0 < discount <= 1:
+        raise ValueError(f"evaluate_batched: discount must be in (0, 1], got {discount}")
     act = as_batch_policy(policy)
+    reset_episodes = getattr(policy, "reset_episodes", None)
     start = time.perf_counter()
     n_worlds = min(n_episodes, max_worlds)
     sim = BatchedSim(
@@ -104,7 +144,9 @@ def evaluate_batched(
             # Worlds past the last episode replay seeds of this round; their results are
             # dropped.
             seeds = [seed + first + (w % count) for w in range(n_worlds)]
-            records += _play_round(sim, act, seeds, first, count)
+            if reset_episodes is not None:
+                reset_episodes(seeds)
+            records += _play_round(sim, act, seeds, first, count, discount)
     finally:
         sim.close()
     stats = summarize_episodes(
@@ -120,12 +162,18 @@ def evaluate_batched(
 
 
 def _play_round(
-    sim: BatchedSim, act: BatchPolicy, seeds: list[int], first: int, count: int
+    sim: BatchedSim,
+    act: BatchPolicy,
+    seeds: list[int],
+    first: int,
+    count: int,
+    discount: float | None,
 ) -> list[EpisodeRecord]:
     """Plays one episode in each world (seeded ``seeds``); records the first ``count``."""
     n = sim.n_worlds
     obs = sim.reset(episode_seeds=seeds)
     returns = np.zeros(n)
+    discounted = np.zeros(n)
     lengths = np.zeros(n, dtype=np.int64)
     success = np.zeros(n, dtype=bool)
     final_success = np.zeros(n, dtype=bool)
@@ -136,6 +184,8 @@ def _play_round(
         obs, reward, terminated, truncated, info = sim.step(actions)
         r, te, tr = reward.cpu().numpy(), terminated.cpu().numpy(), truncated.cpu().numpy()
         ok = info["is_success"].cpu().numpy()
+        if discount is not None:
+            discounted[running] += discount ** lengths[running] * r[running].astype(np.float64)
         returns[running] += r[running]
         lengths[running] += 1
         success[running] |= ok[running]
@@ -152,6 +202,7 @@ def _play_round(
             success=bool(success[w]),
             final_success=bool(final_success[w]),
             terminated=bool(ended_by_termination[w]),
+            discounted_return=float(discounted[w]) if discount is not None else None,
         )
         for w in range(count)
     ]

@@ -35,6 +35,8 @@ class EpisodeRecord:
         success: True if ``info["is_success"]`` was true at any step of the episode.
         final_success: ``info["is_success"]`` at the episode's last step.
         terminated: True if the episode ended by termination rather than truncation.
+        discounted_return: ``sum_t gamma^t r_t`` when the run was given a discount
+            (``evaluate_batched(discount=...)``), else None.
     """
 
     index: int
@@ -44,6 +46,7 @@ class EpisodeRecord:
     success: bool
     final_success: bool
     terminated: bool
+    discounted_return: float | None = None
 
 
 @dataclass

@@ -117,6 +117,22 @@ def test_calql_through_pretrain_gets_monte_carlo_returns(store, tmp_path):
     assert "train/bound_rate" in result.history
 
 
+@pytest.mark.parametrize("name", ["iql", "cql"])
+def test_return_range_reward_normalization_reaches_the_sampler(name, store, tmp_path):
+    from robot_rl.data.sampler import return_range_scale
+    from robot_rl.policies import read_manifest
+
+    def scale(*overrides: str) -> float:
+        cfg = compose_pretrain(f"algo={name}", *TINY, *overrides)
+        result = pretrain(store, cfg.algo, tmp_path / "-".join(overrides), progress=False)
+        return read_manifest(result.policy_dir).metrics["train/reward_scale"]
+
+    assert scale("algo.reward_normalization=none") == 1.0
+    expected = return_range_scale(store)
+    assert expected != 1.0
+    assert scale("algo.reward_normalization=return_range") == pytest.approx(expected)
+
+
 def test_periodic_checkpoints_are_all_kept_and_export_as_the_final_policy(store, tmp_path):
     from robot_rl.algos.pretrain import export_checkpoint
     from robot_rl.algos.trainer import iter_checkpoints

@@ -51,3 +51,45 @@ def test_batched_evaluation_names_missing_observation_keys():
         evaluate_batched(Blind(), TaskConfig(name="reach"), n_episodes=2, seed=0)
     with pytest.raises(ValueError, match="n_episodes must be >= 1"):
         evaluate_batched(GoalSeeker(), TaskConfig(name="reach"), n_episodes=0, seed=0)
+
+
+class NoisyGoalSeeker(GoalSeeker):
+    """A single-env policy with its own seeded randomness."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs):
+        return np.clip(super().act(obs) + 0.3 * self.rng.standard_normal(4), -1, 1)
+
+
+def test_per_world_policies_and_discounted_returns_match_a_sequential_rollout():
+    from robot_rl.eval.batched import PerWorldPolicies
+
+    task, gamma = TaskConfig(name="reach", horizon_steps=20), 0.9
+    bat = evaluate_batched(
+        PerWorldPolicies(NoisyGoalSeeker),
+        task,
+        n_episodes=5,
+        seed=40,
+        max_worlds=2,
+        n_threads=1,
+        discount=gamma,
+    )
+    env = make_env(task)
+    for rec in bat.episodes:
+        policy = NoisyGoalSeeker(rec.seed)
+        obs, _ = env.reset(seed=rec.seed)
+        disc, t, done = 0.0, 0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(policy.act(obs))
+            disc += gamma**t * r
+            t, done = t + 1, term or trunc
+        assert rec.length == t
+        assert rec.discounted_return == pytest.approx(disc, abs=1e-5)
+        assert rec.discounted_return != pytest.approx(rec.episode_return)
+    # Without a discount there is none in the records.
+    plain = evaluate_batched(GoalSeeker(), task, n_episodes=2, seed=40, n_threads=1)
+    assert all(r.discounted_return is None for r in plain.episodes)
+    with pytest.raises(ValueError, match=r"discount must be in \(0, 1\]"):
+        evaluate_batched(GoalSeeker(), task, n_episodes=2, seed=40, discount=1.5)
