@@ -101,7 +101,7 @@ class BC(OfflineAlgorithm):
             self.policy.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
 
-    def update(self, batch: TransitionBatch, step: int) -> dict[str, float]:
+    def update(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor]:
         """One gradient step of ``mean((pi(s) - a)^2)`` over the batch."""
         with self.autocast():
             pred_action = self.policy(batch.obs)
@@ -110,12 +110,12 @@ class BC(OfflineAlgorithm):
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        metrics = {"loss": loss.item()}
+        metrics = {"loss": loss.detach()}
         if self.config.max_grad_norm is not None:
             grad_norm = nn.utils.clip_grad_norm_(
                 self.policy.parameters(), self.config.max_grad_norm
             )
-            metrics["grad_norm"] = float(grad_norm)
+            metrics["grad_norm"] = grad_norm
         self.optimizer.step()
         return metrics
 

@@ -33,7 +33,9 @@ class CQLConfig:
         hidden_sizes: Hidden layer widths of the actor and of each critic.
         activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
         layer_norm: LayerNorm after each hidden layer (actor and critics); Cal-QL's
-            fine-tuning runs often turn it on.
+            fine-tuning runs often turn it on. An actor with LayerNorm cannot be
+            exported to SB3.
+        critic_layer_norm: LayerNorm after each hidden layer of the critics only.
         lr: Adam learning rate of the critics, per gradient step.
         actor_lr: Adam learning rate of the actor (1e-4 in the CQL paper).
         entropy_lr: Adam learning rate of the log entropy temperature; ``None`` =
@@ -67,6 +69,7 @@ class CQLConfig:
     hidden_sizes: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     layer_norm: bool = False
+    critic_layer_norm: bool = False
     lr: float = 3e-4
     actor_lr: float = 1e-4
     entropy_lr: float | None = None
@@ -171,7 +174,7 @@ class CQL(OfflineAlgorithm):
         net = network_kwargs(cfg)
         self.action_dim = int(action_dim)
         self.policy = GaussianActor(normalizer, action_dim, state_dependent_std=True, **net)
-        self.critic = QEnsemble(obs_dim, action_dim, n=2, **net)
+        self.critic = QEnsemble(obs_dim, action_dim, n=2, **network_kwargs(cfg, critic=True))
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = LogTemperature(cfg.init_entropy_alpha)
         self.target_entropy = (
@@ -186,7 +189,7 @@ class CQL(OfflineAlgorithm):
         # log density of the uniform distribution on [-1, 1]^action_dim
         self._uniform_log_density = -self.action_dim * math.log(2.0)
 
-    def update(self, batch: TransitionBatch, step: int) -> dict[str, float]:
+    def update(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor]:
         """One actor + temperature step, then one critic step and a target update."""
         cfg = self.config
         mc_return = getattr(batch, "mc_return", None)
@@ -276,8 +279,7 @@ class CQL(OfflineAlgorithm):
         if cfg.calibrated:
             keys.append("bound_rate")
             values.append(bound_rate)
-        # One device->host copy for all metrics.
-        return dict(zip(keys, torch.stack(values).tolist(), strict=True))
+        return dict(zip(keys, values, strict=True))
 
     def actor(self) -> nn.Module:
         """The deterministic policy ``tanh(mean)`` of the tanh-Gaussian actor."""

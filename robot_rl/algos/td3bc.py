@@ -30,7 +30,9 @@ class TD3BCConfig:
     Attributes:
         hidden_sizes: Hidden layer widths of the actor and of each critic.
         activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
-        layer_norm: LayerNorm after each hidden layer (actor and critics).
+        layer_norm: LayerNorm after each hidden layer (actor and critics). An actor with
+            LayerNorm cannot be exported to SB3.
+        critic_layer_norm: LayerNorm after each hidden layer of the critics only.
         lr: Adam learning rate of the critics, per gradient step.
         actor_lr: Adam learning rate of the actor; ``None`` = ``lr``.
         batch_size: Transitions per gradient step (read by whoever builds the sampler).
@@ -48,6 +50,7 @@ class TD3BCConfig:
     hidden_sizes: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     layer_norm: bool = False
+    critic_layer_norm: bool = False
     lr: float = 3e-4
     actor_lr: float | None = None
     batch_size: int = 256
@@ -117,7 +120,7 @@ class TD3BC(OfflineAlgorithm):
         normalizer = normalizer_for("TD3BC", obs_dim, normalizer)
         net = network_kwargs(cfg)
         self.policy = DeterministicActor(normalizer, action_dim, **net)
-        self.critic = QEnsemble(obs_dim, action_dim, n=2, **net)
+        self.critic = QEnsemble(obs_dim, action_dim, n=2, **network_kwargs(cfg, critic=True))
         self.policy_target = copy.deepcopy(self.policy).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(
@@ -125,7 +128,7 @@ class TD3BC(OfflineAlgorithm):
         )
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
 
-    def update(self, batch: TransitionBatch, step: int) -> dict[str, float]:
+    def update(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor]:
         """One critic step; on every ``policy_delay``-th step also an actor step and a
         target update."""
         cfg = self.config
@@ -150,7 +153,7 @@ class TD3BC(OfflineAlgorithm):
         self.critic_optimizer.step()
 
         if step % cfg.policy_delay != 0:
-            return {"critic_loss": critic_loss.item()}
+            return {"critic_loss": critic_loss.detach()}
 
         with self.autocast():
             action = self.policy.forward_normalized(obs)
@@ -164,10 +167,7 @@ class TD3BC(OfflineAlgorithm):
         self.actor_optimizer.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.policy_target, self.policy, cfg.tau)
-        # One device->host copy for all metrics.
-        values = torch.stack(
-            [critic_loss.detach(), actor_loss.detach(), bc_loss.detach(), q_pi.detach().mean()]
-        ).tolist()
+        values = [critic_loss.detach(), actor_loss.detach(), bc_loss.detach(), q_pi.detach().mean()]
         return dict(zip(("critic_loss", "actor_loss", "bc_loss", "q_mean"), values, strict=True))
 
     def actor(self) -> nn.Module:

@@ -95,7 +95,7 @@ class OfflineAlgorithm(ABC):
     # --- what every algorithm implements -------------------------------------------
 
     @abstractmethod
-    def update(self, batch: TransitionBatch, step: int) -> dict[str, float]:
+    def update(self, batch: TransitionBatch, step: int) -> Mapping[str, float | torch.Tensor]:
         """Does one gradient step on ``batch`` (already on ``self.device``).
 
         Args:
@@ -104,7 +104,10 @@ class OfflineAlgorithm(ABC):
                 included); use it for delayed/target updates and schedules.
 
         Returns:
-            Scalar metrics to log, e.g. ``{"loss": 0.1}``; the trainer rejects NaN/inf.
+            Scalar metrics to log, e.g. ``{"loss": loss.detach()}``: 0-dim tensors (left
+            on the device: the trainer reads them back only when it logs, evaluates or
+            checkpoints, so a GPU step never waits for the host) or floats. The trainer
+            rejects NaN/inf, naming the step.
         """
 
     @abstractmethod
@@ -327,6 +330,48 @@ def latest_checkpoint(log_dir: str | os.PathLike[str]) -> Path | None:
     return done[-1] if done else None
 
 
+class _PendingMetrics:
+    """Per-step metrics not yet read back to the host: tensors stay where the update
+    left them until :meth:`drain` copies all of them in one transfer."""
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[int, tuple[str, ...], torch.Tensor | list[float]]] = []
+
+    def add(self, step: int, metrics: Mapping[str, float | torch.Tensor]) -> None:
+        keys, values = tuple(metrics), list(metrics.values())
+        device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
+        if device is None:
+            self._steps.append((step, keys, [float(v) for v in values]))
+            return
+        as_tensors = [
+            v.detach().float().reshape(()).to(device)
+            if isinstance(v, torch.Tensor)
+            else torch.tensor(float(v), device=device)
+            for v in values
+        ]
+        self._steps.append((step, keys, torch.stack(as_tensors)))
+
+    def drain(self) -> list[tuple[int, dict[str, float]]]:
+        """Every pending step's metrics as floats, oldest first; clears the queue."""
+        tensors = [v for _, _, v in self._steps if isinstance(v, torch.Tensor)]
+        by_device: dict[torch.device, list[float]] = {}
+        for device in {t.device for t in tensors}:
+            same = [t for t in tensors if t.device == device]
+            by_device[device] = torch.cat(same).tolist()
+        cursor = dict.fromkeys(by_device, 0)
+        out = []
+        for step, keys, values in self._steps:
+            if isinstance(values, torch.Tensor):
+                i, flat = cursor[values.device], by_device[values.device]
+                floats = flat[i : i + len(keys)]
+                cursor[values.device] = i + len(keys)
+            else:
+                floats = values
+            out.append((step, dict(zip(keys, floats, strict=True))))
+        self._steps.clear()
+        return out
+
+
 class OfflineTrainer:
     """Runs an ``OfflineAlgorithm`` on batches from a ``BatchSource`` for a fixed budget.
 
@@ -389,6 +434,7 @@ class OfflineTrainer:
 
         writer = self._make_writer()
         window: dict[str, list[float]] = defaultdict(list)
+        pending = _PendingMetrics()
         window_start = time.perf_counter()
         from tqdm.auto import tqdm
 
@@ -402,14 +448,25 @@ class OfflineTrainer:
         try:
             while self.step < cfg.num_steps:
                 batch = self._next_batch()
-                metrics = self.algo.update(batch, self.step)
-                self._check_metrics(metrics)
+                pending.add(self.step, self.algo.update(batch, self.step))
                 self.step += 1
                 bar.update(1)
-                for key, value in metrics.items():
-                    window[key].append(float(value))
                 last = self.step == cfg.num_steps
-                if self.step % cfg.log_every == 0 or last:
+                log_now = self.step % cfg.log_every == 0 or last
+                eval_now = self.eval_fn is not None and (
+                    last or (cfg.eval_every and self.step % cfg.eval_every == 0)
+                )
+                checkpoint_now = self.log_dir is not None and (
+                    last or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                )
+                if log_now or eval_now or checkpoint_now:
+                    # Metrics come to the host here, in one copy, and are checked before
+                    # anything is logged, evaluated or checkpointed.
+                    for step, metrics in pending.drain():
+                        self._check_metrics(metrics, step)
+                        for key, value in metrics.items():
+                            window[key].append(value)
+                if log_now:
                     elapsed = time.perf_counter() - window_start
                     n_steps = len(next(iter(window.values()), [])) or 1
                     scalars = {f"train/{k}": float(np.mean(v)) for k, v in window.items()}
@@ -420,14 +477,10 @@ class OfflineTrainer:
                     )
                     window.clear()
                     window_start = time.perf_counter()
-                if self.eval_fn is not None and (
-                    last or (cfg.eval_every and self.step % cfg.eval_every == 0)
-                ):
+                if eval_now:
                     self._evaluate(writer)
                 # After eval, so the RNG state saved matches an uninterrupted run's.
-                if self.log_dir is not None and (
-                    last or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
-                ):
+                if checkpoint_now:
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -463,14 +516,14 @@ class OfflineTrainer:
                     )
         return batch
 
-    def _check_metrics(self, metrics: Mapping[str, float]) -> None:
+    def _check_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if not self.config.check_finite:
             return
         for key, value in metrics.items():
-            if not math.isfinite(float(value)):
+            if not math.isfinite(value):
                 raise NonFiniteError(
                     f"{self.algo.name or type(self.algo).__name__} metric {key!r} is {value} at "
-                    f"step {self.step}; training diverged (try a lower learning rate, gradient "
+                    f"step {step}; training diverged (try a lower learning rate, gradient "
                     "clipping, or check the data); the last checkpoint is unaffected"
                 )
 

@@ -353,6 +353,9 @@ class AlgoConfig:
     activation: str | None = None
     #: LayerNorm after each hidden layer (all).
     layer_norm: bool | None = None
+    #: LayerNorm after each hidden layer of the critics and value nets only, which keeps
+    #: the actor exportable to SB3 (td3bc, iql, cql).
+    critic_layer_norm: bool | None = None
     #: Clip the global gradient norm to this (bc).
     max_grad_norm: float | None = None
     #: Actor learning rate per step (td3bc, iql, cql).

@@ -1612,27 +1612,31 @@ class EpisodeStore:
 
     def _commit(
         self,
-        n_episodes: int,
-        n_steps: int,
-        stream_rows: dict[str, int],
-        provenance: EpisodeProvenance,
+        episode_ends: list[int],
+        stream_episode_ends: dict[str, list[int]],
+        provenances: list[EpisodeProvenance],
     ) -> None:
+        """Publish new episodes (their rows and ``meta/`` rows are durable already):
+        their end rows, each stream's end rows, and their provenance, in order."""
+        e0 = self._n_episodes
+        n_episodes, n_steps = e0 + len(episode_ends), int(episode_ends[-1])
+        stream_rows = {s: int(v[-1]) for s, v in stream_episode_ends.items()}
         _atomic_write_json(
             self.path / COMMIT_FILE,
             self._commit_doc(n_episodes, n_steps, stream_rows, self._generation),
         )
-        e0 = self._n_episodes
         self._n_episodes, self._n_steps = n_episodes, n_steps
-        ends = np.append(self._ends, np.int64(n_steps))
+        ends = np.append(self._ends, np.asarray(episode_ends, np.int64))
         ends.setflags(write=False)
         self._ends = ends
-        for s, n in stream_rows.items():
-            e = np.append(self._stream_ends[s], np.int64(n))
+        for s, v in stream_episode_ends.items():
+            e = np.append(self._stream_ends[s], np.asarray(v, np.int64))
             e.setflags(write=False)
             self._stream_ends[s] = e
-        self._stream_rows = dict(stream_rows)
+        self._stream_rows = {**self._stream_rows, **stream_rows}
         if self._ids is not None:
-            self._ids[provenance.episode_id] = e0
+            for k, p in enumerate(provenances):
+                self._ids[p.episode_id] = e0 + k
         self._cache.clear()
         self._sync_committed()
 

@@ -28,7 +28,7 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import zarr
@@ -318,6 +318,16 @@ def truncate_uncommitted(store: EpisodeStore) -> None:
 # ---------------------------------------------------------------------------- the writer
 
 
+class _StagedEpisode(NamedTuple):
+    """An ended episode's ``meta/`` rows, held until the writer commits."""
+
+    end: int
+    stream_ends: dict[str, int]
+    provenance: EpisodeProvenance
+    digest_doc: str | None
+    stats: dict[str, np.ndarray]
+
+
 class EpisodeWriter:
     """One episode being written; get it from :meth:`EpisodeStore.begin_episode`.
 
@@ -347,6 +357,15 @@ class EpisodeWriter:
             }
             for s, arrays in store._streams.items()
         }
+        # Episodes ended (end_episode) but not yet committed, and their rows.
+        self._staged: list[_StagedEpisode] = []
+        self._staged_rows = 0
+        self._staged_stream_rows: dict[str, int] = dict.fromkeys(store._streams, 0)
+        self._start_episode()
+
+    def _start_episode(self) -> None:
+        """Per-episode state: row counts, timestamps, statistics and digests."""
+        store = self._store
         self._n_rows = 0
         self._stream_n: dict[str, int] = dict.fromkeys(store._streams, 0)
         self._last_ts: float | None = None
@@ -455,35 +474,87 @@ class EpisodeWriter:
 
     # ------------------------------------------------------------------ ending
 
+    @property
+    def n_ended(self) -> int:
+        """Episodes ended with :meth:`end_episode` and not yet committed."""
+        return len(self._staged)
+
+    def end_episode(self, provenance: EpisodeProvenance) -> None:
+        """End the current episode without committing it; the writer goes on with a new
+        one. Ended episodes commit with the next :meth:`commit`, all at once: one write
+        per array and one set of fsyncs for all of them instead of one per episode, which
+        is what bulk rewrites of a store use. Until then none of them is visible, and a
+        crash or :meth:`discard` drops them all.
+
+        Raises:
+            ValueError: as :meth:`commit`; nothing changes, so fix it and end again.
+        """
+        self._check_usable()
+        self._stage(provenance)
+
+    def _stage(self, provenance: EpisodeProvenance) -> None:
+        from robot_rl.data.episode_store import EpisodeProvenance
+
+        if not isinstance(provenance, EpisodeProvenance):
+            raise ValueError(
+                f"provenance: expected an EpisodeProvenance, got {type(provenance).__name__}"
+            )
+        provenance.check()
+        store = self._store
+        store._check_new_episode_id(provenance.episode_id)
+        if any(e.provenance.episode_id == provenance.episode_id for e in self._staged):
+            raise ValueError(
+                f"provenance.episode_id {provenance.episode_id!r} is already used by an "
+                "episode ended earlier in this writer; every episode needs its own id"
+            )
+        if self._n_rows == 0:
+            raise ValueError(
+                f"{store.path}: the episode has 0 control rows; append at least one "
+                "before commit (or discard it)"
+            )
+        digest_doc = None
+        if self._digests is not None and store._digest_arr is not None:
+            digest_doc = json.dumps(
+                {name: h.hexdigest() for name, h in self._digests.items()}, sort_keys=True
+            )
+        stats = {}
+        for key, m in self._moments.items():
+            assert m is not None
+            stats[key] = np.stack([m.mean, m.m2, m.min, m.max])
+        self._staged_rows += self._n_rows
+        for s, n in self._stream_n.items():
+            self._staged_stream_rows[s] += n
+        stream_ends = {s: store._stream_rows[s] + n for s, n in self._staged_stream_rows.items()}
+        self._staged.append(
+            _StagedEpisode(
+                end=store.n_steps + self._staged_rows,
+                stream_ends=stream_ends,
+                provenance=provenance,
+                digest_doc=digest_doc,
+                stats=stats,
+            )
+        )
+        self._start_episode()
+
     def commit(self, provenance: EpisodeProvenance) -> int:
-        """Write what is pending, make it durable, and commit the episode.
+        """Write what is pending, make it durable, and commit the episode (and any
+        ended with :meth:`end_episode` before it, in order).
 
         Args:
             provenance: where the episode came from.
 
         Returns:
-            The new episode's index.
+            The new episode's index (the last one's, with ended episodes before it).
 
         Raises:
             ValueError: malformed provenance, or no rows; the writer stays open, so fix
                 and commit again, or discard.
             OSError: a failed write; the episode is discarded.
         """
-        from robot_rl.data.episode_store import EpisodeProvenance
-
         self._check_usable()
-        if not isinstance(provenance, EpisodeProvenance):
-            raise ValueError(
-                f"provenance: expected an EpisodeProvenance, got {type(provenance).__name__}"
-            )
-        provenance.check()
-        self._store._check_new_episode_id(provenance.episode_id)
-        if self._n_rows == 0:
-            raise ValueError(
-                f"{self._store.path}: the episode has 0 control rows; append at least one "
-                "before commit (or discard it)"
-            )
+        self._stage(provenance)
         store = self._store
+        staged = self._staged
         try:
             tails = [*self._data_tails.values()]
             tails += [t for ts in self._stream_tails.values() for t in ts.values()]
@@ -492,54 +563,44 @@ class EpisodeWriter:
                 if tail.a.shape[0] != tail.start:  # trim what write_rows grew ahead
                     set_rows(tail.a, tail.start)
             e0 = store.n_episodes
+            strings = np.dtypes.StringDType()
             meta_rows: list[tuple[str, zarr.Array, np.ndarray]] = [
-                ("meta/episode_ends", store._ends_arr, np.array([store.n_steps + self._n_rows])),
+                ("meta/episode_ends", store._ends_arr, np.array([e.end for e in staged])),
                 (
                     "meta/provenance",
                     store._prov_arr,
-                    np.array([provenance.to_json()], dtype=np.dtypes.StringDType()),
+                    np.array([e.provenance.to_json() for e in staged], dtype=strings),
                 ),
             ]
-            if self._digests is not None and store._digest_arr is not None:
-                doc = json.dumps(
-                    {name: h.hexdigest() for name, h in self._digests.items()}, sort_keys=True
-                )
-                meta_rows.append(
-                    (
-                        "meta/digests",
-                        store._digest_arr,
-                        np.array([doc], dtype=np.dtypes.StringDType()),
-                    )
-                )
+            if store._digest_arr is not None and staged[0].digest_doc is not None:
+                docs = np.array([e.digest_doc for e in staged], dtype=strings)
+                meta_rows.append(("meta/digests", store._digest_arr, docs))
             for key, a in store._stats_arr.items():
-                m = self._moments[key]
-                assert m is not None
-                row = np.stack([m.mean, m.m2, m.min, m.max])[None]
-                meta_rows.append((f"meta/stats/{key}", a, row))
+                rows = np.stack([e.stats[key] for e in staged])
+                meta_rows.append((f"meta/stats/{key}", a, rows))
             for s, a in store._stream_ends_arr.items():
-                end = store._stream_rows[s] + self._stream_n[s]
-                meta_rows.append((f"streams/{s}/episode_ends", a, np.array([end])))
-            for name, a, row in meta_rows:
-                write_rows(store.path, name, a, e0, row, self._dirs)
+                ends = np.array([e.stream_ends[s] for e in staged])
+                meta_rows.append((f"streams/{s}/episode_ends", a, ends))
+            for name, a, rows in meta_rows:
+                write_rows(store.path, name, a, e0, rows, self._dirs)
             # Array metadata (the grown shapes) and new directory entries, deepest first.
             for name, _, _ in store._all_arrays():
                 fsync_path(store.path / name / "zarr.json")
             for d in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
                 if d.is_dir():
                     fsync_path(d)
-            # Only now, with every chunk durable, does the episode exist.
+            # Only now, with every chunk durable, do the episodes exist.
             store._commit(
-                e0 + 1,
-                store.n_steps + self._n_rows,
-                {s: store._stream_rows[s] + n for s, n in self._stream_n.items()},
-                provenance,
+                [e.end for e in staged],
+                {s: [e.stream_ends[s] for e in staged] for s in store._stream_ends_arr},
+                [e.provenance for e in staged],
             )
         except BaseException:
             with contextlib.suppress(Exception):
                 self.discard()
             raise
         self._close()
-        return e0
+        return e0 + len(staged) - 1
 
     def discard(self) -> None:
         """Drop the episode: nothing becomes visible and its rows are deleted from disk."""

@@ -47,6 +47,7 @@ import numpy as np
 
 from robot_rl.data.atomic_fs import fsync_path, publish_dir, remove_tree, swap_dirs
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore, StoreSchema
+from robot_rl.data.episode_writer import EpisodeWriter
 from robot_rl.data.labels import LabelLog
 
 SALT_FILE_ENV = "ROBOT_RL_PSEUDONYM_SALT_FILE"
@@ -199,24 +200,36 @@ class EpisodeFilter:
 # ---------------------------------------------------------------------------- rewriting
 
 
-def _copy_episode(src: EpisodeStore, i: int, dst: EpisodeStore) -> None:
+#: Per copied episode: rows to write instead of the source's (key -> rows, or None to
+#: leave the key out) and the provenance to record.
+EpisodeEdit = Callable[[EpisodeStore, int], tuple[dict[str, np.ndarray | None], EpisodeProvenance]]
+
+
+def _append_rows(
+    src: EpisodeStore, i: int, w: EpisodeWriter, replace: dict[str, np.ndarray | None]
+) -> None:
+    """Append episode ``i`` of ``src`` to the open writer, in blocks of bounded memory,
+    with the rows of the keys in ``replace`` swapped (or left out)."""
+
     def block_rows(arrays) -> int:
         row = sum(int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize for a in arrays)
         return max(1, _COPY_BLOCK_BYTES // max(1, row))
 
-    with dst.begin_episode() as w:
-        start, end = src.episode_bounds(i)
-        step = block_rows(src._data.values())
-        for lo in range(start, end, step):
-            hi = min(lo + step, end)
-            w.append({k: np.asarray(a[lo:hi]) for k, a in src._data.items()})
-        for s, arrays in src._streams.items():
-            s0, s1 = src.stream_bounds(s, i)
-            step = block_rows(arrays.values())
-            for lo in range(s0, s1, step):
-                hi = min(lo + step, s1)
-                w.append_stream(s, {k: np.asarray(a[lo:hi]) for k, a in arrays.items()})
-        w.commit(src.recorded_provenance(i))
+    start, end = src.episode_bounds(i)
+    arrays = {k: a for k, a in src._data.items() if k not in replace}
+    new = {k: v for k, v in replace.items() if v is not None}
+    step = block_rows([*arrays.values(), *new.values()])
+    for lo in range(start, end, step):
+        hi = min(lo + step, end)
+        frames = {k: np.asarray(a[lo:hi]) for k, a in arrays.items()}
+        frames.update({k: v[lo - start : hi - start] for k, v in new.items()})
+        w.append(frames)
+    for s, sarrays in src._streams.items():
+        s0, s1 = src.stream_bounds(s, i)
+        step = block_rows(sarrays.values())
+        for lo in range(s0, s1, step):
+            hi = min(lo + step, s1)
+            w.append_stream(s, {k: np.asarray(a[lo:hi]) for k, a in sarrays.items()})
 
 
 def _build_store(
@@ -225,11 +238,25 @@ def _build_store(
     chunks: dict[str, int],
     episodes: Sequence[tuple[EpisodeStore, int]],
     labels: LabelLog,
+    edit: EpisodeEdit | None = None,
 ) -> None:
-    """Write a complete, validated store at ``tmp`` holding ``episodes`` and ``labels``."""
+    """Write a complete, validated store at ``tmp`` holding ``episodes`` (each changed by
+    ``edit``, if given) and ``labels``.
+
+    The store is not visible to anyone until it is published, so the episodes go through
+    one writer and commit together at the end (:meth:`EpisodeWriter.end_episode`): one
+    write per array for the whole store instead of a commit, with its fsyncs, per episode.
+    """
     with EpisodeStore.create(tmp, **schema.create_kwargs(), chunks=chunks) as out:
-        for src, i in episodes:
-            _copy_episode(src, i, out)
+        if episodes:
+            with out.begin_episode() as w:
+                for n, (src, i) in enumerate(episodes):
+                    replace, prov = edit(src, i) if edit else ({}, src.recorded_provenance(i))
+                    _append_rows(src, i, w, replace)
+                    if n + 1 < len(episodes):
+                        w.end_episode(prov)
+                    else:
+                        w.commit(prov)
         if labels.labels or labels.preferences:
             out._write_labels(labels)
     with EpisodeStore.open(tmp) as check:
@@ -249,12 +276,13 @@ def _write_new_store(
     chunks: dict[str, int],
     episodes: Sequence[tuple[EpisodeStore, int]],
     labels: LabelLog,
+    edit: EpisodeEdit | None = None,
 ) -> None:
     """Build a store next to the free path ``dst`` and rename it there."""
     _check_free(dst)
     tmp = _temp_sibling(dst, tag)
     try:
-        _build_store(tmp, schema, chunks, episodes, labels)
+        _build_store(tmp, schema, chunks, episodes, labels, edit)
         publish_dir(tmp, dst)
     except BaseException:
         remove_tree(tmp)

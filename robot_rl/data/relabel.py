@@ -25,17 +25,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robot_rl.data.atomic_fs import publish_dir, remove_tree
 from robot_rl.data.episode_store import EpisodeStore, StoreFormatError
-from robot_rl.data.governance import _check_free, _temp_sibling
+from robot_rl.data.governance import _write_new_store
 from robot_rl.data.labels import LabelLog
 from robot_rl.data.provenance import REWARD_LEARNED_PREFIX, REWARD_NONE
 
 if TYPE_CHECKING:
     from robot_rl.algos.rewards.model import RewardModel
-
-# Rows read per block when copying an episode (bounded memory for image episodes).
-_COPY_BLOCK_BYTES = 64 << 20
 
 # (episode index, start row, end row) -> float32 rewards of those rows, or None.
 RewardFn = Callable[[int, int, int], np.ndarray | None]
@@ -121,59 +117,21 @@ def _rewrite(
             f"{store._labels_error}; repair {store.path}/labels.json first (a copy would "
             "drop the damaged labels)"
         )
-    _check_free(dst)
     schema = dataclasses.replace(store.schema, reward_source=reward_source)
     chunks = {k: v for k, v in store.chunk_rows().items() if k != "data/reward"}
-    tmp = _temp_sibling(dst, tag)
-    try:
-        with EpisodeStore.create(tmp, **schema.create_kwargs(), chunks=chunks) as out:
-            for i in range(store.n_episodes):
-                _copy_episode(store, i, out, rewards, reward_source)
-            log = LabelLog(store.labels(), store.preferences())
-            if log.labels or log.preferences:
-                out._write_labels(log)
-        with EpisodeStore.open(tmp) as check:
-            report = check.validate()
-            if not report.ok:
-                raise RuntimeError(f"the new store failed validation; nothing written: {report}")
-        publish_dir(tmp, dst)
-    except BaseException:
-        remove_tree(tmp)
-        raise
+
+    def edit(src: EpisodeStore, i: int):
+        start, end = src.episode_bounds(i)
+        reward = rewards(i, start, end)
+        if reward is not None and (reward.shape != (end - start,) or not np.isfinite(reward).all()):
+            raise ValueError(
+                f"episode {i}: the reward model gave rewards of shape {reward.shape} "
+                f"(expected ({end - start},)), or non-finite values"
+            )
+        prov = dataclasses.replace(src.recorded_provenance(i), reward_source=reward_source)
+        return {"reward": reward}, prov
+
+    episodes = [(store, i) for i in range(store.n_episodes)]
+    labels = LabelLog(store.labels(), store.preferences())
+    _write_new_store(dst, tag, schema, chunks, episodes, labels, edit)
     return RelabelResult(dst, reward_source, store.n_episodes, store.n_steps)
-
-
-def _copy_episode(
-    src: EpisodeStore, i: int, dst: EpisodeStore, rewards: RewardFn, reward_source: str
-) -> None:
-    keys = [k for k in src.data_keys if k != "reward"]
-
-    def block_rows(arrays) -> int:
-        row = sum(int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize for a in arrays)
-        return max(1, _COPY_BLOCK_BYTES // max(1, row))
-
-    start, end = src.episode_bounds(i)
-    reward = rewards(i, start, end)
-    if reward is not None and (reward.shape != (end - start,) or not np.isfinite(reward).all()):
-        raise ValueError(
-            f"episode {i}: the reward model gave rewards of shape {reward.shape} (expected "
-            f"({end - start},)), or non-finite values"
-        )
-    with dst.begin_episode() as w:
-        arrays = {k: src.zarr_array(k) for k in keys}
-        step = block_rows(arrays.values())
-        for lo in range(start, end, step):
-            hi = min(lo + step, end)
-            frames = {k: np.asarray(a[lo:hi]) for k, a in arrays.items()}
-            if reward is not None:
-                frames["reward"] = reward[lo - start : hi - start]
-            w.append(frames)
-        for s in src.stream_names:
-            s0, s1 = src.stream_bounds(s, i)
-            names = ["timestamp", *src.stream_spec[s]]
-            sarrays = {k: src.stream_zarr_array(s, k) for k in names}
-            step = block_rows(sarrays.values())
-            for lo in range(s0, s1, step):
-                hi = min(lo + step, s1)
-                w.append_stream(s, {k: np.asarray(a[lo:hi]) for k, a in sarrays.items()})
-        w.commit(dataclasses.replace(src.recorded_provenance(i), reward_source=reward_source))

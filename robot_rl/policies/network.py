@@ -35,13 +35,18 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def network_kwargs(cfg: Any) -> dict[str, Any]:
+def network_kwargs(cfg: Any, *, critic: bool = False) -> dict[str, Any]:
     """The network settings every algorithm config carries (``hidden_sizes``,
-    ``activation``, ``layer_norm``), as keyword arguments of the network classes here."""
+    ``activation``, ``layer_norm``), as keyword arguments of the network classes here.
+
+    With ``critic=True`` (critics and value networks), LayerNorm is also on where the
+    config's ``critic_layer_norm`` is: LayerNorm in the critics alone keeps the actor a
+    plain MLP, which SB3's actors (and so the SB3 export) can express.
+    """
     return {
         "hidden_sizes": tuple(cfg.hidden_sizes),
         "activation": cfg.activation,
-        "layer_norm": cfg.layer_norm,
+        "layer_norm": cfg.layer_norm or (critic and getattr(cfg, "critic_layer_norm", False)),
     }
 
 

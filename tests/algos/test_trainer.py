@@ -168,15 +168,17 @@ class DivergingAlgorithm(OfflineAlgorithm):
 
     name: ClassVar[str] = "diverging"
 
-    def __init__(self, diverge_at: int) -> None:
+    def __init__(self, diverge_at: int, as_tensor: bool = False) -> None:
         super().__init__()
         self.net = nn.Linear(OBS_DIM, ACTION_DIM)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1)
         self.diverge_at = diverge_at
+        self.as_tensor = as_tensor
         self.seen_eval_mode: list[bool] = []
 
     def update(self, batch, step):
-        return {"loss": math.inf if step >= self.diverge_at else 1.0}
+        loss = math.inf if step >= self.diverge_at else 1.0 + step
+        return {"loss": torch.tensor(loss) if self.as_tensor else loss, "step": step}
 
     def actor(self):
         return self.net
@@ -188,12 +190,24 @@ class DivergingAlgorithm(OfflineAlgorithm):
         return {"net": self.opt}
 
 
-def test_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
-    algo = DivergingAlgorithm(diverge_at=12)
-    config = cfg(num_steps=30, checkpoint_every=5)
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(as_tensor, tmp_path):
+    # Tensor metrics are read back only at log/checkpoint steps (here every 5), yet the
+    # error names the step that diverged, and no checkpoint is written after it.
+    algo = DivergingAlgorithm(diverge_at=12, as_tensor=as_tensor)
+    config = cfg(num_steps=30, checkpoint_every=5, log_every=100)
     with pytest.raises(NonFiniteError, match="metric 'loss' is inf at step 12"):
         OfflineTrainer(algo, SyntheticSource(), config, tmp_path).train()
     assert latest_checkpoint(tmp_path).name == "step_000000010"
+
+
+def test_tensor_and_float_metrics_are_logged_alike(tmp_path):
+    # Window means of metrics read back in bulk: steps 0-9 then 10-19.
+    history = OfflineTrainer(
+        DivergingAlgorithm(diverge_at=99, as_tensor=True), SyntheticSource(), cfg(num_steps=20)
+    ).train()
+    assert history["train/loss"] == [(10, 5.5), (20, 15.5)]
+    assert history["train/step"] == [(10, 4.5), (20, 14.5)]
 
 
 def test_eval_hook_runs_in_eval_mode_and_is_logged(tmp_path):

@@ -54,6 +54,64 @@ def test_many_small_appends_equal_one_big_append(new_store, make_frames, make_pr
         np.testing.assert_array_equal(r.episode(1)["terminated"], episodes[1]["terminated"])
 
 
+def test_ended_episodes_commit_together_as_if_committed_one_by_one(
+    new_store, make_frames, make_prov, tmp_path
+):
+    one_by_one, together = new_store("one"), new_store("together")
+    episodes = [
+        make_frames(11, 0, seed=0),
+        make_frames(7, 11, last="terminated", seed=1),
+        make_frames(5, 18, seed=2),
+    ]
+    for i, frames in enumerate(episodes):
+        one_by_one.append_episode(frames, make_prov(i))
+    reader = open_store(tmp_path / "together")
+    with together.begin_episode() as w:
+        for i, frames in enumerate(episodes[:-1]):
+            for block in _blocks(frames, [3, len(frames["action"]) - 3]):
+                w.append(block)
+            w.end_episode(make_prov(i))
+        assert w.n_ended == 2 and w.n_rows == 0
+        # Ended episodes are not visible before the commit.
+        assert together.n_episodes == 0
+        reader.refresh()
+        assert reader.n_episodes == 0
+        w.append(episodes[-1])
+        assert w.commit(make_prov(2)) == 2
+    reader.refresh()
+    assert reader.n_episodes == 3 and reader.episode_ends.tolist() == [11, 18, 23]
+    reader.close()
+    assert together.content_hash() == one_by_one.content_hash()
+    for i in range(3):
+        assert together.provenance(i) == one_by_one.provenance(i)
+        assert together.episode_index(make_prov(i).episode_id) == i
+    for key in ("joint_pos", "action", "reward"):
+        a, b = one_by_one.stats(key), together.stats(key)
+        np.testing.assert_allclose(b["mean"], a["mean"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(b["std"], a["std"], rtol=1e-10, atol=1e-12)
+    assert together.validate().ok
+
+
+def test_ended_episodes_are_dropped_with_a_discard_and_checked_like_commits(
+    filled_store, make_frames, make_prov
+):
+    before = filled_store.content_hash()
+    w = filled_store.begin_episode()
+    with pytest.raises(ValueError, match="0 control rows"):
+        w.end_episode(make_prov(5))
+    w.append(make_frames(4, 14))
+    w.end_episode(make_prov(5))
+    w.append(make_frames(3, 18))
+    with pytest.raises(ValueError, match="ended earlier in this writer"):
+        w.end_episode(make_prov(5))
+    with pytest.raises(ValueError, match="already used by episode 0"):
+        w.commit(filled_store.provenance(0))
+    assert w.n_rows == 3 and w.n_ended == 1  # the failed calls changed nothing
+    w.discard()
+    assert filled_store.n_episodes == 3 and filled_store.content_hash() == before
+    assert filled_store.validate().ok
+
+
 def test_chunks_reach_disk_before_commit_but_stay_invisible(filled_store, make_frames, tmp_path):
     reader = open_store(tmp_path / "store")
     w = filled_store.begin_episode()

@@ -175,7 +175,7 @@ class FQE(OfflineAlgorithm):
         eps = torch.randn((n, *action.shape), device=action.device, generator=generator)
         return (action.unsqueeze(0) + self.noise_std * eps).clamp(-1.0, 1.0)
 
-    def update(self, batch: FQEBatch, step: int) -> dict[str, float]:
+    def update(self, batch: FQEBatch, step: int) -> dict[str, torch.Tensor]:
         """One step of ``mean((Q(s, a) - y)^2)``, then a Polyak step of the target."""
         with torch.no_grad(), self.autocast():
             next_a = self._noisy(batch.next_action, self.config.target_noise_samples)
@@ -198,7 +198,7 @@ class FQE(OfflineAlgorithm):
             nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         soft_update(self.q_target, self.q, self.config.tau)
-        return {"loss": loss.item(), "q_mean": float(q.detach().float().mean()) * self.value_scale}
+        return {"loss": loss.detach(), "q_mean": q.detach().float().mean() * self.value_scale}
 
     @torch.no_grad()
     def value(

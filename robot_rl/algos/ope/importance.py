@@ -130,13 +130,13 @@ class GaussianBehaviour(OfflineAlgorithm):
         mean, log_std = self.distribution(obs)
         return clipped_gaussian_log_prob(action, mean, log_std)
 
-    def update(self, batch: TransitionBatch, step: int) -> dict[str, float]:
+    def update(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor]:
         with self.autocast():
             nll = -self.log_prob(batch.obs, batch.action).mean()
         self.optimizer.zero_grad(set_to_none=True)
         nll.backward()
         self.optimizer.step()
-        return {"nll": nll.item()}
+        return {"nll": nll.detach()}
 
     def actor(self) -> nn.Module:
         raise TypeError("the estimated behaviour policy is not saved as a policy artifact")

@@ -73,9 +73,10 @@ class RewardModelSpec:
         hidden_sizes: hidden layer widths of each member MLP.
         ensemble_size: number of independently initialized members (rewards averaged).
         output: ``"raw"``, ``"log_prob"`` or ``"prob"`` (see the module docstring).
-        reward_scale: factor applied to the ensemble mean (preference models: 1 / std of
-            the per-step rewards on the training data, so relabelled rewards have unit
-            scale; BT rankings do not change under a positive factor).
+        reward_scale: factor applied to the ensemble mean (1 unless a preference model
+            was trained with ``reward_units="unit_std"``: then 1 / std of the per-step
+            rewards on its training data; BT rankings do not change under a positive
+            factor).
         training: lineage: dataset content hash, label counts, config, metrics.
         code_version: ``robot_rl.paths.code_version()`` of the training code.
     """

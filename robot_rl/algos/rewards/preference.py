@@ -11,9 +11,14 @@ and the per-step reward r is fitted by minimizing the cross-entropy against the 
 the ensemble is initialized and trained on its own minibatches, which makes the mean
 reward less sensitive to flipped labels. Episodes are compared whole, as the labels are.
 
-After training, ``reward_scale`` is set so that the per-step rewards of the labelled
-episodes have unit standard deviation (a positive factor, so every ranking is kept), which
-keeps the relabelled rewards in the range offline RL hyper-parameters expect.
+The reward's units are the model's own by default: a return difference of 1 between
+two episodes means odds of e : 1 that the labeller prefers the higher one. Those units
+are set by how consistent the labels are, which for a labeller as noisy as the synthetic
+teacher (10% of verdicts flipped) puts per-step rewards on the scale of the true dense
+reward. ``reward_units="unit_std"`` instead rescales them to unit standard deviation per
+step over the labelled episodes (a positive factor, so every ranking is kept); on mixed
+push that made the rewards about 13x larger than the true ones, and IQL, whose
+advantage temperature is in reward units, fell from 71% success to 3%.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
 _TARGET = {"a": 1.0, "b": 0.0, "equal": 0.5}
 
 
+REWARD_UNITS = ("preference", "unit_std")
+
+
 @dataclass
 class PreferenceConfig:
     """Settings of :func:`train_preference_model`.
@@ -52,6 +60,8 @@ class PreferenceConfig:
         weight_decay: AdamW weight decay (keeps the utilities from growing without
             bound on separable labels).
         seed: seeds initialization and minibatches; same store and seed, same model.
+        reward_units: "preference" (the Bradley-Terry logits as they are) or
+            "unit_std" (per-step rewards rescaled to unit std); see the module docstring.
     """
 
     obs_keys: list[str] | None = None
@@ -63,6 +73,7 @@ class PreferenceConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    reward_units: str = "preference"
 
 
 def _check_config(cfg: Any, ints: tuple[str, ...]) -> None:
@@ -177,6 +188,11 @@ def train_preference_model(
     """
     cfg = config or PreferenceConfig()
     _check_config(cfg, ("ensemble_size", "steps", "batch_pairs"))
+    if cfg.reward_units not in REWARD_UNITS:
+        raise ValueError(
+            f"PreferenceConfig.reward_units: expected one of {REWARD_UNITS}, "
+            f"got {cfg.reward_units!r}"
+        )
     keys = resolve_obs_keys(store, cfg.obs_keys)
     pairs, targets = _preference_pairs(store)
     used = sorted({i for pair in pairs for i in pair})
@@ -220,7 +236,8 @@ def train_preference_model(
         step_std = float(per_step[mask > 0].std()) if int(mask.sum()) > 1 else 0.0
         decided = target != 0.5
         agree = ((returns[pa] > returns[pb]).float() == target)[decided]
-    model.spec.reward_scale = 1.0 / step_std if step_std > 1e-8 else 1.0
+    if cfg.reward_units == "unit_std" and step_std > 1e-8:
+        model.spec.reward_scale = 1.0 / step_std
     model.spec.training["metrics"] = {
         "train_accuracy": float(agree.float().mean()) if len(agree) else None,
         "final_loss": float(loss.detach()) / cfg.ensemble_size,

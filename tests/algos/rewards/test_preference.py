@@ -39,8 +39,19 @@ def test_preference_reward_ranks_episodes_like_the_true_reward(make_walk_store, 
     with EpisodeStore.open(out.path) as learned:
         rho = spearman(episode_returns(learned), true)
         assert rho > 0.8, rho
-        # Unit per-step scale (reward_scale), whatever the utilities' raw size.
-        assert 0.5 < float(np.std(learned.array("reward"))) < 2.0
+        learned_rewards = learned.array("reward")
+    # By default the rewards keep the model's units (odds of preference) ...
+    assert model.spec.reward_scale == 1.0
+    # ... or come at unit per-step scale, whatever the utilities' raw size.
+    with EpisodeStore.open(tmp_path / "bare") as bare:
+        unit = train_preference_model(
+            bare, PreferenceConfig(steps=200, ensemble_size=2, reward_units="unit_std")
+        )
+        with pytest.raises(ValueError, match="reward_units: expected one of"):
+            train_preference_model(bare, PreferenceConfig(steps=1, reward_units="odds"))
+    scale = unit.spec.reward_scale
+    assert scale != 1.0
+    assert 0.5 < float(np.std(learned_rewards)) * scale < 2.0
 
 
 def test_training_is_seeded(make_walk_store):
