@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def train_and_evaluate(
     from robot_rl.policies import load_policy
 
     torch.set_num_threads(threads)
+    shutil.rmtree(out_dir, ignore_errors=True)  # a run without its JSON starts afresh
     with EpisodeStore.open(store_path) as store:
         t0 = time.perf_counter()
         result = pretrain(store, algo_cfg, out_dir, progress=False)

@@ -22,6 +22,9 @@ whatever runs exist, with the issue's bars:
     python benchmarks/offline_quality.py --tasks push --algos bc,iql --seeds 0
     python benchmarks/offline_quality.py --variant ln --set layer_norm=true --algos iql
 
+Several copies may run at once (one per core, each with ``--threads 1``): each run is
+claimed with a ``.lock`` file first, so copies share the grid instead of repeating it.
+
 A ``--variant NAME`` run overrides ``AlgoConfig`` fields with ``--set`` and keeps its
 JSON under ``runs/variants/NAME/``, outside the summary: it is for trying settings, not
 for the reported table (which always uses the algorithms' defaults).
@@ -108,6 +111,29 @@ def run_one(task: str, recipe: str, algo: str, seed: int, args: argparse.Namespa
         "variant": args.variant,
         "overrides": args.overrides,
     }
+
+
+def claim(path: Path) -> bool:
+    """Take the run ``path`` for this process (a ``.lock`` file holding its pid), so that
+    several copies of this script, one per core, share the grid. A lock whose process is
+    gone (a killed run) is taken over."""
+    import os
+
+    lock = path.with_suffix(".lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return False  # another copy is on it
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process died
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
 
 
 def parse_overrides(sets: list[str]) -> dict:
@@ -203,10 +229,13 @@ def main() -> None:
                         continue
                     tag = f"{task}_{recipe}_{algo}_s{seed}_n{args.episodes}_k{args.steps}"
                     path = runs_dir / f"{tag}.json"
-                    if path.exists():
+                    if path.exists() or not claim(path):
                         continue
-                    print(f"{tag} ...", flush=True)
-                    write_run(path, run_one(task, recipe, algo, seed, args))
+                    try:
+                        print(f"{tag} ...", flush=True)
+                        write_run(path, run_one(task, recipe, algo, seed, args))
+                    finally:
+                        path.with_suffix(".lock").unlink(missing_ok=True)
     runs = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))]
     summary = summarize(runs)
     for key, row in summary["table"].items():

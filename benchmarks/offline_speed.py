@@ -37,9 +37,12 @@ from _common import RESULTS_DIR, write_result
 HIDDEN, BATCH, GAMMA, TAU = 256, 256, 0.99, 0.005
 
 
-def mlp(n_in: int, n_out: int) -> nn.Sequential:
+def mlp(n_in: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
+    """2x256 ReLU MLP, with LayerNorm after each hidden layer where robot_rl's default
+    network of that role has it (IQL's critics and value net)."""
+    norm = (lambda: nn.LayerNorm(HIDDEN)) if layer_norm else nn.Identity
     return nn.Sequential(
-        nn.Linear(n_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+        nn.Linear(n_in, HIDDEN), norm(), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), norm(), nn.ReLU(),
         nn.Linear(HIDDEN, n_out),
     )  # fmt: skip
 
@@ -95,9 +98,9 @@ class PlainTD3BC:
 
 class PlainIQL:
     def __init__(self, o: int, a: int) -> None:
-        self.actor, self.v = mlp(o, a), mlp(o, 1)
+        self.actor, self.v = mlp(o, a), mlp(o, 1, layer_norm=True)
         self.log_std = nn.Parameter(torch.zeros(a))
-        self.q1, self.q2 = mlp(o + a, 1), mlp(o + a, 1)
+        self.q1, self.q2 = mlp(o + a, 1, layer_norm=True), mlp(o + a, 1, layer_norm=True)
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         self.opt_a = torch.optim.Adam([*self.actor.parameters(), self.log_std], 3e-4)
         self.opt_v = torch.optim.Adam(self.v.parameters(), 3e-4)

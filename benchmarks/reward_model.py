@@ -298,7 +298,6 @@ def run_one(kind: str, store_path: Path, seed: int, args: argparse.Namespace) ->
     from robot_rl.config.schema import AlgoConfig
 
     out_dir = WORK_DIR / "work" / f"iql_{kind}_s{seed}_k{args.steps}"
-    shutil.rmtree(out_dir, ignore_errors=True)
     cfg = AlgoConfig(
         name="iql",
         steps=args.steps,
