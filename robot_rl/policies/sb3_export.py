@@ -148,7 +148,9 @@ def sb3_actor_layers(
     """
     if actor.layer_norm:
         raise ValueError(
-            "cannot export a LayerNorm actor to SB3: SB3's TD3/SAC actors have no LayerNorm"
+            "cannot export a LayerNorm actor to SB3: SB3's TD3/SAC actors have no "
+            "LayerNorm; train with algo.layer_norm=false for an exportable actor "
+            "(algo.critic_layer_norm=true keeps LayerNorm in the critics)"
         )
     norm = actor.normalizer
     n = norm.dim

@@ -247,7 +247,18 @@ def test_sb3_export_reproduces_actions(algo_entry, sb3_algo, tmp_path):
 
     name, cls, config_cls = algo_entry
     seed_everything(0)
-    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+    # SB3's actors are plain MLPs: an actor with LayerNorm (IQL's default) is refused
+    # with a hint, and one without it exports.
+    if config_cls().layer_norm:
+        algo = cls(OBS_DIM, ACTION_DIM, small(config_cls))
+        save_policy(
+            tmp_path / "ln",
+            algo.actor(),
+            PolicyManifest(name, ["state"], {"state": [OBS_DIM]}, ACTION_DIM),
+        )
+        with pytest.raises(ValueError, match="layer_norm=false"):
+            export_sb3(tmp_path / "ln", tmp_path / "ln.zip", algo=sb3_algo)
+    algo = cls(OBS_DIM, ACTION_DIM, small(config_cls, layer_norm=False))
     OfflineTrainer(algo, Source(), trainer_config(num_steps=5)).train()
     manifest = PolicyManifest(name, ["state"], {"state": [OBS_DIM]}, ACTION_DIM)
     save_policy(tmp_path / "policy", algo.actor(), manifest)
