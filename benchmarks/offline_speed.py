@@ -39,7 +39,7 @@ HIDDEN, BATCH, GAMMA, TAU = 256, 256, 0.99, 0.005
 
 def mlp(n_in: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
     """2x256 ReLU MLP, with LayerNorm after each hidden layer where robot_rl's default
-    network of that role has it (IQL's critics and value net)."""
+    network of that role has it (all of IQL's networks)."""
     norm = (lambda: nn.LayerNorm(HIDDEN)) if layer_norm else nn.Identity
     return nn.Sequential(
         nn.Linear(n_in, HIDDEN), norm(), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), norm(), nn.ReLU(),
@@ -98,7 +98,7 @@ class PlainTD3BC:
 
 class PlainIQL:
     def __init__(self, o: int, a: int) -> None:
-        self.actor, self.v = mlp(o, a), mlp(o, 1, layer_norm=True)
+        self.actor, self.v = mlp(o, a, layer_norm=True), mlp(o, 1, layer_norm=True)
         self.log_std = nn.Parameter(torch.zeros(a))
         self.q1, self.q2 = mlp(o + a, 1, layer_norm=True), mlp(o + a, 1, layer_norm=True)
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
