@@ -40,8 +40,8 @@ class IQLConfig:
         activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
         layer_norm: LayerNorm after each hidden layer of every network, the actor's
             included. On by default, unlike the paper: on mixed push at 10k steps it
-            raised success from 71% to 77% (3 seeds each; LayerNorm in the critics and
-            value net alone gave 73%). The cost: SB3's actors have no LayerNorm, so
+            raised success from 71% (2 seeds) to 77% (3 seeds; LayerNorm in the critics
+            and value net alone gave 73%). The cost: SB3's actors have no LayerNorm, so
             such a policy cannot be exported to SB3; ``layer_norm=False`` with
             ``critic_layer_norm=True`` trains an exportable one.
         critic_layer_norm: LayerNorm after each hidden layer of the critics and the
