@@ -26,7 +26,9 @@ class PretrainResult:
 
 
 #: AlgoConfig fields that configure the run (trainer, sampler), not the algorithm.
-RUN_FIELDS = frozenset({"name", "steps", "log_every", "checkpoint_every", "device", "seed"})
+RUN_FIELDS = frozenset(
+    {"name", "steps", "log_every", "checkpoint_every", "device", "mixed_precision", "seed"}
+)
 
 
 def algorithm_config(algo: AlgoConfig) -> Any:
@@ -125,6 +127,7 @@ def pretrain(
         if algo.checkpoint_every
         else 2,
         device=None if algo.device == "auto" else algo.device,
+        mixed_precision=algo.mixed_precision,
         progress=progress,
     )
     out_dir = Path(out_dir)

@@ -117,6 +117,19 @@ def test_calql_through_pretrain_gets_monte_carlo_returns(store, tmp_path):
     assert "train/bound_rate" in result.history
 
 
+def test_mixed_precision_reaches_the_trainer(store, tmp_path):
+    from robot_rl.policies import read_manifest
+
+    def weights(*overrides: str) -> str:
+        cfg = compose_pretrain("algo=td3bc", *TINY, *overrides)
+        result = pretrain(store, cfg.algo, tmp_path / "-".join(overrides), progress=False)
+        return read_manifest(result.policy_dir).weights_sha256
+
+    fp32 = weights("algo.mixed_precision=false")
+    assert weights("algo.mixed_precision=false") == fp32  # seeded: same run, same weights
+    assert weights("algo.mixed_precision=true") != fp32  # bf16 forward passes
+
+
 @pytest.mark.parametrize("name", ["iql", "cql"])
 def test_return_range_reward_normalization_reaches_the_sampler(name, store, tmp_path):
     from robot_rl.data.sampler import return_range_scale
