@@ -2,12 +2,13 @@
 
 :class:`EpisodeWriter` is the recorder's hot path: ``store.begin_episode()`` returns one,
 ``append`` takes blocks of control-rate rows and ``append_stream`` blocks of rows of a
-declared stream, ``commit`` makes the episode visible, ``discard`` drops it. ``end_episode`` closes an
-episode without committing it, so that many commit together (one write per array for
-all of them): what bulk rewrites of a store use, where no reader waits for each one. Each array
-keeps at most one chunk of pending rows in memory (the rows up to its next chunk
-boundary); a full chunk is written, fsynced, and forgotten, so an episode of any length
-costs one chunk per array of memory and the disk work is spread over the episode.
+declared stream, ``commit`` makes the episode visible, ``discard`` drops it.
+``end_episode`` closes an episode without committing it, so that many commit together
+(one write per array for all of them): what bulk rewrites of a store use, where no
+reader waits for each one. Each array keeps at most one chunk of pending rows in memory
+(the rows up to its next chunk boundary); a full chunk is written, fsynced, and
+forgotten, so an episode of any length costs one chunk per array of memory and the disk
+work is spread over the episode.
 
 Commit order (see the store's module docstring for why): every remaining chunk, then the
 per-episode ``meta/`` rows (episode end, provenance, statistics, stream episode ends),
