@@ -138,6 +138,7 @@ def claim(path: Path) -> bool:
 
 def parse_overrides(sets: list[str]) -> dict:
     """``["layer_norm=true", "discount=0.95"]`` -> AlgoConfig keyword arguments."""
+    import contextlib
     import dataclasses
 
     import yaml
@@ -150,7 +151,11 @@ def parse_overrides(sets: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY an AlgoConfig field")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "3e-5" (no dot) as a string
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        out[key] = parsed
     return out
 
 

@@ -57,10 +57,24 @@ def algorithm_config(algo: AlgoConfig) -> Any:
             f"{', '.join(foreign)}: not a setting of algorithm {algo.name!r}; its settings "
             f"are {sorted(wanted)} (see {config_cls.__module__}.{config_cls.__name__})"
         )
+    # Hydra's structured config types every field; a caller building AlgoConfig in
+    # Python gets no such check, so a value of the wrong kind is named here.
+    numeric = {f.name for f in dataclasses.fields(config_cls) if "float" in str(f.type)}
+    wrong = [
+        f"algo.{key}={value!r} ({type(value).__name__}, expected a number)"
+        for key, value in given.items()
+        if key in numeric and not _is_number(value)
+    ]
+    if wrong:
+        raise ConfigError(f"algo={algo.name}: " + "; ".join(wrong))
     try:
         return config_cls(**given)
     except ValueError as exc:
         raise ConfigError(f"algo={algo.name}: {exc}") from exc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def pretrain(

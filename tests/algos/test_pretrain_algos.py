@@ -117,6 +117,15 @@ def test_calql_through_pretrain_gets_monte_carlo_returns(store, tmp_path):
     assert "train/bound_rate" in result.history
 
 
+def test_a_setting_of_the_wrong_kind_is_named(store, tmp_path):
+    from robot_rl.algos.pretrain import algorithm_config
+    from robot_rl.config.schema import AlgoConfig
+
+    with pytest.raises(ConfigError, match=r"algo.actor_lr='3e-5' \(str, expected a number\)"):
+        algorithm_config(AlgoConfig(name="cql", actor_lr="3e-5"))
+    assert algorithm_config(AlgoConfig(name="cql", actor_lr=3e-5)).actor_lr == 3e-5
+
+
 def test_mixed_precision_reaches_the_trainer(store, tmp_path):
     from robot_rl.policies import read_manifest
 
