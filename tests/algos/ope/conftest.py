@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These nets are tiny: one thread is faster than several on a busy CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_store(

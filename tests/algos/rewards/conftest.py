@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
 
@@ -65,15 +64,6 @@ def _create(path, **kw) -> EpisodeStore:
         task="reach",
         **kw,
     )
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny MLPs train many times faster on one thread than on a few contended ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")
