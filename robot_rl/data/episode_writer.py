@@ -362,6 +362,7 @@ class EpisodeWriter:
         }
         # Episodes ended (end_episode) but not yet committed, and their rows.
         self._staged: list[_StagedEpisode] = []
+        self._staged_ids: set[str] = set()
         self._staged_rows = 0
         self._staged_stream_rows: dict[str, int] = dict.fromkeys(store._streams, 0)
         self._start_episode()
@@ -505,7 +506,7 @@ class EpisodeWriter:
         provenance.check()
         store = self._store
         store._check_new_episode_id(provenance.episode_id)
-        if any(e.provenance.episode_id == provenance.episode_id for e in self._staged):
+        if provenance.episode_id in self._staged_ids:
             raise ValueError(
                 f"provenance.episode_id {provenance.episode_id!r} is already used by an "
                 "episode ended earlier in this writer; every episode needs its own id"
@@ -528,6 +529,7 @@ class EpisodeWriter:
         for s, n in self._stream_n.items():
             self._staged_stream_rows[s] += n
         stream_ends = {s: store._stream_rows[s] + n for s, n in self._staged_stream_rows.items()}
+        self._staged_ids.add(provenance.episode_id)
         self._staged.append(
             _StagedEpisode(
                 end=store.n_steps + self._staged_rows,
