@@ -64,6 +64,11 @@ class CQLConfig:
             does not scale with the reward, so ``cql_alpha`` means more conservatism the
             smaller the rewards are; this puts rewards on the scale the defaults were
             tuned for (D4RL locomotion, per-step rewards of a few units).
+        bc_warmup_steps: For the first this many gradient steps the actor maximizes the
+            log-likelihood of the data's actions instead of Q (the CQL authors'
+            ``policy_eval_start``); the critics train as usual meanwhile. Useful when the
+            budget is short, so the actor starts from the behaviour policy rather than
+            from a random network chasing a critic that is still forming.
     """
 
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -84,6 +89,7 @@ class CQLConfig:
     backup_entropy: bool = False
     calibrated: bool = False
     reward_normalization: str = "none"
+    bc_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -109,6 +115,8 @@ class CQLConfig:
             bad.append(f"cql_temperature={self.cql_temperature} (> 0)")
         if not self.init_entropy_alpha > 0:
             bad.append(f"init_entropy_alpha={self.init_entropy_alpha} (> 0)")
+        if self.bc_warmup_steps < 0:
+            bad.append(f"bc_warmup_steps={self.bc_warmup_steps} (>= 0)")
         if self.reward_normalization not in REWARD_NORMALIZATIONS:
             bad.append(
                 f"reward_normalization={self.reward_normalization!r} "
@@ -220,10 +228,14 @@ class CQL(OfflineAlgorithm):
                     next_q = next_q - alpha * sampled_logp[1, :, 0]
                 target = batch.reward + cfg.discount * (1.0 - batch.terminated) * next_q
 
-            # Actor and temperature (SAC), against the current critics.
+            # Actor and temperature (SAC), against the current critics; during the BC
+            # warm-up the actor fits the data's actions instead.
             action_pi, logp_pi = self.policy.sample(obs)
-            q_pi = self.critic(obs, action_pi).float().amin(0)
-        actor_loss = (alpha * logp_pi - q_pi).mean()
+            if step < cfg.bc_warmup_steps:
+                objective = self.policy.log_prob(obs, batch.action)
+            else:
+                objective = self.critic(obs, action_pi).float().amin(0)
+        actor_loss = (alpha * logp_pi - objective).mean()
         alpha_loss = -(self.log_alpha() * (logp_pi.detach() + self.target_entropy)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()

@@ -398,6 +398,8 @@ class AlgoConfig:
     init_entropy_alpha: float | None = None
     #: Soft (entropy) TD backup (cql).
     backup_entropy: bool | None = None
+    #: Gradient steps at the start in which the actor does behaviour cloning (cql).
+    bc_warmup_steps: int | None = None
     #: Cal-QL: bound policy Q-values below by Monte-Carlo returns (cql; needs mc_return).
     calibrated: bool | None = None
     #: Reward scaling before learning: none or return_range (1000 / spread of episode

@@ -252,6 +252,40 @@ def test_cql_regularizer_pushes_q_down_off_the_data():
     assert gaps[5.0] > 0.5 and gaps[5.0] > gaps[0.0] + 0.5, gaps
 
 
+def test_cql_bc_warmup_fits_the_data_actions_then_hands_over_to_the_critic():
+    """During the warm-up the actor's step does not depend on the critics; after it does."""
+
+    def actor_after_one_step(step: int, critic_seed: int) -> list[torch.Tensor]:
+        seed_everything(0)
+        algo = CQL(OBS_DIM, ACTION_DIM, CQLConfig(hidden_sizes=(16, 16), bc_warmup_steps=5))
+        torch.manual_seed(critic_seed)
+        for p in algo.critic.parameters():
+            p.data.normal_()
+        torch.manual_seed(1)
+        algo.update(batch(0), step)
+        return params(algo.policy)
+
+    assert same(actor_after_one_step(4, critic_seed=1), actor_after_one_step(4, critic_seed=2))
+    assert not same(actor_after_one_step(5, critic_seed=1), actor_after_one_step(5, critic_seed=2))
+
+    data = batch(0)
+    errors = {}
+    for warmup in (0, 10_000):
+        seed_everything(0)
+        config = CQLConfig(hidden_sizes=(32, 32), actor_lr=1e-3, bc_warmup_steps=warmup)
+        algo = CQL(OBS_DIM, ACTION_DIM, config)
+        for step in range(400):
+            algo.update(data, step)
+        with torch.no_grad():
+            errors[warmup] = float((algo.policy(data.obs) - data.action).pow(2).mean())
+    assert errors[10_000] < 0.5 * errors[0], errors
+
+
+def test_cql_config_rejects_a_negative_warmup():
+    with pytest.raises(ValueError, match="bc_warmup_steps=-1"):
+        CQLConfig(bc_warmup_steps=-1)
+
+
 def test_calql_without_mc_return_raises_a_clear_error():
     algo = CQL(OBS_DIM, ACTION_DIM, CQLConfig(hidden_sizes=(16, 16), calibrated=True))
     with pytest.raises(ValueError, match=r"mc_return.*calibrated=False"):
