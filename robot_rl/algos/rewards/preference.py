@@ -62,6 +62,13 @@ class PreferenceConfig:
         seed: seeds initialization and minibatches; same store and seed, same model.
         reward_units: "preference" (the Bradley-Terry logits as they are) or
             "unit_std" (per-step rewards rescaled to unit std); see the module docstring.
+        validation_fraction: share of the preferences held out (at random, seeded) to
+            stop training early: every ``eval_every`` steps the ensemble's loss on them
+            is measured and the model keeps the weights of the best check. With noisy
+            labels the fit to the training pairs keeps improving long after it stops
+            generalizing. 0, or fewer than ``MIN_VALIDATION_PAIRS`` held-out pairs,
+            trains on every pair for ``steps`` steps.
+        eval_every: gradient steps between validation checks.
     """
 
     obs_keys: list[str] | None = None
@@ -74,6 +81,12 @@ class PreferenceConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     reward_units: str = "preference"
+    validation_fraction: float = 0.1
+    eval_every: int = 10
+
+
+#: Fewest held-out pairs worth stopping on; below it every pair is used for training.
+MIN_VALIDATION_PAIRS = 10
 
 
 def _check_config(cfg: Any, ints: tuple[str, ...]) -> None:
@@ -179,15 +192,22 @@ def train_preference_model(
 
     Returns:
         The trained model (eval mode); ``spec.training`` records the store's content
-        hash, the number of preferences and the final training accuracy (on pairs that
-        are not "equal").
+        hash, the number of preferences, and metrics: accuracy on the training and the
+        held-out pairs (those not judged "equal"), the held-out loss and the step whose
+        weights were kept; ``validation_preferences`` lists the held-out entries
+        (indices into ``store.preferences()``).
 
     Raises:
         ValueError: no preferences, a preference naming an episode not in the store, or
             a bad setting.
     """
     cfg = config or PreferenceConfig()
-    _check_config(cfg, ("ensemble_size", "steps", "batch_pairs"))
+    _check_config(cfg, ("ensemble_size", "steps", "batch_pairs", "eval_every"))
+    if not 0 <= cfg.validation_fraction < 1:
+        raise ValueError(
+            "PreferenceConfig.validation_fraction: expected a share in [0, 1), got "
+            f"{cfg.validation_fraction!r}"
+        )
     if cfg.reward_units not in REWARD_UNITS:
         raise ValueError(
             f"PreferenceConfig.reward_units: expected one of {REWARD_UNITS}, "
@@ -215,31 +235,72 @@ def train_preference_model(
     opt = torch.optim.AdamW(model.members.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     norm_obs = model.normalizer(obs)  # fixed: normalize once
     x = norm_obs if act is None else torch.cat([norm_obs, act], dim=-1)
+
+    def pair_logits(member: torch.nn.Module, pick: torch.Tensor) -> torch.Tensor:
+        """``return(a) - return(b)`` of the pairs ``pick`` under one member."""
+        eps = torch.cat([pa[pick], pb[pick]])
+        ret = (member(x[eps]).squeeze(-1) * mask[eps]).sum(1)
+        return ret[: len(pick)] - ret[len(pick) :]
+
+    order = torch.from_numpy(rng.permutation(len(pairs)))
+    n_val = round(len(pairs) * cfg.validation_fraction)
+    if n_val < MIN_VALIDATION_PAIRS:
+        n_val = 0
+    val, train = order[:n_val], order[n_val:]
+    training["validation_preferences"] = sorted(int(i) for i in val)
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+
+    def validate(step: int) -> None:
+        nonlocal best
+        model.eval()
+        with torch.no_grad():
+            logit = torch.stack([pair_logits(m, val) for m in model.members]).mean(0)
+            loss = float(F.binary_cross_entropy_with_logits(logit, target[val]))
+        model.train()
+        if best is None or loss < best[0]:
+            state = {k: v.clone() for k, v in model.members.state_dict().items()}
+            best = (loss, step, state)
+
     model.train()
-    n = len(pairs)
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
+        if n_val and step % cfg.eval_every == 0:
+            validate(step)
         loss = torch.zeros(())
         for member in model.members:
-            pick = torch.from_numpy(rng.integers(0, n, size=min(cfg.batch_pairs, n)))
-            eps = torch.cat([pa[pick], pb[pick]])
-            r = member(x[eps]).squeeze(-1) * mask[eps]  # (2B, T)
-            ret = r.sum(1)
-            logit = ret[: len(pick)] - ret[len(pick) :]
-            loss = loss + F.binary_cross_entropy_with_logits(logit, target[pick])
+            pick = train[torch.from_numpy(rng.integers(0, len(train), size=cfg.batch_pairs))]
+            loss = loss + F.binary_cross_entropy_with_logits(
+                pair_logits(member, pick), target[pick]
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if n_val:
+        validate(cfg.steps)
+        model.members.load_state_dict(best[2])
     model.eval()
     with torch.no_grad():
         per_step = torch.stack([m(x).squeeze(-1) for m in model.members]).mean(0)  # (N, T)
         returns = (per_step * mask).sum(1)
         step_std = float(per_step[mask > 0].std()) if int(mask.sum()) > 1 else 0.0
-        decided = target != 0.5
-        agree = ((returns[pa] > returns[pb]).float() == target)[decided]
+
+    def accuracy(subset: torch.Tensor) -> float | None:
+        decided = subset[target[subset] != 0.5]
+        if not len(decided):
+            return None
+        return float(
+            ((returns[pa[decided]] > returns[pb[decided]]).float() == target[decided])
+            .float()
+            .mean()
+        )
+
     if cfg.reward_units == "unit_std" and step_std > 1e-8:
         model.spec.reward_scale = 1.0 / step_std
     model.spec.training["metrics"] = {
-        "train_accuracy": float(agree.float().mean()) if len(agree) else None,
+        "train_accuracy": accuracy(train),
         "final_loss": float(loss.detach()) / cfg.ensemble_size,
+        "validation_pairs": n_val,
+        "validation_accuracy": accuracy(val) if n_val else None,
+        "validation_loss": best[0] if best is not None else None,
+        "best_step": best[1] if best is not None else cfg.steps,
     }
     return model

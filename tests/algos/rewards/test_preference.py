@@ -3,6 +3,7 @@ despite flipped labels, training is seeded, and bad input gets a clear error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -62,6 +63,39 @@ def test_training_is_seeded(make_walk_store):
     b = train_preference_model(store, cfg)
     c = train_preference_model(store, PreferenceConfig(steps=10, ensemble_size=2, seed=1))
     assert a.model_id == b.model_id != c.model_id
+
+
+def test_early_stopping_keeps_the_weights_of_the_best_held_out_check(make_walk_store):
+    store = make_walk_store(n_episodes=30)
+    add_synthetic_preferences(store, 120, flip_prob=0.2, seed=3)
+    cfg = PreferenceConfig(steps=300, ensemble_size=2, hidden_sizes=[64, 64], eval_every=20)
+    model = train_preference_model(store, cfg)
+    metrics, held_out = (
+        model.spec.training["metrics"],
+        model.spec.training["validation_preferences"],
+    )
+    assert metrics["validation_pairs"] == len(held_out) == 12
+    assert 0 <= metrics["best_step"] <= 300 and metrics["best_step"] % 20 == 0
+    # The held-out loss recomputed from the returned weights is the recorded best.
+    returns = episode_rewards_sum(model, store)
+    prefs = [store.preferences()[i] for i in held_out]
+    ids = {eid: i for i, eid in enumerate(store.episode_ids())}
+    logit = np.array([returns[ids[p.episode_a]] - returns[ids[p.episode_b]] for p in prefs])
+    target = np.array([{"a": 1.0, "b": 0.0, "equal": 0.5}[p.preferred] for p in prefs])
+    bce = np.mean(np.logaddexp(0, logit) - target * logit)
+    assert bce == pytest.approx(metrics["validation_loss"], rel=1e-4)
+    # Without a held-out share every pair trains, for every step.
+    full = train_preference_model(store, dataclasses.replace(cfg, validation_fraction=0.0))
+    assert full.spec.training["metrics"]["best_step"] == 300
+    assert full.spec.training["validation_preferences"] == []
+    with pytest.raises(ValueError, match=r"validation_fraction: expected a share in \[0, 1\)"):
+        train_preference_model(store, dataclasses.replace(cfg, validation_fraction=1.0))
+
+
+def episode_rewards_sum(model, store: EpisodeStore) -> np.ndarray:
+    """Each episode's learned return (float64 sum of the model's per-step rewards)."""
+    bounds = map(store.episode_bounds, range(store.n_episodes))
+    return np.array([model.store_rows(store, s, e).astype(np.float64).sum() for s, e in bounds])
 
 
 def test_equal_preferences_and_r_of_s_a(make_walk_store):
