@@ -89,6 +89,34 @@ class PreferenceConfig:
 MIN_VALIDATION_PAIRS = 10
 
 
+class BestWeights:
+    """Early stopping on a held-out loss: remembers the weights of the lowest check.
+
+    Args:
+        module: the module whose ``state_dict`` is kept and restored.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.loss: float | None = None
+        self.step: int | None = None
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def check(self, step: int, loss: float) -> None:
+        """Record a held-out ``loss`` measured after ``step`` gradient steps."""
+        if self.loss is None or loss < self.loss:
+            self.loss, self.step = float(loss), int(step)
+            self._state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def restore(self) -> None:
+        """Load the best checked weights back (no-op when nothing was checked)."""
+        if self._state is not None:
+            self.module.load_state_dict(self._state)
+
+    def metrics(self) -> dict[str, float | int | None]:
+        return {"validation_loss": self.loss, "best_step": self.step}
+
+
 def _check_config(cfg: Any, ints: tuple[str, ...]) -> None:
     for name in ints:
         value = getattr(cfg, name)
@@ -248,18 +276,12 @@ def train_preference_model(
         n_val = 0
     val, train = order[:n_val], order[n_val:]
     training["validation_preferences"] = sorted(int(i) for i in val)
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    best = BestWeights(model.members)
 
     def validate(step: int) -> None:
-        nonlocal best
-        model.eval()
         with torch.no_grad():
             logit = torch.stack([pair_logits(m, val) for m in model.members]).mean(0)
-            loss = float(F.binary_cross_entropy_with_logits(logit, target[val]))
-        model.train()
-        if best is None or loss < best[0]:
-            state = {k: v.clone() for k, v in model.members.state_dict().items()}
-            best = (loss, step, state)
+            best.check(step, float(F.binary_cross_entropy_with_logits(logit, target[val])))
 
     model.train()
     for step in range(cfg.steps):
@@ -276,7 +298,7 @@ def train_preference_model(
         opt.step()
     if n_val:
         validate(cfg.steps)
-        model.members.load_state_dict(best[2])
+        best.restore()
     model.eval()
     with torch.no_grad():
         per_step = torch.stack([m(x).squeeze(-1) for m in model.members]).mean(0)  # (N, T)
@@ -300,7 +322,8 @@ def train_preference_model(
         "final_loss": float(loss.detach()) / cfg.ensemble_size,
         "validation_pairs": n_val,
         "validation_accuracy": accuracy(val) if n_val else None,
-        "validation_loss": best[0] if best is not None else None,
-        "best_step": best[1] if best is not None else cfg.steps,
+        **best.metrics(),
     }
+    if not n_val:
+        model.spec.training["metrics"]["best_step"] = cfg.steps
     return model

@@ -30,7 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.algos.rewards.model import RewardModel
-from robot_rl.algos.rewards.preference import _check_config, new_model, resolve_obs_keys
+from robot_rl.algos.rewards.preference import (
+    BestWeights,
+    _check_config,
+    new_model,
+    resolve_obs_keys,
+)
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore
@@ -54,6 +59,13 @@ class SuccessConfig:
         lr: Adam learning rate.
         weight_decay: AdamW weight decay.
         seed: seeds initialization and minibatches.
+        validation_fraction: share of the successful and of the failed labelled
+            episodes held out (at random, seeded) to stop training early: every
+            ``eval_every`` steps the balanced loss on their rows is measured and the
+            model keeps the weights of the best check. 0, or fewer than
+            ``MIN_VALIDATION_EPISODES`` held out of either class, trains on every
+            labelled episode for ``steps`` steps.
+        eval_every: gradient steps between validation checks.
     """
 
     obs_keys: list[str] | None = None
@@ -68,6 +80,12 @@ class SuccessConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    validation_fraction: float = 0.1
+    eval_every: int = 10
+
+
+#: Fewest held-out episodes of each class worth stopping on.
+MIN_VALIDATION_EPISODES = 2
 
 
 def episode_success_labels(store: EpisodeStore, labels_only: bool = False) -> dict[int, bool]:
@@ -98,13 +116,15 @@ def train_success_classifier(
 
     Returns:
         The trained model (eval mode); ``spec.training`` records the store's content
-        hash, the episode counts and the final balanced training accuracy.
+        hash, the episode counts, the held-out episodes (``validation_episodes``) and
+        metrics: balanced accuracy on the training and held-out rows, the held-out loss
+        and the step whose weights were kept.
 
     Raises:
         ValueError: no successful or no failed labelled episode, or a bad setting.
     """
     cfg = config or SuccessConfig()
-    _check_config(cfg, ("ensemble_size", "steps", "batch_size", "positive_steps"))
+    _check_config(cfg, ("ensemble_size", "steps", "batch_size", "positive_steps", "eval_every"))
     if cfg.output not in ("log_prob", "prob"):
         raise ValueError(f"SuccessConfig.output: expected 'log_prob' or 'prob', got {cfg.output!r}")
     keys = resolve_obs_keys(store, cfg.obs_keys)
@@ -119,16 +139,19 @@ def train_success_classifier(
             f"{store.n_episodes} episodes. Label more with `robot-rl-data label PATH "
             "--episode I --success/--failure`"
         )
-    pos_rows, neg_rows = [], []
+    rng = np.random.default_rng(cfg.seed)
+    held_out = _held_out_episodes(labels, cfg.validation_fraction, rng)
+    parts: dict[tuple[bool, bool], list[np.ndarray]] = {
+        (success, val): [] for success in (True, False) for val in (True, False)
+    }
     for i, success in sorted(labels.items()):
         s, e = store.episode_bounds(i)
-        if success:
-            pos_rows.append(np.arange(max(s, e - cfg.positive_steps), e))
-        else:
-            neg_rows.append(np.arange(s, e))
-    pos = np.concatenate(pos_rows)
-    neg = np.concatenate(neg_rows)
-    rows = np.concatenate([pos, neg])
+        rows = np.arange(max(s, e - cfg.positive_steps), e) if success else np.arange(s, e)
+        parts[success, i in held_out].append(rows)
+    # Rows in four blocks: training positives, training negatives, then the held-out ones.
+    blocks = [parts[True, False], parts[False, False], parts[True, True], parts[False, True]]
+    sizes = [sum(len(r) for r in block) for block in blocks]
+    rows = np.concatenate([r for block in blocks for r in block])
     obs = _gather_rows(store, keys, rows)
     act = torch.from_numpy(_gather_rows(store, ["action"], rows)) if cfg.use_action else None
     training = {
@@ -136,6 +159,7 @@ def train_success_classifier(
         "n_success_episodes": int(n_pos_ep),
         "n_failure_episodes": int(n_neg_ep),
         "config": dataclasses.asdict(cfg) | {"obs_keys": keys},
+        "validation_episodes": sorted(held_out),
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -143,34 +167,86 @@ def train_success_classifier(
     x = model.normalizer(torch.from_numpy(obs))
     if act is not None:
         x = torch.cat([x, act], dim=-1)
-    n_pos = len(pos)
-    y = torch.cat([torch.ones(n_pos), torch.zeros(len(neg))])
-    rng = np.random.default_rng(cfg.seed)
+    starts = np.cumsum([0, *sizes])
+    pos, neg, val_pos, val_neg = (
+        torch.arange(int(starts[k]), int(starts[k + 1])) for k in range(4)
+    )
+    y = torch.cat([torch.ones(sizes[0]), torch.zeros(sizes[1])])
+    y = torch.cat([y, torch.ones(sizes[2]), torch.zeros(sizes[3])])
+
+    def mean_logit(idx: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x[idx]).squeeze(-1) for m in model.members]).mean(0)
+
+    def balanced(per_class: tuple[torch.Tensor, torch.Tensor], fn) -> float:
+        return float(0.5 * sum(fn(mean_logit(idx), y[idx]) for idx in per_class))
+
+    best = BestWeights(model.members)
+
+    def validate(step: int) -> None:
+        with torch.no_grad():
+            best.check(step, balanced((val_pos, val_neg), F.binary_cross_entropy_with_logits))
+
     opt = torch.optim.AdamW(model.members.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     half = max(1, cfg.batch_size // 2)
     model.train()
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
+        if held_out and step % cfg.eval_every == 0:
+            validate(step)
         loss = torch.zeros(())
         for member in model.members:
-            pick = np.concatenate(
-                [rng.integers(0, n_pos, size=half), n_pos + rng.integers(0, len(neg), size=half)]
+            pick = torch.cat(
+                [
+                    pos[torch.from_numpy(rng.integers(0, len(pos), size=half))],
+                    neg[torch.from_numpy(rng.integers(0, len(neg), size=half))],
+                ]
             )
-            idx = torch.from_numpy(pick)
-            logit = member(x[idx]).squeeze(-1)
-            loss = loss + F.binary_cross_entropy_with_logits(logit, y[idx])
+            logit = member(x[pick]).squeeze(-1)
+            loss = loss + F.binary_cross_entropy_with_logits(logit, y[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if held_out:
+        validate(cfg.steps)
+        best.restore()
     model.eval()
+
+    def accuracy(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((logit > 0).float() == target).float().mean()
+
     with torch.no_grad():
-        logit = torch.stack([m(x).squeeze(-1) for m in model.members]).mean(0)
-        pred = logit > 0
-        acc = 0.5 * (pred[:n_pos].float().mean() + (~pred[n_pos:]).float().mean())
-    model.spec.training["metrics"] = {
-        "train_balanced_accuracy": float(acc),
-        "final_loss": float(loss.detach()) / cfg.ensemble_size,
-    }
+        metrics = {
+            "train_balanced_accuracy": balanced((pos, neg), accuracy),
+            "final_loss": float(loss.detach()) / cfg.ensemble_size,
+            "n_validation_episodes": len(held_out),
+            "validation_balanced_accuracy": (
+                balanced((val_pos, val_neg), accuracy) if held_out else None
+            ),
+            **best.metrics(),
+        }
+    if not held_out:
+        metrics["best_step"] = cfg.steps
+    model.spec.training["metrics"] = metrics
     return model
+
+
+def _held_out_episodes(
+    labels: dict[int, bool], fraction: float, rng: np.random.Generator
+) -> set[int]:
+    """Episodes held out for early stopping: ``fraction`` of each class, or none when
+    either class would give fewer than ``MIN_VALIDATION_EPISODES`` (or leave none to
+    train on)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(
+            f"SuccessConfig.validation_fraction: expected a share in [0, 1), got {fraction!r}"
+        )
+    chosen: set[int] = set()
+    for success in (True, False):
+        episodes = sorted(i for i, s in labels.items() if s == success)
+        n = round(len(episodes) * fraction)
+        if n < MIN_VALIDATION_EPISODES or n >= len(episodes):
+            return set()
+        chosen.update(int(i) for i in rng.choice(episodes, size=n, replace=False))
+    return chosen
 
 
 def _gather_rows(store: EpisodeStore, keys: list[str], rows: np.ndarray) -> np.ndarray:
