@@ -17,7 +17,8 @@ robot-rl-data import {minari,robomimic,gym} SRC DST [--n-episodes N] [--seed S]
 robot-rl-data make-dataset --task T --recipe R --episodes N [--seed S] --out PATH
                              [--overwrite]   benchmark datasets with fixed recipes
 robot-rl-data train-reward PATH --kind {preference,success} --out MODEL_DIR [--steps N]
-                             [--seed S] [--ensemble E] [--obs-key K ...] [--overwrite]
+                             [--seed S] [--ensemble E] [--obs-key K ...] [--validation-fraction F]
+                             [--overwrite]
                              reward model from the store's preferences or success labels
 robot-rl-data relabel PATH --model MODEL_DIR --out NEW_PATH [--replace-rewards]
                              copy of a store (usually one without rewards) with the
@@ -550,13 +551,17 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
         kw["steps"] = args.steps
     if args.ensemble is not None:
         kw["ensemble_size"] = args.ensemble
+    if args.validation_fraction is not None:
+        kw["validation_fraction"] = args.validation_fraction
     with _open(args.path) as store:
         if args.kind == "preference":
             model = train_preference_model(store, PreferenceConfig(**kw))
         else:
             model = train_success_classifier(store, SuccessConfig(**kw))
     model.save(out, overwrite=args.overwrite)
-    metrics = ", ".join(f"{k} {v:.3g}" for k, v in model.spec.training["metrics"].items() if v)
+    metrics = ", ".join(
+        f"{k} {v:.3g}" for k, v in model.spec.training["metrics"].items() if v is not None
+    )
     console.print(
         f"trained {args.kind} reward model [bold]{model.model_id[:16]}[/bold] ({metrics}) -> {out}"
     )
@@ -576,6 +581,12 @@ def _add_train_reward_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, metavar="N", help="gradient steps (default per kind)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
     p.add_argument("--ensemble", type=int, metavar="E", help="ensemble members")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        metavar="F",
+        help="share of the labels held out to stop training early (default 0.1; 0: none)",
+    )
     p.add_argument(
         "--obs-key", action="append", metavar="K", help="observation key(s) (default: all)"
     )

@@ -269,6 +269,11 @@ def test_cli_train_reward_and_relabel(bare_store, tmp_path, capsys):
     argv = ["train-reward", src, "--kind", "preference", "--out", model_dir, "--steps", "5"]
     assert main(argv) == 0
     assert main(argv) == 2  # refuses to overwrite a model without --overwrite
+    capsys.readouterr()
+    argv += ["--overwrite", "--validation-fraction", "0"]
+    assert main(argv) == 0 and "validation_pairs 0," in capsys.readouterr().out
+    assert main([*argv[:-1], "1.5"]) == 2
+    assert "validation_fraction: expected a share in [0, 1)" in capsys.readouterr().out
     out = str(tmp_path / "relabelled")
     assert main(["relabel", src, "--model", model_dir, "--out", out]) == 0
     assert "learned:" in capsys.readouterr().out
