@@ -46,7 +46,10 @@ class CQLConfig:
         cql_alpha: Weight of the conservative regularizer (the paper's alpha). 5.0 as
             in the CQL paper's MuJoCo runs and Cal-QL's AntMaze runs; 1.0 suits narrow,
             near-expert data (teleoperation), where 5.0 tends to over-penalize and
-            collapse to behaviour cloning. Larger = more conservative.
+            collapse to behaviour cloning. Larger = more conservative. Its pull on the
+            data's Q-values does not shrink with the reward: with per-step rewards far
+            below 1 it can outweigh the TD error, and ``q_mean`` (logged) then climbs
+            above any return the data could have; compare it with the data's returns.
         n_action_samples: Actions per state sampled from each of the uniform
             distribution, pi(.|s) and pi(.|s') for the log-sum-exp term.
         cql_temperature: Temperature of the log-sum-exp over sampled actions.
