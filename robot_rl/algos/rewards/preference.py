@@ -127,6 +127,11 @@ def _check_config(cfg: Any, ints: tuple[str, ...]) -> None:
             f"{type(cfg).__name__}: lr must be > 0 and weight_decay >= 0, got "
             f"{cfg.lr!r}, {cfg.weight_decay!r}"
         )
+    if not 0 <= cfg.validation_fraction < 1:
+        raise ValueError(
+            f"{type(cfg).__name__}.validation_fraction: expected a share in [0, 1), got "
+            f"{cfg.validation_fraction!r}"
+        )
 
 
 def resolve_obs_keys(store: EpisodeStore, obs_keys: list[str] | None) -> list[str]:
@@ -231,11 +236,6 @@ def train_preference_model(
     """
     cfg = config or PreferenceConfig()
     _check_config(cfg, ("ensemble_size", "steps", "batch_pairs", "eval_every"))
-    if not 0 <= cfg.validation_fraction < 1:
-        raise ValueError(
-            "PreferenceConfig.validation_fraction: expected a share in [0, 1), got "
-            f"{cfg.validation_fraction!r}"
-        )
     if cfg.reward_units not in REWARD_UNITS:
         raise ValueError(
             f"PreferenceConfig.reward_units: expected one of {REWARD_UNITS}, "

@@ -171,8 +171,8 @@ def train_success_classifier(
     pos, neg, val_pos, val_neg = (
         torch.arange(int(starts[k]), int(starts[k + 1])) for k in range(4)
     )
-    y = torch.cat([torch.ones(sizes[0]), torch.zeros(sizes[1])])
-    y = torch.cat([y, torch.ones(sizes[2]), torch.zeros(sizes[3])])
+    labels_of_blocks = (1.0, 0.0, 1.0, 0.0)
+    y = torch.cat([torch.full((n,), v) for n, v in zip(sizes, labels_of_blocks, strict=True)])
 
     def mean_logit(idx: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x[idx]).squeeze(-1) for m in model.members]).mean(0)
@@ -235,10 +235,6 @@ def _held_out_episodes(
     """Episodes held out for early stopping: ``fraction`` of each class, or none when
     either class would give fewer than ``MIN_VALIDATION_EPISODES`` (or leave none to
     train on)."""
-    if not 0 <= fraction < 1:
-        raise ValueError(
-            f"SuccessConfig.validation_fraction: expected a share in [0, 1), got {fraction!r}"
-        )
     chosen: set[int] = set()
     for success in (True, False):
         episodes = sorted(i for i, s in labels.items() if s == success)
