@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_everything
 from robot_rl.config.schema import AlgoConfig, ConfigError
+from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler import TransitionSampler, return_range_scale
 from robot_rl.policies import Normalizer, PolicyManifest, save_policy
@@ -121,6 +124,7 @@ def pretrain(
         if getattr(algo_config, "reward_normalization", "none") == "return_range"
         else 1.0
     )
+    action_bounds = store_action_bounds(store)
     sampler = TransitionSampler(
         store,
         obs_keys=keys,
@@ -129,6 +133,7 @@ def pretrain(
         require_rewards=algo_cls.uses_rewards,
         reward_scale=reward_scale,
         mc_return_discount=algo_config.discount if calibrated else None,
+        action_bounds=action_bounds,
     )
     learner = algo_cls(sampler.obs_dim, sampler.action_dim, algo_config, normalizer)
     trainer_cfg = TrainerConfig(
@@ -148,7 +153,13 @@ def pretrain(
     trainer = OfflineTrainer(learner, sampler, trainer_cfg, log_dir=out_dir / "train")
     history = trainer.train()
     manifest = policy_manifest(
-        store, algo, keys, history, run_config, extra_metrics={"train/reward_scale": reward_scale}
+        store,
+        algo,
+        keys,
+        history,
+        run_config,
+        extra_metrics={"train/reward_scale": reward_scale},
+        action_bounds=action_bounds,
     )
     policy_dir = out_dir / "policy"
     save_policy(policy_dir, learner.actor(), manifest, overwrite=True)
@@ -162,16 +173,20 @@ def policy_manifest(
     history: dict[str, list[tuple[int, float]]],
     run_config: dict[str, Any] | None = None,
     extra_metrics: dict[str, float] | None = None,
+    action_bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PolicyManifest:
-    """The manifest of a policy trained on ``store``: observation layout, lineage (dataset
-    content hash, episode range, config) and the last value of each logged metric."""
+    """The manifest of a policy trained on ``store``: observation layout, the action
+    bounds its [-1, 1] outputs map to (``action_bounds``, default
+    :func:`~robot_rl.data.action_bounds.store_action_bounds`), lineage (dataset content
+    hash, episode range, config) and the last value of each logged metric."""
+    low, high = action_bounds if action_bounds is not None else store_action_bounds(store)
     return PolicyManifest(
         algorithm=algo.name,
         obs_keys=list(obs_keys),
         obs_shapes={k: tuple(store.obs_spec[k][0]) for k in obs_keys},
         action_dim=store.action_dim,
-        action_low=[-1.0] * store.action_dim,
-        action_high=[1.0] * store.action_dim,
+        action_low=[float(v) for v in low],
+        action_high=[float(v) for v in high],
         dataset_hash=store.content_hash(),
         episode_range=[0, store.n_episodes],
         config=run_config if run_config is not None else dataclasses.asdict(algo),

@@ -51,6 +51,16 @@ def _hydra_main(cfg: DictConfig) -> None:
         )
     final = {k: round(v[-1][1], 5) for k, v in result.history.items() if v}
     console.print(f"[bold green]done[/bold green]: policy -> {result.policy_dir}; {final}")
+    from robot_rl.data.action_bounds import is_unit
+    from robot_rl.policies.artifact import read_manifest
+
+    manifest = read_manifest(result.policy_dir)
+    if not is_unit(manifest.action_low, manifest.action_high):
+        console.print(
+            "  the store's actions are not in [-1, 1]: the policy learned them mapped to "
+            f"[-1, 1] and acts in the store's units, low={manifest.action_low} "
+            f"high={manifest.action_high}"
+        )
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robot_rl.data.action_bounds import is_unit
 from robot_rl.data.batch import MCTransitionBatch, TransitionBatch, WindowBatch
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler_cache import RowCache, open_row_cache
@@ -159,6 +160,10 @@ class TransitionSampler:
         mc_return_discount: when set (gamma in (0, 1]), batches are
             :class:`~robot_rl.data.batch.MCTransitionBatch` with each transition's
             discounted return-to-go to the end of its episode (Cal-QL needs it).
+        action_bounds: per-dim ``(low, high)`` of the stored actions; batches then carry
+            them mapped affinely to [-1, 1] (see
+            :func:`robot_rl.data.action_bounds.store_action_bounds`). None hands them
+            out as stored.
 
     Attributes:
         checked_finite: True when every value a batch can carry was checked finite once,
@@ -179,6 +184,7 @@ class TransitionSampler:
         require_rewards: bool = True,
         reward_scale: float = 1.0,
         mc_return_discount: float | None = None,
+        action_bounds: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         if batch_size <= 0:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
@@ -222,6 +228,16 @@ class TransitionSampler:
             store.require_rewards()
             gamma = float(mc_return_discount)
             self._mc_return = self.reward_scale * discounted_returns(self._reward, ends, gamma)
+        self._action_affine: tuple[np.ndarray, np.ndarray] | None = None
+        if action_bounds is not None and not is_unit(*action_bounds):
+            low, high = (np.asarray(b, np.float64).reshape(-1) for b in action_bounds)
+            if not (len(low) == len(high) == self.action_dim and np.all(high > low)):
+                raise ValueError(
+                    f"action_bounds: expected low < high for each of the {self.action_dim} "
+                    f"action dims, got low={low.tolist()} high={high.tolist()}"
+                )
+            half = (high - low) / 2.0
+            self._action_affine = ((low + half).astype(np.float32), (1.0 / half).astype(np.float32))
         self.checked_finite = self.cache is None and _all_finite(
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
@@ -253,6 +269,9 @@ class TransitionSampler:
         action, reward = self._action[rows], self._reward[rows]
         if self.reward_scale != 1.0:
             reward = reward * np.float32(self.reward_scale)
+        if self._action_affine is not None:
+            mid, inv_half = self._action_affine
+            action = np.clip((action - mid) * inv_half, -1.0, 1.0)
         batch = TransitionBatch(
             obs=self._to_torch(obs),
             action=self._to_torch(action),

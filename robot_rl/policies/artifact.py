@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -56,8 +57,11 @@ class PolicyManifest:
         obs_keys: Observation keys in the order they are flattened into the input.
         obs_shapes: ``{key: shape}`` of each key in one (unbatched) observation.
         action_dim: Number of action dims.
-        action_low: Lower bound per action dim of what the actor outputs (normalized
-            space; ``[-1, ...]`` by default, since the actor ends in tanh).
+        action_low: Lower bound per action dim of the actions the policy gives, in the
+            training store's units: the actor works in [-1, 1] (it ends in tanh) and
+            ``LoadedPolicy`` maps its output affinely onto ``[action_low, action_high]``
+            (as SB3 rescales a squashed policy onto its ``Box``). ``[-1, ...]`` for
+            robot_rl's envs and stores, whose actions are already normalized.
         action_high: Upper bound per action dim (``[1, ...]`` by default).
         dataset_hash: Content hash of the training dataset (``EpisodeStore.content_hash()``).
         episode_range: ``[first, stop)`` episode indices of the store used for training.
@@ -137,8 +141,14 @@ class PolicyManifest:
                     f"{where}: {name} has {len(getattr(self, name))} entries; "
                     f"expected action_dim={self.action_dim}"
                 )
-        if any(lo >= hi for lo, hi in zip(self.action_low, self.action_high, strict=True)):
-            raise ValueError(f"{where}: action_low must be < action_high in every dim")
+        if not all(
+            math.isfinite(lo) and math.isfinite(hi) and lo < hi
+            for lo, hi in zip(self.action_low, self.action_high, strict=True)
+        ):
+            raise ValueError(
+                f"{where}: action_low must be < action_high, both finite, in every dim "
+                f"(got {self.action_low} .. {self.action_high})"
+            )
         if self.episode_range is not None and len(self.episode_range) != 2:
             raise ValueError(
                 f"{where}: episode_range must be [first, stop), got {self.episode_range}"
@@ -393,6 +403,14 @@ class LoadedPolicy:
         self._shapes = {k: tuple(manifest.obs_shapes[k]) for k in self.obs_keys}
         self.obs_dim = manifest.obs_dim
         self.action_dim = manifest.action_dim
+        low = torch.tensor(manifest.action_low, dtype=torch.float32, device=device)
+        high = torch.tensor(manifest.action_high, dtype=torch.float32, device=device)
+        # [-1, 1] -> [low, high]; None where the bounds are [-1, 1] already.
+        self._action_affine: tuple[torch.Tensor, torch.Tensor] | None = (
+            None
+            if bool(torch.all(low == -1.0) and torch.all(high == 1.0))
+            else ((high + low) / 2.0, (high - low) / 2.0)
+        )
 
     @property
     def policy_id(self) -> str:
@@ -443,7 +461,8 @@ class LoadedPolicy:
         return np.concatenate(arrays, axis=-1)
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Returns a float32 action in ``[-1, 1]``, ``(action_dim,)`` (or ``(B, action_dim)``).
+        """Returns a float32 action ``(action_dim,)`` (or ``(B, action_dim)``) in the
+        manifest's ``[action_low, action_high]`` (``[-1, 1]`` for robot_rl's envs).
 
         Raises:
             ValueError: ``obs`` keys or shapes do not match the manifest.
@@ -468,6 +487,9 @@ class LoadedPolicy:
             )
         with torch.inference_mode():
             action = self.actor(x.to(self.device, torch.float32))
+            if self._action_affine is not None:
+                mid, half = self._action_affine
+                action = torch.addcmul(mid, half, action)
         if as_numpy:
             return action.cpu().numpy().astype(np.float32, copy=False)
         return action

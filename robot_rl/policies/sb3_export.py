@@ -230,8 +230,8 @@ def build_sb3_model(
         A ``stable_baselines3.TD3`` or ``SAC`` with freshly initialized critics.
 
     Raises:
-        ValueError: Unknown ``algo``, an actor SB3 cannot express, action bounds other than
-            ``[-1, 1]``, or an observation space that does not fit the manifest.
+        ValueError: Unknown ``algo``, an actor SB3 cannot express, or an observation
+            space that does not fit the manifest.
     """
     cls = _sb3_class(algo)
     actor = policy.actor
@@ -241,12 +241,6 @@ def build_sb3_model(
             "DeterministicActor artifacts can be exported to SB3"
         )
     manifest = policy.manifest
-    if any(v != -1.0 for v in manifest.action_low) or any(v != 1.0 for v in manifest.action_high):
-        raise ValueError(
-            f"policy {policy.policy_id!r} has action bounds {manifest.action_low} .. "
-            f"{manifest.action_high}; the SB3 export needs [-1, 1] (SB3 rescales its "
-            "tanh output to the Box, robot_rl does not)"
-        )
     obs_space = (
         default_observation_space(policy)
         if observation_space is None
@@ -274,7 +268,13 @@ def build_sb3_model(
         **({"target_entropy": -float(manifest.action_dim)} if algo == "sac" else {}),
     )
     model.observation_space = obs_space
-    model.action_space = spaces.Box(-1.0, 1.0, (manifest.action_dim,), np.float32)
+    # SB3 maps its actor's tanh output onto this Box in predict(), as LoadedPolicy maps
+    # robot_rl's onto the manifest's bounds.
+    model.action_space = spaces.Box(
+        np.asarray(manifest.action_low, np.float32),
+        np.asarray(manifest.action_high, np.float32),
+        dtype=np.float32,
+    )
     model.n_envs = 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -100,3 +100,24 @@ def test_rewardless_store_trains_bc_refuses_iql_and_cal_ql_gets_returns(fetch_st
         "algo.steps=10", "algo.batch_size=16", f"hydra.run.dir={tmp_path / 'calql'}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_pretrain_on_raw_unit_actions_gives_a_policy_in_those_units(tmp_path):
+    """Pendulum's torque is in [-2, 2]: the import records it, training maps it to [-1, 1],
+    and the policy (and the CLI's summary) gives actions in [-2, 2] again."""
+    store = tmp_path / "pendulum.zarr"
+    record_gym_rollouts("Pendulum-v1", store, n_episodes=2, seed=0, max_episode_steps=20)
+    proc = run_cli(
+        "pretrain",
+        "algo=bc",
+        f"dataset.path={store}",
+        "algo.steps=20",
+        "algo.batch_size=16",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "acts in the store's units, low=[-2.0] high=[2.0]" in proc.stdout.replace("\n", " ")
+    policy = load_policy(tmp_path / "run" / "policy")
+    assert (policy.manifest.action_low, policy.manifest.action_high) == ([-2.0], [2.0])
+    obs = {"observation": np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)}
+    assert np.all(np.abs(policy.act(obs)) <= 2.0)

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from robot_rl.data.action_bounds import is_unit, store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
 
 #: Optional per-row store key (an observation key of shape ``()``): log-density of the
@@ -133,11 +134,20 @@ def load_ope_data(
         episodes: Only these episodes (default all).
 
     Raises:
-        ValueError: The store has no episodes, or a reward is missing (NaN/inf); the
-            message names the store and the first episode concerned.
+        ValueError: The store has no episodes, a reward is missing (NaN/inf; the
+            message names the store and the first episode concerned), or its actions
+            are not normalized to [-1, 1].
     """
     if store.n_episodes == 0:
         raise ValueError(f"episode store {store.path} has no committed episodes to evaluate on")
+    # The noise models, behaviour fits and target noise all live in [-1, 1].
+    low, high = store_action_bounds(store)
+    if not is_unit(low, high):
+        raise ValueError(
+            f"episode store {store.path} holds actions in raw units (bounds "
+            f"{low.tolist()} .. {high.tolist()}); OPE works on stores whose actions are "
+            "normalized to [-1, 1]"
+        )
     ends_all = np.asarray(store.episode_ends, dtype=np.int64)
     starts_all = np.concatenate([[0], ends_all[:-1]])
     ep_ids = np.arange(store.n_episodes)[episodes if episodes is not None else slice(None)]

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from robot_rl.data.action_bounds import is_unit
 from robot_rl.policies.artifact import LoadedPolicy
 
 #: Rows per forward pass when running a network policy over a store.
@@ -70,6 +71,12 @@ class ArtifactTarget:
                 f"observation keys of policy {self.policy.policy_id!r} do not match store "
                 f"{where}: policy obs_keys {list(manifest.obs_keys)}, store obs_keys "
                 f"{list(obs_shapes)}; missing in the store {missing}, wrong shapes {wrong}"
+            )
+        if not is_unit(manifest.action_low, manifest.action_high):
+            raise ValueError(
+                f"policy {self.policy.policy_id!r} acts in raw units (bounds "
+                f"{manifest.action_low} .. {manifest.action_high}); OPE works on policies "
+                "and stores whose actions are normalized to [-1, 1]"
             )
         if manifest.action_dim != action_dim:
             raise ValueError(

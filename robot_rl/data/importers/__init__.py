@@ -15,7 +15,9 @@ Every importer:
   their base name only;
 - keeps actions in the source's units. Where the action space is not [-1, 1], the
   bounds are returned in :class:`ImportResult` and written into the store's
-  ``units["action"]`` as text, since the store has no attribute for them;
+  ``units["action"]`` as text, since the store has no attribute for them
+  (:mod:`robot_rl.data.action_bounds` reads them back: learners map those bounds to
+  [-1, 1], and the trained policy acts in the source's units);
 - raises ValueError naming the source, episode and key for bad input (missing keys,
   ragged lengths, NaN or inf). File sources are checked whole before the store is
   created or touched, so a bad file leaves it unchanged; rollouts are committed one

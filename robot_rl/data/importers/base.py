@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.data.action_bounds import action_unit
 from robot_rl.data.episode_store import (
     RESERVED_KEYS,
     EpisodeProvenance,
@@ -117,19 +118,6 @@ def action_bounds(low: np.ndarray, high: np.ndarray) -> tuple[list[float], list[
     if np.all(low == -1.0) and np.all(high == 1.0):
         return None
     return low.tolist(), high.tolist()
-
-
-def action_unit(bounds: tuple[list[float], list[float]] | None) -> str | None:
-    """The ``units["action"]`` entry recording raw action bounds (None for [-1, 1]).
-
-    The store has no field for action bounds, so an import from a source whose actions
-    are not normalized says so in the action's unit string; :class:`ImportResult` has
-    the same bounds as numbers.
-    """
-    if bounds is None:
-        return None
-    low, high = bounds
-    return f"raw source units; bounds low={low} high={high}"
 
 
 def make_frames(

@@ -18,12 +18,14 @@ def write_store(
     time_in_obs: bool = True,
     extra_keys: dict | None = None,
     seed: int = 0,
+    action_scale: float = 1.0,
 ) -> EpisodeStore:
     """Episodes of ``T`` steps with reward ``reward`` every step (None: a store
     without rewards); obs ``x`` = (t / T,
     noise) or (noise, noise); random actions in [-1, 1]; the last row ``last``.
 
     ``extra_keys``: ``{key: fn(T, rng) -> (T,) array}`` stored as obs keys of shape ().
+    ``action_scale``: a factor on the actions (> 1: raw units, not normalized).
     """
     rng = np.random.default_rng(seed)
     obs_spec = {"x": ((2,), "float32")}
@@ -38,7 +40,7 @@ def write_store(
         first = t / T if time_in_obs else rng.normal(size=T)
         frames = {
             "x": np.stack([first, rng.normal(size=T)], axis=1).astype(np.float32),
-            "action": rng.uniform(-1, 1, size=(T, 2)).astype(np.float32),
+            "action": (action_scale * rng.uniform(-1, 1, size=(T, 2))).astype(np.float32),
             "reward": np.full(T, reward or 0.0, np.float32),
             "terminated": np.zeros(T, bool),
             "truncated": np.zeros(T, bool),

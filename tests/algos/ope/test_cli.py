@@ -17,11 +17,11 @@ FAST = ["--fqe-steps", "30", "--fqe-hidden", "16", "--behaviour-steps", "20",
         "--bootstrap-resamples", "100", "--device", "cpu"]  # fmt: skip
 
 
-def _policy(path, obs_key="x", seed=0):
+def _policy(path, obs_key="x", seed=0, **manifest_kw):
     torch.manual_seed(seed)
     actor = DeterministicActor(Normalizer.identity(2), 2, hidden_sizes=(8,))
     manifest = PolicyManifest(
-        algorithm="bc", obs_keys=[obs_key], obs_shapes={obs_key: [2]}, action_dim=2
+        algorithm="bc", obs_keys=[obs_key], obs_shapes={obs_key: [2]}, action_dim=2, **manifest_kw
     )
     save_policy(path, actor, manifest)
     return path
@@ -63,17 +63,21 @@ def test_cli_expert_on_a_store_without_its_obs_keys(make_store, tmp_path, capsys
 def test_cli_errors_name_the_problem(make_store, tmp_path, capsys):
     make_store("norew", 2, 3, reward=None).close()
     make_store("ok", 2, 3).close()
+    make_store("raw", 2, 3, action_scale=5.0).close()
     EpisodeStore.create(
         tmp_path / "empty", obs_spec={"x": ((2,), "float32")}, action_dim=2,
         control_hz=20.0, robot="panda", task="reach",
     ).close()  # fmt: skip
     pol = _policy(tmp_path / "p")
     wrong = _policy(tmp_path / "wrong", obs_key="joint_pos")
+    raw = _policy(tmp_path / "raw_pol", action_low=[0.0, -2.0], action_high=[10.0, 2.0])
     cases = [
         (["norew", "--policy", str(pol)], ["has no rewards", "relabel"]),
         (["empty", "--policy", str(pol)], ["no committed episodes"]),
         (["ok", "--policy", str(wrong)], ["joint_pos", "['x']"]),
         (["ok"], ["nothing to evaluate"]),
+        (["raw", "--policy", str(pol)], ["raw units", "normalized to [-1, 1]"]),
+        (["ok", "--policy", str(raw)], ["raw units", "[0.0, -2.0] .. [10.0, 2.0]"]),
     ]
     for argv, words in cases:
         with pytest.raises(SystemExit) as exc:
