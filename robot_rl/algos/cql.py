@@ -52,6 +52,14 @@ class CQLConfig:
             above any return the data could have; compare it with the data's returns.
         n_action_samples: Actions per state sampled from each of the uniform
             distribution, pi(.|s) and pi(.|s') for the log-sum-exp term.
+        importance_sample: Estimate the log-sum-exp over the action box by importance
+            sampling: each sampled action's Q minus its proposal's log density (the
+            authors' default). Where the policy is much denser than uniform (a saturated
+            action dim: tanh's density grows without bound at +-1), its samples then get
+            almost no weight and the regularizer hardly pushes down the policy's own
+            actions. False takes the log-sum-exp of the sampled actions' Q-values (and the
+            data action's) as they are, so about two thirds of the push lands on the
+            policy's samples (the authors' ``cql_importance_sample=False``).
         cql_temperature: Temperature of the log-sum-exp over sampled actions.
         target_entropy: SAC's entropy target, nats; ``None`` = ``-action_dim``.
         init_entropy_alpha: Initial SAC entropy temperature (tuned automatically).
@@ -86,6 +94,7 @@ class CQLConfig:
     tau: float = 0.005
     cql_alpha: float = 5.0
     n_action_samples: int = 10
+    importance_sample: bool = True
     cql_temperature: float = 1.0
     target_entropy: float | None = None
     init_entropy_alpha: float = 1.0
@@ -263,15 +272,18 @@ class CQL(OfflineAlgorithm):
             bound_rate = (q_cur < bound).float().mean()
             q_cur = torch.maximum(q_cur, bound)
             q_next = torch.maximum(q_next, bound)
-        # Importance-sampled log-sum-exp (CQL(H)): subtract each proposal's log density.
-        ood = torch.cat(
-            [
-                q_rand - self._uniform_log_density,
-                q_cur - sampled_logp[0],
-                q_next - sampled_logp[1],
-            ],
-            dim=2,
-        )
+        if cfg.importance_sample:
+            # Importance-sampled log-sum-exp (CQL(H)): subtract each proposal's log density.
+            ood = torch.cat(
+                [
+                    q_rand - self._uniform_log_density,
+                    q_cur - sampled_logp[0],
+                    q_next - sampled_logp[1],
+                ],
+                dim=2,
+            )
+        else:
+            ood = torch.cat([q_rand, q_data.unsqueeze(2), q_cur, q_next], dim=2)
         temp = cfg.cql_temperature
         cql_gap = (torch.logsumexp(ood / temp, dim=2) * temp - q_data).mean(1)  # (2,)
         td_loss = (q_data - target).pow(2).mean(1).sum()

@@ -390,6 +390,8 @@ class AlgoConfig:
     cql_alpha: float | None = None
     #: Sampled actions per state and proposal in the regularizer (cql).
     n_action_samples: int | None = None
+    #: Importance-sample the regularizer's log-sum-exp over the action box (cql).
+    importance_sample: bool | None = None
     #: Temperature of the regularizer's log-sum-exp (cql).
     cql_temperature: float | None = None
     #: Entropy target in nats; default -action_dim (cql).

@@ -252,6 +252,37 @@ def test_cql_regularizer_pushes_q_down_off_the_data():
     assert gaps[5.0] > 0.5 and gaps[5.0] > gaps[0.0] + 0.5, gaps
 
 
+def regularizer_push_on_policy_samples(importance_sample: bool) -> float:
+    """Share of the regularizer's push-down (gradient on the sampled actions' Q) that
+    lands on the policy's samples, for a policy saturated in every action dim."""
+    seed_everything(0)
+    config = CQLConfig(hidden_sizes=(16, 16), importance_sample=importance_sample)
+    algo = CQL(OBS_DIM, ACTION_DIM, config)
+    with torch.no_grad():  # mean far past tanh's knee, small std: samples at the bounds
+        algo.policy.mean_actor.net[-1].bias.fill_(4.0)
+        algo.policy.log_std_head.bias.fill_(-3.0)
+    outputs = []
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        outputs.append(output)
+
+    algo.critic.register_forward_hook(keep)
+    data = batch(0, n=32)
+    algo.update(data, 0)
+    grad = outputs[-1].grad  # the critic step's one forward: data, then b x 3n sampled
+    b, n = 32, config.n_action_samples
+    sampled = grad[:, b:].reshape(2, b, 3, n).abs().sum(dim=(0, 1, 3))  # uniform, s, s'
+    return float(sampled[1:].sum() / sampled.sum())
+
+
+def test_cql_without_importance_sampling_pushes_down_the_policys_own_actions():
+    """With importance sampling, a saturated policy's samples (huge tanh density) get
+    almost none of the push; without it they get about their share of the samples (2/3)."""
+    assert regularizer_push_on_policy_samples(importance_sample=True) < 0.01
+    assert regularizer_push_on_policy_samples(importance_sample=False) > 0.5
+
+
 def test_cql_bc_warmup_fits_the_data_actions_then_hands_over_to_the_critic():
     """During the warm-up the actor's step does not depend on the critics; after it does."""
 
