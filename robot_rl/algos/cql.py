@@ -46,10 +46,14 @@ class CQLConfig:
         cql_alpha: Weight of the conservative regularizer (the paper's alpha). 5.0 as
             in the CQL paper's MuJoCo runs and Cal-QL's AntMaze runs; 1.0 suits narrow,
             near-expert data (teleoperation), where 5.0 tends to over-penalize and
-            collapse to behaviour cloning. Larger = more conservative. Its pull on the
-            data's Q-values does not shrink with the reward: with per-step rewards far
-            below 1 it can outweigh the TD error, and ``q_mean`` (logged) then climbs
-            above any return the data could have; compare it with the data's returns.
+            collapse to behaviour cloning. Larger = more conservative, but how well it
+            holds the policy's actions below the data's also depends on the Q-values'
+            spread against ``cql_temperature`` and on ``importance_sample``: with
+            per-step rewards far below 1, Q differs between actions by a few units at
+            most, the log-sum-exp is close to a plain average over the action box, and
+            the policy can settle on actions the critic rates above the data's. The TD
+            target bootstraps from those actions, so ``q_mean`` (logged, Q on the data's
+            actions) climbs above the data's returns: compare the two.
         n_action_samples: Actions per state sampled from each of the uniform
             distribution, pi(.|s) and pi(.|s') for the log-sum-exp term.
         importance_sample: Estimate the log-sum-exp over the action box by importance

@@ -73,12 +73,13 @@ def store_action_bounds(store: EpisodeStore) -> tuple[np.ndarray, np.ndarray]:
             value and bounds), or the recorded bounds cannot be read.
     """
     dim = store.action_dim
-    actions = store.array("action").astype(np.float64, copy=False).reshape(-1, dim)
+    actions = store.array("action").reshape(-1, dim)
     recorded = recorded_action_bounds(store)
     if recorded is None and (len(actions) == 0 or np.all(np.abs(actions) <= 1.0)):
         return -np.ones(dim), np.ones(dim)
     if len(actions):
-        data_low, data_high = actions.min(axis=0), actions.max(axis=0)
+        data_low = actions.min(axis=0).astype(np.float64)
+        data_high = actions.max(axis=0).astype(np.float64)
     else:
         data_low, data_high = -np.ones(dim), np.ones(dim)
     if recorded is None:
