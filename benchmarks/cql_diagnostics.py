@@ -1,0 +1,158 @@
+"""Why a CQL run did what it did: its critic and actor at the final checkpoint of
+``offline_quality.py`` runs, measured on a fixed sample of the run's dataset.
+
+For each run (default: every CQL run on mixed push, the reported ones and every variant):
+
+- ``q_data``: mean Q of the data's actions (both critics), next to ``mc_return``, the
+  data's discounted return-to-go from the same rows (same reward scale and discount);
+- ``td_residual_mean`` / ``td_residual_sd``: ``Q(s, a) - (r + gamma (1 - d) min Q'(s', a'))``
+  with ``a' ~ pi(.|s')``, per critic, averaged;
+- ``q_pi_minus_q_data``: ``min Q(s, tanh(mean))`` minus ``min Q(s, a_data)``, the
+  deployed action against the data's; ``q_sample_minus_q_data`` the same for actions
+  sampled from the policy (10 per state); ``q_uniform_minus_q_data`` for uniform ones;
+- ``abs_mean_action``: per action dim, ``|tanh(mean)|`` of the policy against
+  ``abs_data_action``, the data's ``|a|``; ``policy_std``: the pre-tanh std per dim.
+
+Differences are in units of the run's rewards; ``reward_mean`` is the data's mean
+per-step reward on that scale, the yardstick for them.
+
+    python benchmarks/cql_diagnostics.py                        # every CQL push run
+    python benchmarks/cql_diagnostics.py --runs default,bf16,bf16_nois
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, write_result
+
+WORK_DIR = RESULTS_DIR / "offline_quality" / "work"
+DATA = RESULTS_DIR / "offline_data" / "push_mixed_1000.zarr"
+
+
+def run_dirs(names: list[str] | None) -> dict[str, Path]:
+    """``{label: work dir}`` of the CQL push/mixed runs (label ``default`` = reported)."""
+    found = {}
+    for d in sorted(WORK_DIR.glob("push_mixed_cql_s*")):
+        seed, _, variant = d.name[len("push_mixed_cql_") :].partition("_")
+        label = f"{variant or 'default'}/{seed}"
+        if names is None or (variant or "default") in names:
+            found[label] = d
+    return found
+
+
+def load_cql(run: Path, store):
+    """The run's CQL at its last checkpoint (config fields added since take defaults)."""
+    from safetensors.torch import load_file
+
+    from robot_rl.algos.cql import CQL, CQLConfig
+    from robot_rl.algos.trainer import AlgorithmState, iter_checkpoints
+    from robot_rl.policies import Normalizer
+
+    ckpt = iter_checkpoints(run / "train")[-1]
+    meta = json.loads((ckpt / "trainer.json").read_text())
+    known = CQLConfig.__dataclass_fields__
+    cfg = CQLConfig(**{k: v for k, v in meta["algo_config"].items() if k in known})
+    keys = store.obs_keys
+    shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
+    norm = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
+    obs_dim = int(sum(np.prod(s) for s in shapes.values()))
+    algo = CQL(obs_dim, store.action_dim, cfg, norm)
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    algo.load_state_dict(
+        AlgorithmState(
+            {k[5:]: v for k, v in tensors.items() if k.startswith("algo.")}, meta["algo_state"]
+        )
+    )
+    return algo, cfg, int(meta["step"])
+
+
+@torch.no_grad()
+def diagnose(algo, cfg, store, n: int, seed: int) -> dict:
+    from robot_rl.data.sampler import TransitionSampler, return_range_scale
+
+    scale = return_range_scale(store) if cfg.reward_normalization == "return_range" else 1.0
+    sampler = TransitionSampler(
+        store, batch_size=n, seed=seed, reward_scale=scale, mc_return_discount=cfg.discount
+    )
+    torch.manual_seed(seed)
+    b = sampler.sample()
+    norm = algo.policy.normalizer
+    obs, next_obs = norm(b.obs), norm(b.next_obs)
+    q = algo.critic(obs, b.action)  # (2, n)
+    next_action, _ = algo.policy.sample(next_obs)
+    target = b.reward + cfg.discount * (1 - b.terminated) * algo.critic_target(
+        next_obs, next_action
+    ).amin(0)
+    residual = q - target
+    q_min = q.amin(0)
+    deployed = algo.policy.deterministic()(b.obs)
+    sampled = torch.stack(
+        [algo.critic(obs, algo.policy.sample(obs)[0]).amin(0) for _ in range(10)]
+    ).mean(0)
+    uniform = algo.critic(obs, torch.rand_like(b.action) * 2 - 1).amin(0)
+    mean, log_std = algo.policy.mean_log_std(obs)
+    return {
+        "reward_mean": float(b.reward.mean()),
+        "q_data": float(q.mean()),
+        "mc_return": float(b.mc_return.mean()),
+        "td_residual_mean": float(residual.mean()),
+        "td_residual_sd": float(residual.std(dim=1).mean()),
+        "q_pi_minus_q_data": float((algo.critic(obs, deployed).amin(0) - q_min).mean()),
+        "q_sample_minus_q_data": float((sampled - q_min).mean()),
+        "q_uniform_minus_q_data": float((uniform - q_min).mean()),
+        "abs_mean_action": [round(v, 3) for v in mean.tanh().abs().mean(0).tolist()],
+        "abs_data_action": [round(v, 3) for v in b.action.abs().mean(0).tolist()],
+        "policy_std": [round(v, 3) for v in log_std.exp().mean(0).tolist()],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", default=None, help="variant names (default: all; 'default')")
+    ap.add_argument("--rows", type=int, default=20_000, help="transitions sampled")
+    ap.add_argument("--seed", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from robot_rl.data.episode_store import EpisodeStore
+
+    names = args.runs.split(",") if args.runs else None
+    results = {}
+    with EpisodeStore.open(DATA) as store:
+        for label, run in run_dirs(names).items():
+            runs_json = sorted((RESULTS_DIR / "offline_quality" / "runs").rglob("*.json"))
+            algo, cfg, step = load_cql(run, store)
+            row = {"step": step, **diagnose(algo, cfg, store, args.rows, args.seed)}
+            variant, seed = label.split("/")
+            for path in runs_json:  # the run's success, from offline_quality's JSON
+                rec = json.loads(path.read_text())
+                if (
+                    rec.get("algo") == "cql"
+                    and rec.get("task") == "push"
+                    and f"s{rec['seed']}" == seed
+                    and rec.get("variant", None) in (None if variant == "default" else variant,)
+                    and rec.get("steps") == step
+                ):
+                    row["success_rate"] = rec["success_rate"]
+            results[label] = row
+            print(
+                f"{label:22s} success {row.get('success_rate', float('nan')):.2f}  "
+                f"q_data {row['q_data']:8.2f} (mc {row['mc_return']:7.2f})  "
+                f"Q(pi)-Q(data) {row['q_pi_minus_q_data']:+6.2f}  "
+                f"Q(sample)-Q(data) {row['q_sample_minus_q_data']:+6.2f}  "
+                f"TD residual {row['td_residual_mean']:+.2f} sd {row['td_residual_sd']:.2f}  "
+                f"|a| pi {row['abs_mean_action']}",
+                flush=True,
+            )
+    write_result("cql_diagnostics", {"rows": args.rows, "seed": args.seed, "runs": results})
+
+
+if __name__ == "__main__":
+    main()
