@@ -140,7 +140,14 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
 
     # 2. offline learning -----------------------------------------------------------------
     with stage(2, 4, "train", timings) as say:
-        result = pretrain(store, cfg.algo, run_dir, progress=cfg.progress, run_config=resolved)
+        result = pretrain(
+            store,
+            cfg.algo,
+            run_dir,
+            obs_keys=cfg.dataset.obs_keys,
+            progress=cfg.progress,
+            run_config=resolved,
+        )
         losses = {k: v for k, v in result.history.items() if k.endswith("loss") and v}
         final = ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in losses.items())
         say(

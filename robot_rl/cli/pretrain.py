@@ -29,7 +29,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     quiet_library_loggers()
     with fail_on_config_error():
         config = to_object(cfg, PretrainConfig)
-    from robot_rl.algos.pretrain import pretrain
+    from robot_rl.algos.pretrain import policy_obs_keys, pretrain
     from robot_rl.data.episode_store import EpisodeStore
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -42,10 +42,17 @@ def _hydra_main(cfg: DictConfig) -> None:
             f"[bold]robot-rl-pretrain[/bold] {config.algo.name} on {store.path} "
             f"({store.n_episodes} episodes, {store.n_steps} steps) -> {run_dir}"
         )
+        keys = policy_obs_keys(store, config.dataset.obs_keys)
+        left_out = [k for k in store.obs_keys if k not in keys]
+        console.print(
+            f"  observation keys: {keys}"
+            + (f"; left out {left_out} (dataset.obs_keys=[...] to choose)" if left_out else "")
+        )
         result = pretrain(
             store,
             config.algo,
             run_dir,
+            obs_keys=keys,
             progress=show_progress(config.progress),
             run_config=OmegaConf.to_container(cfg, resolve=True),
         )

@@ -297,8 +297,19 @@ class DatasetConfig:
     seed: int = 0
     #: Pseudonym stored as the operator in each episode's provenance.
     operator: str = "scripted-expert"
+    #: Observation keys the policy sees, flattened in this order; null = every key of
+    #: the store with at most one dimension (images and other 2+-dim keys are left out,
+    #: since the policies are MLPs; name them here to flatten them in anyway).
+    obs_keys: list[str] | None = None
 
     def __post_init__(self) -> None:
+        _check(
+            self.obs_keys is None
+            or (len(self.obs_keys) > 0 and len(set(self.obs_keys)) == len(self.obs_keys)),
+            "dataset.obs_keys",
+            self.obs_keys,
+            "null or a non-empty list of distinct keys",
+        )
         _check(
             self.source in ("scripted", "existing"),
             "dataset.source",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robot_rl.algos import ALGORITHMS
-from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
 from robot_rl.data.importers.gym_rollouts import record_gym_rollouts
 from robot_rl.policies import load_policy
 from tests.cli.test_pipeline import run_cli
@@ -121,3 +121,63 @@ def test_pretrain_on_raw_unit_actions_gives_a_policy_in_those_units(tmp_path):
     assert (policy.manifest.action_low, policy.manifest.action_high) == ([-2.0], [2.0])
     obs = {"observation": np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)}
     assert np.all(np.abs(policy.act(obs)) <= 2.0)
+
+
+def test_dataset_obs_keys_choose_what_the_policy_sees(fetch_store, tmp_path):
+    proc = run_cli(
+        "pretrain", "algo=bc", f"dataset.path={fetch_store}", "algo.steps=5",
+        "dataset.obs_keys=[desired_goal,observation]", f"hydra.run.dir={tmp_path / 'two'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "left out ['achieved_goal']" in proc.stdout
+    manifest = load_policy(tmp_path / "two" / "policy").manifest
+    assert manifest.obs_keys == ["desired_goal", "observation"]  # in the order given
+    proc = run_cli(
+        "pretrain", "algo=bc", f"dataset.path={fetch_store}", "dataset.obs_keys=[goal]",
+        f"hydra.run.dir={tmp_path / 'bad'}",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "observation keys ['goal'] are not in store" in proc.stdout
+    proc = run_cli(
+        "pretrain", f"dataset.path={fetch_store}", "dataset.obs_keys=[]",
+        f"hydra.run.dir={tmp_path / 'empty'}",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "dataset.obs_keys" in proc.stdout + proc.stderr
+
+
+def test_image_keys_are_left_out_unless_named(tmp_path):
+    """An MLP policy gets a store's low-dimensional keys by default; an image key (2+
+    dims) goes in only when named."""
+    path = tmp_path / "cam.zarr"
+    rng = np.random.default_rng(0)
+    with EpisodeStore.create(
+        path,
+        obs_spec={"state": ((3,), "float32"), "cam": ((8, 8, 3), "uint8")},
+        action_dim=2,
+        control_hz=10.0,
+        robot="panda",
+        task="reach",
+    ) as store:
+        for _ in range(2):
+            store.append_episode(
+                {
+                    "state": rng.normal(size=(10, 3)),
+                    "cam": rng.integers(0, 255, (10, 8, 8, 3)).astype(np.uint8),
+                    "action": rng.uniform(-1, 1, (10, 2)),
+                    "reward": np.zeros(10),
+                    "terminated": np.zeros(10, bool),
+                    "truncated": np.eye(1, 10, 9, dtype=bool)[0],
+                },
+                EpisodeProvenance(source="scripted"),
+            )
+    for keys, expected in ((None, ["state"]), ("[state,cam]", ["state", "cam"])):
+        run = tmp_path / f"run_{len(expected)}"
+        extra = [f"dataset.obs_keys={keys}"] if keys else []
+        proc = run_cli(
+            "pretrain", "algo=bc", f"dataset.path={path}", "algo.steps=3",
+            f"hydra.run.dir={run}", *extra,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert load_policy(run / "policy").manifest.obs_keys == expected
+    assert "left out ['cam']" not in proc.stdout  # the last run named it
