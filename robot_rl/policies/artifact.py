@@ -423,18 +423,19 @@ class LoadedPolicy:
     def flatten_obs(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Concatenates ``obs`` in manifest order into a float32 vector.
 
-        Each key must have its manifest shape, or that shape with one leading batch
-        dim (the same for all keys), giving ``(obs_dim,)`` or ``(B, obs_dim)``.
+        Each of the manifest's keys must have its manifest shape, or that shape with one
+        leading batch dim (the same for all keys), giving ``(obs_dim,)`` or
+        ``(B, obs_dim)``. Keys the policy does not use (an env gives every sensor; a
+        policy may see a few) are ignored.
 
         Raises:
-            ValueError: Missing or unexpected keys, or a key with the wrong shape.
+            ValueError: A missing key, or a key with the wrong shape.
         """
         missing = [k for k in self.obs_keys if k not in obs]
-        extra = sorted(k for k in obs if k not in self._shapes)
-        if missing or extra:
+        if missing:
             raise ValueError(
-                f"observation keys do not match policy {self.policy_id!r}: missing {missing}, "
-                f"unexpected {extra}; the policy expects {list(self.obs_keys)}"
+                f"observation keys do not match policy {self.policy_id!r}: missing {missing} "
+                f"(given {sorted(obs)}); the policy expects {list(self.obs_keys)}"
             )
         arrays = []
         batch: int | None = None
