@@ -127,6 +127,11 @@ def main() -> None:
     results = {}
     with EpisodeStore.open(DATA) as store:
         for label, run in run_dirs(names).items():
+            from robot_rl.algos.trainer import iter_checkpoints
+
+            if not iter_checkpoints(run / "train"):
+                print(f"{label:22s} no checkpoint (the run did not finish)")
+                continue
             runs_json = sorted((RESULTS_DIR / "offline_quality" / "runs").rglob("*.json"))
             algo, cfg, step = load_cql(run, store)
             row = {"step": step, **diagnose(algo, cfg, store, args.rows, args.seed)}
