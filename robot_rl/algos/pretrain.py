@@ -14,7 +14,7 @@ from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_every
 from robot_rl.config.schema import AlgoConfig, ConfigError
 from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.sampler import TransitionSampler, return_range_scale
+from robot_rl.data.sampler import TransitionSampler, resolve_obs_keys, return_range_scale
 from robot_rl.policies import Normalizer, PolicyManifest, save_policy
 
 
@@ -80,32 +80,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def policy_obs_keys(store: EpisodeStore, obs_keys: list[str] | None = None) -> list[str]:
-    """The observation keys a policy trained on ``store`` sees: ``obs_keys`` as given, or
-    by default every key with at most one dimension (an MLP policy gets no images).
-
-    Raises:
-        ValueError: A requested key is not in the store, or no key is left.
-    """
-    if obs_keys:
-        keys = list(obs_keys)
-        unknown = [k for k in keys if k not in store.obs_keys]
-        if unknown:
-            raise ValueError(
-                f"observation keys {unknown} are not in store {store.path} (it has "
-                f"{store.obs_keys})"
-            )
-        return keys
-    keys = [k for k in store.obs_keys if len(store.obs_spec[k][0]) <= 1]
-    if not keys:
-        raise ValueError(
-            f"store {store.path} has no observation key with at most one dimension "
-            f"({ {k: store.obs_spec[k][0] for k in store.obs_keys} }); name the keys to "
-            "flatten into the policy's input with dataset.obs_keys=[...]"
-        )
-    return keys
-
-
 def pretrain(
     store: EpisodeStore,
     algo: AlgoConfig,
@@ -122,7 +96,8 @@ def pretrain(
         algo: algorithm name and hyper-parameters.
         out_dir: run directory; the artifact goes to ``out_dir/policy`` and TensorBoard
             logs and checkpoints to ``out_dir/train``.
-        obs_keys: observation keys the policy sees (default: :func:`policy_obs_keys`).
+        obs_keys: observation keys the policy sees (default: every key of at most one
+            dimension, :func:`~robot_rl.data.sampler.resolve_obs_keys`).
         progress: show a progress bar.
         run_config: the full resolved run config, recorded in the manifest for lineage.
 
@@ -132,7 +107,7 @@ def pretrain(
     """
     if store.n_episodes == 0:
         raise ValueError(f"episode store {store.path} has no committed episodes to learn from")
-    keys = policy_obs_keys(store, obs_keys)
+    keys = resolve_obs_keys(store, obs_keys, images=False)
     seed_everything(algo.seed)
     shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
     normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
@@ -239,7 +214,7 @@ def export_checkpoint(
         ValueError: the checkpoint belongs to another algorithm or configuration.
     """
     checkpoint_dir = Path(checkpoint_dir)
-    keys = policy_obs_keys(store, obs_keys)
+    keys = resolve_obs_keys(store, obs_keys, images=False)
     shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
     normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
     algo_cls, _ = ALGORITHMS[algo.name]

@@ -588,7 +588,10 @@ def _add_train_reward_args(p: argparse.ArgumentParser) -> None:
         help="share of the labels held out to stop training early (default 0.1; 0: none)",
     )
     p.add_argument(
-        "--obs-key", action="append", metavar="K", help="observation key(s) (default: all)"
+        "--obs-key",
+        action="append",
+        metavar="K",
+        help="observation key(s) (default: every key of at most one dimension)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a model at --out")
 

@@ -29,8 +29,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     quiet_library_loggers()
     with fail_on_config_error():
         config = to_object(cfg, PretrainConfig)
-    from robot_rl.algos.pretrain import policy_obs_keys, pretrain
+    from robot_rl.algos.pretrain import pretrain
     from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.data.sampler import resolve_obs_keys
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with fail_on_user_error(), EpisodeStore.open(config.dataset.path, mode="r") as store:
@@ -42,7 +43,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             f"[bold]robot-rl-pretrain[/bold] {config.algo.name} on {store.path} "
             f"({store.n_episodes} episodes, {store.n_steps} steps) -> {run_dir}"
         )
-        keys = policy_obs_keys(store, config.dataset.obs_keys)
+        keys = resolve_obs_keys(store, config.dataset.obs_keys, images=False)
         left_out = [k for k in store.obs_keys if k not in keys]
         console.print(
             f"  observation keys: {keys}"

@@ -36,8 +36,26 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler_cache import RowCache, open_row_cache
 
 
-def _resolve_obs_keys(store: EpisodeStore, obs_keys: list[str] | None) -> list[str]:
-    keys = list(store.obs_keys if obs_keys is None else obs_keys)
+def resolve_obs_keys(
+    store: EpisodeStore, obs_keys: list[str] | None = None, *, images: bool = True
+) -> list[str]:
+    """``obs_keys`` checked against ``store``, or by default all of its keys in store order;
+    ``images=False`` leaves keys of two or more dimensions out of that default, which is
+    what an MLP learner should see unless told otherwise (pretraining, reward models).
+
+    Raises:
+        ValueError: A key not in the store, an empty list, or no key left.
+    """
+    if obs_keys is None:
+        keys = [k for k in store.obs_keys if images or len(store.obs_spec[k][0]) <= 1]
+        if not keys:
+            raise ValueError(
+                f"store {store.path} has no observation key of at most one dimension "
+                f"({ {k: tuple(store.obs_spec[k][0]) for k in store.obs_keys} }); name the "
+                "keys to flatten in"
+            )
+        return keys
+    keys = list(obs_keys)
     unknown = [k for k in keys if k not in store.obs_keys]
     if unknown or not keys:
         raise ValueError(
@@ -191,7 +209,7 @@ class TransitionSampler:
         if require_rewards:
             store.require_rewards()  # before any work: the error names the fix
         self.store = store
-        self.obs_keys = _resolve_obs_keys(store, obs_keys)
+        self.obs_keys = resolve_obs_keys(store, obs_keys)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.in_memory = in_memory
@@ -333,7 +351,7 @@ class WindowSampler:
             store.require_rewards()
         self.store = store
         self.horizon = int(horizon)
-        self.obs_keys = _resolve_obs_keys(store, obs_keys)
+        self.obs_keys = resolve_obs_keys(store, obs_keys)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self._rng = np.random.default_rng(seed)

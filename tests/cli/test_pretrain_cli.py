@@ -137,7 +137,7 @@ def test_dataset_obs_keys_choose_what_the_policy_sees(fetch_store, tmp_path):
         f"hydra.run.dir={tmp_path / 'bad'}",
     )  # fmt: skip
     assert proc.returncode == 1
-    assert "observation keys ['goal'] are not in store" in proc.stdout
+    assert "obs_keys: ['goal'] not observation keys of" in proc.stdout
     proc = run_cli(
         "pretrain", f"dataset.path={fetch_store}", "dataset.obs_keys=[]",
         f"hydra.run.dir={tmp_path / 'empty'}",

@@ -8,7 +8,7 @@ import torch
 
 from robot_rl.data import sampler_cache
 from robot_rl.data.batch import TransitionBatch, WindowBatch
-from robot_rl.data.sampler import TransitionSampler, WindowSampler
+from robot_rl.data.sampler import TransitionSampler, WindowSampler, resolve_obs_keys
 
 
 @pytest.fixture
@@ -343,3 +343,22 @@ def test_reward_scale_multiplies_rewards_and_returns(filled_store):
     torch.testing.assert_close(b.obs, a.obs, rtol=0, atol=0)
     with pytest.raises(ValueError, match="reward_scale"):
         TransitionSampler(filled_store, reward_scale=0.0)
+
+
+def test_resolve_obs_keys_defaults_and_errors(new_store, tmp_path):
+    store = new_store()  # joint_pos (3,), cam (2, 2)
+    assert resolve_obs_keys(store) == ["joint_pos", "cam"]
+    assert resolve_obs_keys(store, images=False) == ["joint_pos"]  # what an MLP gets
+    assert resolve_obs_keys(store, ["cam", "joint_pos"], images=False) == ["cam", "joint_pos"]
+    with pytest.raises(ValueError, match=r"\['goal'\] not observation keys"):
+        resolve_obs_keys(store, ["goal"])
+    with pytest.raises(ValueError, match="non-empty subset"):
+        resolve_obs_keys(store, [])
+    from robot_rl.data.episode_store import EpisodeStore
+
+    images_only = EpisodeStore.create(
+        tmp_path / "img", obs_spec={"cam": ((2, 2), "uint8")}, action_dim=1, control_hz=10.0,
+        robot="panda", task="reach",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no observation key of at most one dimension"):
+        resolve_obs_keys(images_only, images=False)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.algos.rewards.model import RewardModel, RewardModelSpec, reward_obs
+from robot_rl.data.sampler import resolve_obs_keys
 from robot_rl.policies.normalization import Normalizer
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ class PreferenceConfig:
     """Settings of :func:`train_preference_model`.
 
     Attributes:
-        obs_keys: observation keys the reward sees, in flattening order; None: all of
-            the store's.
+        obs_keys: observation keys the reward sees, in flattening order; None: every
+            key of the store with at most one dimension (images are left out).
         use_action: learn r(s, a) instead of r(s). r(s) is the default: a reward of the
             state alone cannot be exploited by actions the data never took.
         hidden_sizes: hidden widths of each member MLP.
@@ -132,18 +133,6 @@ def _check_config(cfg: Any, ints: tuple[str, ...]) -> None:
             f"{type(cfg).__name__}.validation_fraction: expected a share in [0, 1), got "
             f"{cfg.validation_fraction!r}"
         )
-
-
-def resolve_obs_keys(store: EpisodeStore, obs_keys: list[str] | None) -> list[str]:
-    """The reward's observation keys: ``obs_keys`` (checked against the store) or all."""
-    keys = list(store.obs_keys if obs_keys is None else obs_keys)
-    unknown = [k for k in keys if k not in store.obs_keys]
-    if unknown or not keys:
-        raise ValueError(
-            f"obs_keys: {unknown or keys} not observation keys of {store.path}; expected a "
-            f"non-empty subset of {store.obs_keys}"
-        )
-    return keys
 
 
 def new_model(
@@ -241,7 +230,7 @@ def train_preference_model(
             f"PreferenceConfig.reward_units: expected one of {REWARD_UNITS}, "
             f"got {cfg.reward_units!r}"
         )
-    keys = resolve_obs_keys(store, cfg.obs_keys)
+    keys = resolve_obs_keys(store, cfg.obs_keys, images=False)
     pairs, targets = _preference_pairs(store)
     used = sorted({i for pair in pairs for i in pair})
     row = {ep: n for n, ep in enumerate(used)}

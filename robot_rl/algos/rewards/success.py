@@ -30,12 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.algos.rewards.model import RewardModel
-from robot_rl.algos.rewards.preference import (
-    BestWeights,
-    _check_config,
-    new_model,
-    resolve_obs_keys,
-)
+from robot_rl.algos.rewards.preference import BestWeights, _check_config, new_model
+from robot_rl.data.sampler import resolve_obs_keys
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore
@@ -46,7 +42,8 @@ class SuccessConfig:
     """Settings of :func:`train_success_classifier`.
 
     Attributes:
-        obs_keys: observation keys the classifier sees, in order; None: all.
+        obs_keys: observation keys the classifier sees, in order; None: every key with
+            at most one dimension (images are left out).
         use_action: classify (s, a) instead of s.
         positive_steps: rows at the end of each successful episode used as positives.
         output: ``"log_prob"`` or ``"prob"`` (see the module docstring).
@@ -127,7 +124,7 @@ def train_success_classifier(
     _check_config(cfg, ("ensemble_size", "steps", "batch_size", "positive_steps", "eval_every"))
     if cfg.output not in ("log_prob", "prob"):
         raise ValueError(f"SuccessConfig.output: expected 'log_prob' or 'prob', got {cfg.output!r}")
-    keys = resolve_obs_keys(store, cfg.obs_keys)
+    keys = resolve_obs_keys(store, cfg.obs_keys, images=False)
     labels = episode_success_labels(store, cfg.labels_only)
     n_pos_ep = sum(labels.values())
     n_neg_ep = len(labels) - n_pos_ep
