@@ -234,6 +234,15 @@ def run(args: argparse.Namespace) -> int:
             f"[dim]IS: behaviour policy {results[0].behaviour}; targets as clipped "
             f"Gaussians with std max(σ, {cfg.is_target_std:g})[/dim]"
         )
+        # Kish's effective sample size: below a tenth of the episodes, a few episodes
+        # carry the estimate and its bootstrap interval says little.
+        thin = [r.name for r in results if r.ess is not None and r.ess < 0.1 * r.n_episodes]
+        if thin:
+            console.print(
+                f"[yellow]IS effective sample size under 10% of the episodes for {thin}: "
+                "their WIS/PDWIS rest on a few episodes, whatever their intervals say; FQE "
+                "does not depend on these weights[/yellow]"
+            )
 
     report: dict[str, Any] = {
         "store": data.path,

@@ -50,6 +50,8 @@ def test_cli_reports_estimates_json_and_spearman(make_store, tmp_path, capsys):
     expected = (1 - 0.9**5) / (1 - 0.9)  # reward 1 on all 5 steps
     assert report["logged_return"]["mean"] == pytest.approx(expected)
     assert report["spearman"]["n"] == 2 and report["spearman"]["fqe"] in (-1.0, 1.0)
+    thin = [r["name"] for r in report["results"] if r["ess"] < 0.1 * r["n_episodes"]]
+    assert ("effective sample size under 10%" in text) == bool(thin)
 
 
 def test_cli_expert_on_a_store_without_its_obs_keys(make_store, tmp_path, capsys):
