@@ -247,13 +247,14 @@ class TransitionSampler:
             gamma = float(mc_return_discount)
             self._mc_return = self.reward_scale * discounted_returns(self._reward, ends, gamma)
         self._action_affine: tuple[np.ndarray, np.ndarray] | None = None
-        if action_bounds is not None and not is_unit(*action_bounds):
+        if action_bounds is not None:
             low, high = (np.asarray(b, np.float64).reshape(-1) for b in action_bounds)
             if not (len(low) == len(high) == self.action_dim and np.all(high > low)):
                 raise ValueError(
                     f"action_bounds: expected low < high for each of the {self.action_dim} "
                     f"action dims, got low={low.tolist()} high={high.tolist()}"
                 )
+        if action_bounds is not None and not is_unit(low, high):
             half = (high - low) / 2.0
             self._action_affine = ((low + half).astype(np.float32), (1.0 / half).astype(np.float32))
         self.checked_finite = self.cache is None and _all_finite(

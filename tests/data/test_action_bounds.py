@@ -120,7 +120,7 @@ def test_unreadable_recorded_bounds_are_named(tmp_path, text, match):
 def test_sampler_refuses_bounds_of_the_wrong_size(tmp_path):
     s = make_store(tmp_path / "s", lambda x: x)
     with s, pytest.raises(ValueError, match="action_bounds: expected low < high for each of"):
-        TransitionSampler(s, action_bounds=(np.zeros(3), np.ones(3)))
+        TransitionSampler(s, action_bounds=(-np.ones(3), np.ones(3)))
 
 
 def test_a_policy_trained_on_raw_actions_acts_in_raw_units(tmp_path):
