@@ -323,9 +323,12 @@ def check_observations(policy: LoadedPolicy, n: int = 256, seed: int = 0) -> dic
 
 
 def max_action_diff(model: Any, policy: LoadedPolicy, obs: dict[str, np.ndarray]) -> float:
-    """Largest ``|model.predict(obs, deterministic=True) - policy.act(obs)|``."""
+    """Largest ``|model.predict(obs, deterministic=True) - policy.act(obs)|``, in
+    normalized action units (each dim divided by half its bounds' width)."""
     sb3_actions, _ = model.predict(obs, deterministic=True)
-    return float(np.max(np.abs(np.asarray(sb3_actions, np.float64) - policy.act(obs))))
+    diff = np.abs(np.asarray(sb3_actions, np.float64) - policy.act(obs))
+    half = (np.asarray(policy.manifest.action_high) - np.asarray(policy.manifest.action_low)) / 2
+    return float(np.max(diff / half))
 
 
 def export_sb3(

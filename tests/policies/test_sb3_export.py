@@ -173,21 +173,21 @@ def test_refuses_what_plain_sb3_cannot_express(tmp_path):
 def test_action_bounds_carry_over_to_sb3(tmp_path, algo):
     """A policy trained on raw-unit actions acts in those units, and so does SB3's
     predict (SB3 rescales its squashed output onto the Box the export writes)."""
-    low, high = [-2.0, 0.0, -0.5, 10.0], [2.0, 1.0, 0.5, 30.0]
+    low, high = [-2.0, 0.0, -0.5, 10.0], [2.0, 1.0, 0.5, 3000.0]  # one wide dim
     save_artifact(tmp_path / "bounds", action_low=low, action_high=high)
     policy = load_policy(tmp_path / "bounds")
     obs = random_obs(64, seed=4)
     actions = policy.act(obs)
     save_artifact(tmp_path / "unit")  # the same weights, acting in [-1, 1]
     unit = load_policy(tmp_path / "unit").act(obs)
-    np.testing.assert_allclose(
-        actions, np.array(low) + (unit + 1.0) / 2.0 * (np.array(high) - np.array(low)), atol=1e-5
-    )
+    half = (np.array(high) - np.array(low)) / 2.0
+    np.testing.assert_allclose((actions - np.array(low)) / half - 1.0, unit, atol=1e-5)
     assert np.all(actions >= np.array(low) - 1e-6) and np.all(actions <= np.array(high) + 1e-6)
     export_sb3(tmp_path / "bounds", tmp_path / "b.zip", algo)
     model = SB3_CLASSES[algo].load(tmp_path / "b.zip", device="cpu")
     np.testing.assert_array_equal(model.action_space.low, np.array(low, np.float32))
-    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], actions, atol=1e-4)
+    sb3_actions = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_allclose((sb3_actions - actions) / half, 0.0, atol=1e-5)
 
 
 def test_export_errors(artifact, tmp_path, monkeypatch):
