@@ -73,15 +73,18 @@ def store_action_bounds(store: EpisodeStore) -> tuple[np.ndarray, np.ndarray]:
             value and bounds), or the recorded bounds cannot be read.
     """
     dim = store.action_dim
-    actions = store.array("action").reshape(-1, dim)
     recorded = recorded_action_bounds(store)
-    if recorded is None and (len(actions) == 0 or np.all(np.abs(actions) <= 1.0)):
+    if store.n_steps == 0:  # nothing to check: the recorded bounds, else [-1, 1]
+        if recorded is None:
+            return -np.ones(dim), np.ones(dim)
+        low, high = recorded
+        return np.where(np.isfinite(low), low, -1.0), np.where(np.isfinite(high), high, 1.0)
+    # Exact, from the moments persisted at commit: no pass over the actions.
+    stats = store.stats("action")
+    data_low = np.asarray(stats["min"], np.float64).reshape(dim)
+    data_high = np.asarray(stats["max"], np.float64).reshape(dim)
+    if recorded is None and np.all(data_low >= -1.0) and np.all(data_high <= 1.0):
         return -np.ones(dim), np.ones(dim)
-    if len(actions):
-        data_low = actions.min(axis=0).astype(np.float64)
-        data_high = actions.max(axis=0).astype(np.float64)
-    else:
-        data_low, data_high = -np.ones(dim), np.ones(dim)
     if recorded is None:
         low, high = data_low, data_high
     else:
