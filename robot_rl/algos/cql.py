@@ -51,9 +51,11 @@ class CQLConfig:
             spread against ``cql_temperature`` and on ``importance_sample``: with
             per-step rewards far below 1, Q differs between actions by a few units at
             most, the log-sum-exp is close to a plain average over the action box, and
-            the policy can settle on actions the critic rates above the data's. The TD
-            target bootstraps from those actions, so ``q_mean`` (logged, Q on the data's
-            actions) climbs above the data's returns: compare the two.
+            the policy can settle on actions the critic rates above the data's (logged as
+            ``q_policy_minus_data``: Q of the policy's samples minus Q of the data's
+            action, lower critic, per state). The TD target bootstraps from those
+            actions, so ``q_mean`` (logged, Q on the data's actions) climbs above the
+            data's returns: compare the two.
         n_action_samples: Actions per state sampled from each of the uniform
             distribution, pi(.|s) and pi(.|s') for the log-sum-exp term.
         importance_sample: Estimate the log-sum-exp over the action box by importance
@@ -271,6 +273,9 @@ class CQL(OfflineAlgorithm):
             q_all = self.critic(obs_all, act_all).float()
         q_data = q_all[:, :b]
         q_rand, q_cur, q_next = q_all[:, b:].view(2, b, 3 * n).split(n, dim=2)
+        # How the critics rate the policy's own actions against the data's (before any
+        # Cal-QL bound): above 0 by more than a step's reward, the policy is overrated.
+        q_policy_gap = (q_cur.detach().amin(0).mean(1) - q_data.detach().amin(0)).mean()
         if cfg.calibrated:
             bound = mc_return.view(1, b, 1)
             bound_rate = (q_cur < bound).float().mean()
@@ -297,7 +302,16 @@ class CQL(OfflineAlgorithm):
         self.critic_optimizer.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
 
-        keys = ["critic_loss", "td_loss", "cql_gap", "actor_loss", "alpha", "entropy", "q_mean"]
+        keys = [
+            "critic_loss",
+            "td_loss",
+            "cql_gap",
+            "actor_loss",
+            "alpha",
+            "entropy",
+            "q_mean",
+            "q_policy_minus_data",
+        ]
         values = [
             critic_loss.detach(),
             td_loss.detach(),
@@ -306,6 +320,7 @@ class CQL(OfflineAlgorithm):
             alpha,
             -logp_pi.detach().mean(),
             q_data.detach().mean(),
+            q_policy_gap,
         ]
         if cfg.calibrated:
             keys.append("bound_rate")

@@ -283,6 +283,30 @@ def test_cql_without_importance_sampling_pushes_down_the_policys_own_actions():
     assert regularizer_push_on_policy_samples(importance_sample=False) > 0.5
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cql_logs_how_the_critic_rates_the_policys_actions_against_the_data(sign):
+    """With Q(s, a) = sign * sum(a) and a policy saturated at +1, the policy's samples
+    sit about action_dim above (or below) the data's uniform actions."""
+
+    class SumQ(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, obs, action):
+            q = sign * action.sum(-1) + 0.0 * self.unused
+            return torch.stack([q, q])
+
+    seed_everything(0)
+    algo = CQL(OBS_DIM, ACTION_DIM, CQLConfig(hidden_sizes=(16, 16)))
+    with torch.no_grad():
+        algo.policy.mean_actor.net[-1].bias.fill_(4.0)
+        algo.policy.log_std_head.bias.fill_(-3.0)
+    algo.critic, algo.critic_target = SumQ(), SumQ()
+    metrics = algo.update(batch(0, n=256), 0)
+    assert float(metrics["q_policy_minus_data"]) == pytest.approx(sign * ACTION_DIM, abs=0.2)
+
+
 def test_cql_bc_warmup_fits_the_data_actions_then_hands_over_to_the_critic():
     """During the warm-up the actor's step does not depend on the critics; after it does."""
 
