@@ -84,17 +84,26 @@ def load_run(algo_name: str, run: Path, store):
     return algo, cfg, int(meta["step"])
 
 
-@torch.no_grad()
-def diagnose(algo_name: str, algo, cfg, store, n: int, seed: int) -> dict:
+def data_rows(store, cfg, n: int, seed: int, cache: dict):
+    """The ``n`` fixed transitions (with Monte-Carlo returns) a run is measured on, on
+    the run's reward scale and discount; built once per scale and discount."""
     from robot_rl.data.sampler import TransitionSampler, return_range_scale
 
     normalization = getattr(cfg, "reward_normalization", "none")
-    scale = return_range_scale(store) if normalization == "return_range" else 1.0
-    sampler = TransitionSampler(
-        store, batch_size=n, seed=seed, reward_scale=scale, mc_return_discount=cfg.discount
-    )
+    key = (normalization, cfg.discount)
+    if key not in cache:
+        scale = return_range_scale(store) if normalization == "return_range" else 1.0
+        sampler = TransitionSampler(
+            store, batch_size=n, seed=seed, reward_scale=scale, mc_return_discount=cfg.discount
+        )
+        cache[key] = sampler.sample()
+    return cache[key]
+
+
+@torch.no_grad()
+def diagnose(algo_name: str, algo, cfg, b, seed: int) -> dict:
+    """The measures of the module docstring for one run on the transitions ``b``."""
     torch.manual_seed(seed)
-    b = sampler.sample()
     norm = algo.actor().normalizer
     obs, next_obs = norm(b.obs), norm(b.next_obs)
     q = algo.critic(obs, b.action)  # (2, n)
@@ -141,20 +150,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    from robot_rl.algos.trainer import iter_checkpoints
     from robot_rl.data.episode_store import EpisodeStore
 
     names = args.runs.split(",") if args.runs else None
-    results = {}
+    results, batches = {}, {}
     with EpisodeStore.open(DATA) as store:
         for label, (algo_name, run) in run_dirs(names).items():
-            from robot_rl.algos.trainer import iter_checkpoints
-
             if not iter_checkpoints(run / "train"):
                 print(f"{label:22s} no checkpoint (the run did not finish)")
                 continue
             algo, cfg, step = load_run(algo_name, run, store)
             row = {"algo": algo_name, "step": step}
-            row |= diagnose(algo_name, algo, cfg, store, args.rows, args.seed)
+            b = data_rows(store, cfg, args.rows, args.seed, batches)
+            row |= diagnose(algo_name, algo, cfg, b, args.seed)
             variant, seed = label.split("/")
             runs = RESULTS_DIR / "offline_quality" / "runs"
             if variant not in ("default", "iql", "td3bc"):

@@ -79,7 +79,8 @@ def store_action_bounds(store: EpisodeStore) -> tuple[np.ndarray, np.ndarray]:
             return -np.ones(dim), np.ones(dim)
         low, high = recorded
         return np.where(np.isfinite(low), low, -1.0), np.where(np.isfinite(high), high, 1.0)
-    # Exact, from the moments persisted at commit: no pass over the actions.
+    # Exact min/max from the moments persisted at commit (the call also reads a bounded
+    # sample for quantiles, once per store snapshot: it is cached).
     stats = store.stats("action")
     data_low = np.asarray(stats["min"], np.float64).reshape(dim)
     data_high = np.asarray(stats["max"], np.float64).reshape(dim)
