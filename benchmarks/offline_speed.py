@@ -4,8 +4,9 @@ For each algorithm, in one run and interleaved (so machine load hits both alike)
 
 - ``robot_rl``: :class:`~robot_rl.algos.OfflineTrainer` driving the algorithm on a real
   episode store through :class:`~robot_rl.data.sampler.TransitionSampler` (batches
-  sampled, moved to the device and NaN-checked every step, metrics collected, no
-  TensorBoard/checkpoints);
+  sampled every step, metrics collected, no TensorBoard/checkpoints), the sampler on the
+  training device as ``robot-rl-pretrain`` puts it (on a GPU: arrays there, batches
+  gathered there; ``--host-sampler``: gathered on the host and copied);
 - ``plain``: a hand-written update of the same architecture (2x256 MLPs, batch 256,
   Adam) on one pre-built batch already on the device, CORL-style: no sampler, no
   normalization, no checks, no metrics. What a user would write to time the math alone.
@@ -16,6 +17,7 @@ separately over as many batches. Best of ``--repeats`` interleaved windows.
 
     python benchmarks/offline_speed.py                  # CPU, 1 torch thread
     python benchmarks/offline_speed.py --device cuda    # on a GPU machine
+    python benchmarks/offline_speed.py --device cuda --host-sampler
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ class PlainCQL:
             s_rep, s2_rep = s.repeat_interleave(n, 0), s2.repeat_interleave(n, 0)
             a_cur, lp_cur = self.pi(s_rep)
             a_next, lp_next = self.pi(s2_rep)
-        a_rand = torch.rand(b * n, ad) * 2 - 1
+        a_rand = torch.rand(b * n, ad, device=s.device) * 2 - 1
         q1, q2 = self.q(s, a)
         gaps = []
         for qr, qc, qn, qd in zip(
@@ -219,6 +221,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--host-sampler",
+        action="store_true",
+        help="gather batches on the host and copy them (the out-of-core path) even on a GPU",
+    )
     ap.add_argument("--episodes", type=int, default=50, help="episodes of the mixed push store")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -238,13 +245,16 @@ def main() -> None:
     rows = {}
     for name in args.algos.split(","):
         algo_cls, _ = ALGORITHMS[name]
-        sampler = TransitionSampler(store, obs_keys=keys, batch_size=BATCH, seed=0)
+        # Where robot-rl-pretrain puts it: on the training device (on a GPU the arrays
+        # move there once and batches are gathered there).
+        sampler_device = "cpu" if args.host_sampler else device
+        sampler = TransitionSampler(
+            store, obs_keys=keys, batch_size=BATCH, seed=0, device=sampler_device
+        )
         o, a = sampler.obs_dim, sampler.action_dim
         learner = algo_cls(o, a, algorithm_config(AlgoConfig(name=name)), normalizer).to(device)
-        plain = PLAIN[name](o, a)
-        for m in vars(plain).values():
-            if isinstance(m, nn.Module | nn.Parameter):
-                m.to(device)
+        with device:  # every tensor the plain update owns, IQL's log-std parameter too
+            plain = PLAIN[name](o, a)
         fixed = [t.to(device) for t in sampler.sample()]
         ours_s, plain_s, data_s = [], [], []
         done = 0
@@ -289,8 +299,11 @@ def main() -> None:
             flush=True,
         )
     store.close()
+    suffix = ("" if device.type == "cpu" else f"_{device.type}") + (
+        "_host_sampler" if args.host_sampler and device.type != "cpu" else ""
+    )
     write_result(
-        "offline_speed" + ("" if device.type == "cpu" else f"_{device.type}"),
+        "offline_speed" + suffix,
         {"args": vars(args), "batch": BATCH, "hidden": [HIDDEN, HIDDEN], "algos": rows},
     )
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.algos.trainer import OfflineAlgorithm
+from robot_rl.algos.trainer import OfflineAlgorithm, adam
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import ACTIVATIONS, DeterministicActor
 from robot_rl.policies.normalization import Normalizer, normalizer_for
@@ -97,7 +97,7 @@ class BC(OfflineAlgorithm):
             layer_norm=self.config.layer_norm,
         )
         # Normalizer buffers are not parameters, so the optimizer never touches them.
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = adam(
             self.policy.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robot_rl.algos.trainer import OfflineAlgorithm
+from robot_rl.algos.trainer import OfflineAlgorithm, adam
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.data.sampler import REWARD_NORMALIZATIONS
 from robot_rl.policies.network import (
@@ -206,9 +206,9 @@ class CQL(OfflineAlgorithm):
         self.target_entropy = (
             float(cfg.target_entropy) if cfg.target_entropy is not None else -float(action_dim)
         )
-        self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.alpha_optimizer = torch.optim.Adam(
+        self.actor_optimizer = adam(self.policy.parameters(), lr=cfg.actor_lr)
+        self.critic_optimizer = adam(self.critic.parameters(), lr=cfg.lr)
+        self.alpha_optimizer = adam(
             self.log_alpha.parameters(),
             lr=cfg.entropy_lr if cfg.entropy_lr is not None else cfg.actor_lr,
         )

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robot_rl.algos.trainer import OfflineAlgorithm
+from robot_rl.algos.trainer import OfflineAlgorithm, adam
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.data.sampler import REWARD_NORMALIZATIONS
 from robot_rl.policies.network import (
@@ -167,9 +167,9 @@ class IQL(OfflineAlgorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNetwork(obs_dim, **network_kwargs(cfg, critic=True))
         self.actor_lr = cfg.actor_lr if cfg.actor_lr is not None else cfg.lr
-        self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=cfg.lr)
+        self.actor_optimizer = adam(self.policy.parameters(), lr=self.actor_lr)
+        self.critic_optimizer = adam(self.critic.parameters(), lr=cfg.lr)
+        self.value_optimizer = adam(self.value.parameters(), lr=cfg.lr)
         #: Steps of the cosine schedule (the run's num_steps); None = constant rate.
         self.schedule_steps: int | None = None
 

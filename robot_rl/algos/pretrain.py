@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig, seed_everything
+from robot_rl.algos import (
+    ALGORITHMS,
+    OfflineTrainer,
+    TrainerConfig,
+    resolve_device,
+    seed_everything,
+)
 from robot_rl.config.schema import AlgoConfig, ConfigError
 from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
@@ -121,10 +127,12 @@ def pretrain(
         else 1.0
     )
     action_bounds = store_action_bounds(store)
+    device = resolve_device(algo.device)
     sampler = TransitionSampler(
         store,
         obs_keys=keys,
         batch_size=algo.batch_size,
+        device=device,  # on a GPU, batches are gathered there
         seed=algo.seed,
         require_rewards=algo_cls.uses_rewards,
         reward_scale=reward_scale,
@@ -141,7 +149,7 @@ def pretrain(
         keep_checkpoints=max(2, algo.steps // algo.checkpoint_every + 1)
         if algo.checkpoint_every
         else 2,
-        device=None if algo.device == "auto" else algo.device,
+        device=str(device),
         mixed_precision=algo.mixed_precision,
         progress=progress,
     )

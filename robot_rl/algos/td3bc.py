@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.algos.trainer import OfflineAlgorithm
+from robot_rl.algos.trainer import OfflineAlgorithm, adam
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import (
     ACTIVATIONS,
@@ -123,10 +123,10 @@ class TD3BC(OfflineAlgorithm):
         self.critic = QEnsemble(obs_dim, action_dim, n=2, **network_kwargs(cfg, critic=True))
         self.policy_target = copy.deepcopy(self.policy).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(
+        self.actor_optimizer = adam(
             self.policy.parameters(), lr=cfg.actor_lr if cfg.actor_lr is not None else cfg.lr
         )
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.critic_optimizer = adam(self.critic.parameters(), lr=cfg.lr)
 
     def update(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor]:
         """One critic step; on every ``policy_delay``-th step also an actor step and a

@@ -150,6 +150,13 @@ def _all_finite(*arrays: np.ndarray | None) -> bool:
     return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
 
 
+def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``x`` as a tensor on ``device``. A copy to a GPU does not wait for the GPU: CUDA
+    stages pageable host memory before the call returns, so ``x`` may go at once, while a
+    blocking copy would make every batch wait for all the training work queued before it."""
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True)
+
+
 def _obs_dim(store: EpisodeStore, keys: list[str]) -> int:
     return int(sum(np.prod(store.obs_spec[k][0], dtype=np.int64) for k in keys))
 
@@ -162,7 +169,11 @@ class TransitionSampler:
         obs_keys: observation keys to concatenate into the flat obs, in this order;
             default all of the store's, in the store's order.
         batch_size: transitions per batch.
-        device: torch device of the returned tensors.
+        device: torch device of the returned tensors. In memory on a GPU, the arrays
+            themselves move to the device once and batches are gathered there: only the
+            batch's row indices (drawn on the host, so the batches are the same as on the
+            CPU) cross per batch, and the training loop never waits on a host gather.
+            Out of core, batches are gathered on the host and copied.
         seed: seed of the index generator.
         in_memory: load the committed arrays into RAM once; False gathers from a
             memory-mapped uncompressed copy on disk (built on first use, then reused),
@@ -260,6 +271,28 @@ class TransitionSampler:
         self.checked_finite = self.cache is None and _all_finite(
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
+        self._on_device = self._move_to_device() if self.device.type != "cpu" else None
+
+    def _move_to_device(self) -> dict[str, torch.Tensor] | None:
+        """The in-memory arrays on ``self.device``, with the per-batch reward scale and
+        action mapping applied once (the same float32 operations, so the same values):
+        the observations, and one table of each row's action, reward, terminated flag
+        (and MC return), so that a batch takes two gathers, not one per field. None out
+        of core."""
+        if self.cache is not None:
+            return None
+        action = self._action
+        if self._action_affine is not None:
+            mid, inv_half = self._action_affine
+            action = np.clip((action - mid) * inv_half, -1.0, 1.0)
+        reward = self._reward
+        if self.reward_scale != 1.0:
+            reward = reward * np.float32(self.reward_scale)
+        columns = [action, reward[:, None], self._terminated[:, None]]
+        if self._mc_return is not None:
+            columns.append(self._mc_return[:, None])
+        table = np.concatenate(columns, axis=1, dtype=np.float32)
+        return {"obs": self._to_torch(self._obs), "table": self._to_torch(table)}
 
     @property
     def n_transitions(self) -> int:
@@ -284,6 +317,8 @@ class TransitionSampler:
         """The transitions starting at store rows ``rows`` (each must be in ``valid_rows``)."""
         rows = np.asarray(rows, dtype=np.int64)
         next_rows = self._next_row[rows]
+        if self._on_device is not None:
+            return self._gather_on_device(rows, next_rows)
         obs, next_obs = self._obs[rows], self._obs[next_rows]
         action, reward = self._action[rows], self._reward[rows]
         if self.reward_scale != 1.0:
@@ -302,8 +337,26 @@ class TransitionSampler:
             return batch
         return MCTransitionBatch(*batch, mc_return=self._to_torch(self._mc_return[rows]))
 
+    def _gather_on_device(self, rows: np.ndarray, next_rows: np.ndarray) -> TransitionBatch:
+        """One copy of the row indices to the device, one gather of s and s', one of the
+        rest; the fields are views into those two (the scalar fields strided)."""
+        both = self._to_torch(np.concatenate([rows, next_rows]))
+        obs = self._on_device["obs"][both]
+        table = self._on_device["table"][both[: len(rows)]]
+        a = self.action_dim
+        batch = TransitionBatch(
+            obs=obs[: len(rows)],
+            action=table[:, :a],
+            reward=table[:, a],
+            next_obs=obs[len(rows) :],
+            terminated=table[:, a + 1],
+        )
+        if self._mc_return is None:
+            return batch
+        return MCTransitionBatch(*batch, mc_return=table[:, a + 2])
+
     def _to_torch(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        return _to_device(x, self.device)
 
 
 class WindowSampler:
@@ -389,7 +442,7 @@ class WindowSampler:
         idx = np.minimum(idx, end - 1)
 
         def t(x: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            return _to_device(x, self.device)
 
         obs, action, reward = self._obs[idx], self._action[idx], self._reward[idx]
         return WindowBatch(

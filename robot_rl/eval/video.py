@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
 
@@ -53,6 +52,8 @@ def write_mp4(
                 f"{height}x{width}; all frames of {path} must have one size"
             )
     pad_h, pad_w = height % 2, width % 2
+
+    import imageio_ffmpeg  # here, so importing robot_rl.eval does not load the ffmpeg wrapper
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from robot_rl.algos import (
     seed_everything,
 )
 from robot_rl.algos.trainer import iter_checkpoints
-from robot_rl.data.batch import TransitionBatch
+from robot_rl.data.batch import MCTransitionBatch, TransitionBatch
 from robot_rl.policies.artifact import PolicyManifest, load_policy, save_policy
 
 OBS_DIM, ACTION_DIM = 5, 2
@@ -94,6 +94,39 @@ def algo_entry(request):
 def test_registry_names_match_classes(algo_entry):
     name, cls, _ = algo_entry
     assert cls.name == name
+
+
+def strided(b: MCTransitionBatch) -> MCTransitionBatch:
+    """The same batch laid out as the sampler gathers it on a GPU: s and s' views of one
+    tensor, and action, reward, terminated and MC return columns of one table."""
+    obs = torch.cat([b.obs, b.next_obs])
+    table = torch.cat([b.action, b.reward[:, None], b.terminated[:, None], b.mc_return[:, None]], 1)
+    n, a = len(b.obs), b.action.shape[1]
+    out = MCTransitionBatch(
+        obs[:n], table[:, :a], table[:, a], obs[n:], table[:, a + 1], table[:, a + 2]
+    )
+    assert not out.action.is_contiguous() and not out.reward.is_contiguous()
+    return out
+
+
+def test_strided_batch_fields_give_the_same_update(algo_entry):
+    _, cls, config_cls = algo_entry
+    # Cal-QL reads the MC returns too (a no-op field for the others).
+    overrides = {"calibrated": True} if "calibrated" in config_cls.__dataclass_fields__ else {}
+    b = batch(0)
+    b = MCTransitionBatch(*b, mc_return=torch.randn(len(b.obs)))
+    results = []
+    for fields in (b, strided(b)):
+        seed_everything(0)
+        algo = cls(OBS_DIM, ACTION_DIM, small(config_cls, **overrides))
+        metrics = [algo.update(fields, step) for step in range(3)]
+        results.append((metrics, all_tensors(algo)))
+    (m_a, t_a), (m_b, t_b) = results
+    assert [{k: float(v) for k, v in m.items()} for m in m_a] == [
+        {k: float(v) for k, v in m.items()} for m in m_b
+    ]
+    for key in t_a:
+        torch.testing.assert_close(t_b[key], t_a[key], rtol=0, atol=0, msg=key)
 
 
 def test_config_rejects_bad_values_with_a_clear_error(algo_entry):

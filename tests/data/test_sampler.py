@@ -345,6 +345,47 @@ def test_reward_scale_multiplies_rewards_and_returns(filled_store):
         TransitionSampler(filled_store, reward_scale=0.0)
 
 
+def _device_kwargs(store) -> dict:
+    """Every option that changes what a batch carries: scaled rewards, MC returns and
+    actions mapped from [-2, 1] to [-1, 1]."""
+    low, high = np.full(store.action_dim, -2.0), np.full(store.action_dim, 1.0)
+    return dict(
+        batch_size=64, seed=5, mc_return_discount=0.9, reward_scale=3.0, action_bounds=(low, high)
+    )
+
+
+def test_device_gather_path_gives_the_host_batches(filled_store):
+    """The arrays-on-the-device path (taken on a GPU), run on the CPU: same batches."""
+    host = TransitionSampler(filled_store, **_device_kwargs(filled_store))
+    moved = TransitionSampler(filled_store, **_device_kwargs(filled_store))
+    assert moved._on_device is None  # on the CPU the host path runs ...
+    moved._on_device = moved._move_to_device()  # ... so force the other one
+    for _ in range(3):
+        x, y = host.sample(), moved.sample()
+        _assert_same(x, y, type(x)._fields)
+    # ... and those batches carry the options: actions mapped from [-2, 1], rewards x3.
+    raw = TransitionSampler(filled_store, batch_size=64, seed=5)
+    for _ in range(3):
+        r = raw.sample()
+    torch.testing.assert_close(y.action, torch.clip((r.action + 0.5) / 1.5, -1, 1))
+    torch.testing.assert_close(y.reward, 3 * r.reward)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "out_of_core"])
+def test_gpu_sampler_gives_the_host_batches_on_the_gpu(filled_store, in_memory):
+    host = TransitionSampler(filled_store, **_device_kwargs(filled_store))
+    gpu = TransitionSampler(
+        filled_store, device="cuda", in_memory=in_memory, **_device_kwargs(filled_store)
+    )
+    assert (gpu._on_device is not None) == in_memory  # in memory: gathered on the GPU
+    for _ in range(3):
+        x, y = host.sample(), gpu.sample()
+        assert all(t.is_cuda for t in y)
+        _assert_same(x, [t.cpu() for t in y], type(x)._fields)
+
+
 def test_resolve_obs_keys_defaults_and_errors(new_store, tmp_path):
     store = new_store()  # joint_pos (3,), cam (2, 2)
     assert resolve_obs_keys(store) == ["joint_pos", "cam"]

@@ -1,4 +1,5 @@
-"""MuJoCo Warp backend (on Warp's CPU device) against the float64 CPU path.
+"""MuJoCo Warp backend (on Warp's CPU device, and on CUDA where a GPU is present) against
+the float64 CPU path.
 
 The CPU path is what ``BatchedSim`` runs: ``mujoco.rollout`` once per control step with
 ``nstep`` = the substeps, per-substep controls and a zero initial warm start. Compiling
@@ -33,10 +34,10 @@ def _state(env: RobotEnv) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reach():
+def reach(warp_device):
     env = RobotEnv("reach")
     env.reset(seed=0)
-    return env, WarpBackend(env.model, N_WORLDS, device="cpu")
+    return env, WarpBackend(env.model, N_WORLDS, device=warp_device)
 
 
 def _cpu_step(model, states, control):
@@ -116,7 +117,7 @@ def test_control_shape_is_checked(reach):
         backend.step(None, np.zeros((N_WORLDS + 1, env.n_substeps, env.model.nu)))
 
 
-def test_lift_grasp_one_control_step_at_a_time():
+def test_lift_grasp_one_control_step_at_a_time(warp_device):
     """Contacts (pads on the cube, cube on the table) and the pad contact sensors.
 
     Contacts make float32 and float64 trajectories diverge over many steps, so each
@@ -142,7 +143,7 @@ def test_lift_grasp_one_control_step_at_a_time():
     states.append(_state(env))
     states, controls = np.array(states), np.array(controls)
     assert controls.shape[1:] == (env.n_substeps, m.nu)
-    backend = WarpBackend(m, len(controls), device="cpu")  # one world per control step
+    backend = WarpBackend(m, len(controls), device=warp_device)  # one world per control step
     out, sd = backend.step(states[:-1], controls)
     cpu_next, sd_cpu = _cpu_step(m, states[:-1], controls)
     # The recorded controls reproduce the single env exactly on the CPU path.
@@ -173,8 +174,8 @@ def test_lift_grasp_one_control_step_at_a_time():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("randomized", [False, True], ids=["none", "heavy"])
-def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized):
-    """BatchedSim with sim.backend=warp (Warp's CPU device here) against sim.backend=cpu:
+def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized, warp_device):
+    """BatchedSim with sim.backend=warp (on ``warp_device``) against sim.backend=cpu:
     100 control steps of reach with the same random actions, across auto-resets. Warp
     runs in float32, so states agree to float32 accuracy, not bit for bit: arm joints
     within 1e-3 rad, the same episode ends (success and time limits) in every world.
@@ -189,7 +190,7 @@ def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized):
         backend: BatchedSim(
             4,
             TaskConfig(name="reach"),
-            sim_config=SimConfig(backend=backend),
+            sim_config=SimConfig(backend=backend, warp_device=warp_device),
             seed=7,
             randomization=HEAVY if randomized else None,
         )
@@ -214,7 +215,7 @@ def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["push", "lift"])
-def test_scripted_expert_succeeds_alike_on_warp_and_cpu(task):
+def test_scripted_expert_succeeds_alike_on_warp_and_cpu(task, warp_device):
     """Contacts make float32 and float64 trajectories part ways, so push and lift are
     compared by the expert's success over the same seeded first episodes: the two
     success rates' 95% Wilson intervals must overlap."""
@@ -225,7 +226,8 @@ def test_scripted_expert_succeeds_alike_on_warp_and_cpu(task):
     n = 16
     results, rates = {}, {}
     for backend in ("cpu", "warp"):
-        sim = BatchedSim(n, TaskConfig(name=task), sim_config=SimConfig(backend=backend), seed=11)
+        config = SimConfig(backend=backend, warp_device=warp_device)
+        sim = BatchedSim(n, TaskConfig(name=task), sim_config=config, seed=11)
         obs = sim.reset()
         experts = [make_expert(task) for _ in range(n)]
         finished = np.zeros(n, dtype=bool)

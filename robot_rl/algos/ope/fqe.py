@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.algos.ope.data import FQEBatch, OPEData, RowSource
-from robot_rl.algos.trainer import OfflineAlgorithm, OfflineTrainer, TrainerConfig, seed_everything
+from robot_rl.algos.trainer import (
+    OfflineAlgorithm,
+    OfflineTrainer,
+    TrainerConfig,
+    adam,
+    seed_everything,
+)
 from robot_rl.policies.network import ACTIVATIONS, build_mlp, soft_update
 from robot_rl.policies.normalization import Normalizer
 
@@ -166,7 +172,7 @@ class FQE(OfflineAlgorithm):
             normalizer, action_dim, horizon_steps, c.hidden_sizes, c.activation, c.layer_norm
         )
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=c.lr)
+        self.optimizer = adam(self.q.parameters(), lr=c.lr)
 
     def _noisy(self, action: torch.Tensor, n: int, generator=None) -> torch.Tensor:
         """``(B, A) -> (n, B, A)`` clipped noisy actions; ``(1, B, A)`` when σ = 0."""

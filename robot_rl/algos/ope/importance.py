@@ -35,7 +35,13 @@ import torch
 from torch import nn
 
 from robot_rl.algos.ope.data import OPEData, RowSource, transition_fields
-from robot_rl.algos.trainer import OfflineAlgorithm, OfflineTrainer, TrainerConfig, seed_everything
+from robot_rl.algos.trainer import (
+    OfflineAlgorithm,
+    OfflineTrainer,
+    TrainerConfig,
+    adam,
+    seed_everything,
+)
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import build_mlp
 from robot_rl.policies.normalization import Normalizer
@@ -118,7 +124,7 @@ class GaussianBehaviour(OfflineAlgorithm):
         self.net = nn.Sequential(
             self.normalizer, build_mlp(obs_dim, 2 * action_dim, self.config.hidden_sizes)
         )
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+        self.optimizer = adam(self.net.parameters(), lr=self.config.lr)
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, log_std)`` for raw flat observations."""

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.algos.rewards.model import RewardModel, RewardModelSpec, reward_obs
+from robot_rl.algos.trainer import adam
 from robot_rl.data.sampler import resolve_obs_keys
 from robot_rl.policies.normalization import Normalizer
 
@@ -249,7 +250,7 @@ def train_preference_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = new_model(store, keys, "preference", "raw", cfg, training)
-    opt = torch.optim.AdamW(model.members.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(model.members.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     norm_obs = model.normalizer(obs)  # fixed: normalize once
     x = norm_obs if act is None else torch.cat([norm_obs, act], dim=-1)
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from robot_rl.algos.rewards.model import RewardModel
 from robot_rl.algos.rewards.preference import BestWeights, _check_config, new_model
+from robot_rl.algos.trainer import adam
 from robot_rl.data.sampler import resolve_obs_keys
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def train_success_classifier(
         with torch.no_grad():
             best.check(step, balanced((val_pos, val_neg), F.binary_cross_entropy_with_logits))
 
-    opt = torch.optim.AdamW(model.members.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(model.members.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     half = max(1, cfg.batch_size // 2)
     model.train()
     for step in range(cfg.steps):
