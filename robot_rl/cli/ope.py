@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,13 @@ import numpy as np
 from rich.table import Table
 
 from robot_rl.cli.common import console, fail_on_user_error
+
+
+def thin_ess(results: Sequence[Any]) -> list[str]:
+    """Names of the policies whose importance-sampling effective sample size (Kish's) is
+    under a tenth of the episodes: a few episodes then carry their WIS/PDWIS estimates,
+    and the bootstrap intervals say little."""
+    return [r.name for r in results if r.ess is not None and r.ess < 0.1 * r.n_episodes]
 
 
 def _floats(text: str) -> list[float]:
@@ -234,9 +242,7 @@ def run(args: argparse.Namespace) -> int:
             f"[dim]IS: behaviour policy {results[0].behaviour}; targets as clipped "
             f"Gaussians with std max(σ, {cfg.is_target_std:g})[/dim]"
         )
-        # Kish's effective sample size: below a tenth of the episodes, a few episodes
-        # carry the estimate and its bootstrap interval says little.
-        thin = [r.name for r in results if r.ess is not None and r.ess < 0.1 * r.n_episodes]
+        thin = thin_ess(results)
         if thin:
             console.print(
                 f"[yellow]IS effective sample size under 10% of the episodes for {thin}: "

@@ -44,7 +44,7 @@ def resolve_obs_keys(
     what an MLP learner should see unless told otherwise (pretraining, reward models).
 
     Raises:
-        ValueError: A key not in the store, an empty list, or no key left.
+        ValueError: A key not in the store or named twice, an empty list, or no key left.
     """
     if obs_keys is None:
         keys = [k for k in store.obs_keys if images or len(store.obs_spec[k][0]) <= 1]
@@ -61,6 +61,12 @@ def resolve_obs_keys(
         raise ValueError(
             f"obs_keys: {unknown or keys} not observation keys of {store.path}; "
             f"expected a non-empty subset of {store.obs_keys}"
+        )
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(
+            f"obs_keys: {repeated} named more than once in {keys}; each key is flattened "
+            "into the observation once"
         )
     return keys
 

@@ -395,6 +395,8 @@ def test_resolve_obs_keys_defaults_and_errors(new_store, tmp_path):
         resolve_obs_keys(store, ["goal"])
     with pytest.raises(ValueError, match="non-empty subset"):
         resolve_obs_keys(store, [])
+    with pytest.raises(ValueError, match=r"\['joint_pos'\] named more than once"):
+        resolve_obs_keys(store, ["joint_pos", "cam", "joint_pos"])
     from robot_rl.data.episode_store import EpisodeStore
 
     images_only = EpisodeStore.create(

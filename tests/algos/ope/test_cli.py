@@ -96,3 +96,17 @@ def test_spearman_with_ties_and_degenerate_inputs():
     # Ties get average ranks: ranks (1.5, 1.5, 3) vs (1, 2, 3).
     assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(np.sqrt(3) / 2)
     assert np.isnan(spearman([1, 1], [1, 2]))
+
+
+def test_thin_ess_flags_policies_whose_weights_rest_on_a_few_episodes():
+    from types import SimpleNamespace
+
+    from robot_rl.cli.ope import thin_ess
+
+    results = [
+        SimpleNamespace(name="iql", ess=1.0, n_episodes=100),  # the first-run case
+        SimpleNamespace(name="bc", ess=10.0, n_episodes=100),  # exactly a tenth: fine
+        SimpleNamespace(name="expert", ess=None, n_episodes=100),  # no IS estimate
+        SimpleNamespace(name="noisy", ess=0.7, n_episodes=8),
+    ]
+    assert thin_ess(results) == ["iql", "noisy"]
