@@ -121,6 +121,13 @@ def test_pretrain_on_raw_unit_actions_gives_a_policy_in_those_units(tmp_path):
     assert (policy.manifest.action_low, policy.manifest.action_high) == ([-2.0], [2.0])
     obs = {"observation": np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)}
     assert np.all(np.abs(policy.act(obs)) <= 2.0)
+    # OPE takes the raw-unit store and policy as they are (both mapped to [-1, 1]).
+    proc = run_cli(
+        "ope", str(store), "--policy", str(tmp_path / "run" / "policy"), "--fqe-steps", "20",
+        "--fqe-hidden", "16", "--behaviour-steps", "10", "--device", "cpu",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FQE" in proc.stdout and "WIS" in proc.stdout
 
 
 def test_dataset_obs_keys_choose_what_the_policy_sees(fetch_store, tmp_path):

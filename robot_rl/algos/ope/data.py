@@ -13,6 +13,14 @@ Learning", ICML 2018) and the last step before the limit does not bootstrap. Wit
 discounted return, and an episode cut by a time limit gives no last transition (as in
 :class:`~robot_rl.data.sampler.TransitionSampler`).
 
+**Actions.** Every estimator works in the normalized [-1, 1] action space, the one the
+learners use: logged actions are mapped there from the store's action bounds
+(:func:`~robot_rl.data.action_bounds.store_action_bounds`; the identity for robot_rl's own
+stores), and so are a target policy's actions (:meth:`OPEData.to_unit`: a policy acts in
+env units, whatever its training store's bounds). A logged behaviour log-density changes
+by the map's log-Jacobian on the dims strictly inside the bounds; a probability mass at a
+bound (the clipped-Gaussian convention of :mod:`robot_rl.algos.ope.importance`) does not.
+
 **Transitions.** Row ``t`` gives ``(s_t, a_t, r_t, s_{t+1})``. A terminated row has no
 successor (no bootstrap). A row before a recording gap (provenance ``gap_rows``) or the
 last row of an episode stopped before the horizon has an unknown successor and gives no
@@ -28,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from robot_rl.data.action_bounds import is_unit, store_action_bounds
+from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
 
 #: Optional per-row store key (an observation key of shape ``()``): log-density of the
@@ -48,7 +56,8 @@ class OPEData:
             (``behaviour_logprob`` excluded).
         obs_shapes: Per-step shape of each key.
         obs: ``(N, obs_dim)`` float32 flat observations.
-        action: ``(N, action_dim)`` float32 logged actions.
+        action: ``(N, action_dim)`` float32 logged actions, mapped from the store's action
+            bounds to [-1, 1].
         reward: ``(N,)`` float64 rewards.
         terminated: ``(N,)`` bool.
         episode: ``(N,)`` int64 episode index of each row (0-based, store order).
@@ -58,7 +67,10 @@ class OPEData:
         has_transition: ``(N,)`` bool, the row gives an FQE transition.
         bootstrap: ``(N,)`` float32, 1 where the target bootstraps from ``s_{t+1}``.
         horizon_steps: ``H`` (0 = stationary, infinite horizon).
-        behaviour_logprob: ``(N,)`` float64 logged behaviour log-densities, or ``None``.
+        behaviour_logprob: ``(N,)`` float64 logged behaviour log-densities (of the mapped
+            actions), or ``None``.
+        action_low, action_high: ``(action_dim,)`` float64 bounds of the store's actions,
+            the ones mapped to -1 and 1.
     """
 
     path: str
@@ -77,6 +89,17 @@ class OPEData:
     bootstrap: np.ndarray
     horizon_steps: int
     behaviour_logprob: np.ndarray | None = None
+    action_low: np.ndarray | None = None
+    action_high: np.ndarray | None = None
+
+    def to_unit(self, action: np.ndarray) -> np.ndarray:
+        """Actions in the store's units (what a policy sends the env), ``(N, action_dim)``,
+        mapped to [-1, 1] as the logged ones were, float32; clipped at the bounds."""
+        action = np.asarray(action, np.float64)
+        if self.action_low is None or self.action_high is None:
+            return np.clip(action, -1.0, 1.0).astype(np.float32)
+        mid, half = _affine(self.action_low, self.action_high)
+        return np.clip((action - mid) / half, -1.0, 1.0).astype(np.float32)
 
     @property
     def n_rows(self) -> int:
@@ -122,6 +145,12 @@ class OPEData:
         return np.bincount(self.episode, self.reward * gamma ** self.t.astype(np.float64))
 
 
+def _affine(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-width of the bounds: ``a = mid + half * u`` for ``u`` in [-1, 1]."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    return (high + low) / 2.0, (high - low) / 2.0
+
+
 def load_ope_data(
     store: EpisodeStore, *, horizon_steps: int | None = None, episodes: slice | None = None
 ) -> OPEData:
@@ -135,19 +164,13 @@ def load_ope_data(
 
     Raises:
         ValueError: The store has no episodes, a reward is missing (NaN/inf; the
-            message names the store and the first episode concerned), or its actions
-            are not normalized to [-1, 1].
+            message names the store and the first episode concerned), or its action
+            bounds cannot be read or do not hold its actions.
     """
     if store.n_episodes == 0:
         raise ValueError(f"episode store {store.path} has no committed episodes to evaluate on")
     # The noise models, behaviour fits and target noise all live in [-1, 1].
     low, high = store_action_bounds(store)
-    if not is_unit(low, high):
-        raise ValueError(
-            f"episode store {store.path} holds actions in raw units (bounds "
-            f"{low.tolist()} .. {high.tolist()}); OPE works on stores whose actions are "
-            "normalized to [-1, 1]"
-        )
     ends_all = np.asarray(store.episode_ends, dtype=np.int64)
     starts_all = np.concatenate([[0], ends_all[:-1]])
     ep_ids = np.arange(store.n_episodes)[episodes if episodes is not None else slice(None)]
@@ -193,7 +216,9 @@ def load_ope_data(
     obs = np.concatenate(
         [np.asarray(store.array(k)[rows], np.float32).reshape(len(rows), -1) for k in keys], axis=1
     )
-    action = np.asarray(store.array("action")[rows], np.float32)
+    raw_action = np.asarray(store.array("action")[rows], np.float64)
+    mid, half = _affine(low, high)
+    action = np.clip((raw_action - mid) / half, -1.0, 1.0).astype(np.float32)
     terminated = np.asarray(store.array("terminated")[rows], bool)
     gap = np.zeros(len(rows), bool)
     for j, i in enumerate(ep_ids):
@@ -216,6 +241,10 @@ def load_ope_data(
             raise ValueError(
                 f"{store.path}: data/{BEHAVIOUR_LOGPROB_KEY} must be one finite log-density per row"
             )
+        # The density of u = (a - mid) / half is half times that of a, per dim inside the
+        # bounds (zero for robot_rl's own stores: half = 1).
+        inside = (raw_action > low) & (raw_action < high)
+        logprob = logprob + (inside * np.log(half)).sum(axis=1)
     return OPEData(
         path=str(store.path),
         task=str(store.attrs.get("task")),
@@ -233,6 +262,8 @@ def load_ope_data(
         bootstrap=bootstrap,
         horizon_steps=int(horizon_steps),
         behaviour_logprob=logprob,
+        action_low=np.asarray(low, np.float64),
+        action_high=np.asarray(high, np.float64),
     )
 
 

@@ -210,6 +210,7 @@ def evaluate_policies(
                 f"policy {name!r} returned actions of shape {mean_actions.shape} for "
                 f"{data.n_rows} rows; expected {data.action.shape}"
             )
+        mean_actions = data.to_unit(mean_actions)  # env units -> the logged actions' [-1, 1]
         result = _evaluate_one(name, target, mean_actions, data, cfg, device, behaviour_logprob)
         result.behaviour = behaviour
         results.append(result)

@@ -5,8 +5,9 @@ A target policy gives its deterministic (mean) action for all rows at once, epis
 episode, so a policy with an internal phase (the scripted experts) can be replayed along
 each logged episode: it is reset at every episode start and sees the logged observations
 in order, which is the phase it would be in after that observation history. A policy
-with noise ``noise_std = σ`` acts ``clip(mean + σ ε, -1, 1)``, ``ε ~ N(0, I)``, exactly as
-the dataset recipes perturb the expert (:class:`robot_rl.data.make_dataset.PerturbedPolicy`).
+with noise ``noise_std = σ`` acts ``clip(mean + σ ε, -1, 1)``, ``ε ~ N(0, I)``, in the
+normalized action space, exactly as the dataset recipes perturb the expert
+(:class:`robot_rl.data.make_dataset.PerturbedPolicy`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from robot_rl.data.action_bounds import is_unit
 from robot_rl.policies.artifact import LoadedPolicy
 
 #: Rows per forward pass when running a network policy over a store.
@@ -40,8 +40,10 @@ class TargetPolicy(Protocol):
         ...
 
     def mean_actions(self, obs: Mapping[str, np.ndarray], episode_starts: np.ndarray) -> np.ndarray:
-        """Deterministic actions ``(N, action_dim)`` in [-1, 1] for rows ``obs`` (per-key
-        arrays ``(N, *shape)``, episodes starting at rows ``episode_starts``)."""
+        """Deterministic actions ``(N, action_dim)`` in env units (what the policy sends the
+        env; [-1, 1] for robot_rl's tasks) for rows ``obs`` (per-key arrays
+        ``(N, *shape)``, episodes starting at rows ``episode_starts``). OPE maps them to
+        the store's normalized actions (:meth:`~robot_rl.algos.ope.data.OPEData.to_unit`)."""
         ...
 
 
@@ -71,12 +73,6 @@ class ArtifactTarget:
                 f"observation keys of policy {self.policy.policy_id!r} do not match store "
                 f"{where}: policy obs_keys {list(manifest.obs_keys)}, store obs_keys "
                 f"{list(obs_shapes)}; missing in the store {missing}, wrong shapes {wrong}"
-            )
-        if not is_unit(manifest.action_low, manifest.action_high):
-            raise ValueError(
-                f"policy {self.policy.policy_id!r} acts in raw units (bounds "
-                f"{manifest.action_low} .. {manifest.action_high}); OPE works on policies "
-                "and stores whose actions are normalized to [-1, 1]"
             )
         if manifest.action_dim != action_dim:
             raise ValueError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from robot_rl.data.action_bounds import action_unit
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
 
 
@@ -19,6 +20,7 @@ def write_store(
     extra_keys: dict | None = None,
     seed: int = 0,
     action_scale: float = 1.0,
+    action_bounds: tuple[list[float], list[float]] | None = None,
 ) -> EpisodeStore:
     """Episodes of ``T`` steps with reward ``reward`` every step (None: a store
     without rewards); obs ``x`` = (t / T,
@@ -26,12 +28,17 @@ def write_store(
 
     ``extra_keys``: ``{key: fn(T, rng) -> (T,) array}`` stored as obs keys of shape ().
     ``action_scale``: a factor on the actions (> 1: raw units, not normalized).
+    ``action_bounds``: ``(low, high)``: the [-1, 1] actions mapped affinely onto them and
+    the bounds recorded in ``units["action"]``, as an importer of raw-unit data does.
     """
     rng = np.random.default_rng(seed)
     obs_spec = {"x": ((2,), "float32")}
     for key in extra_keys or {}:
         obs_spec[key] = ((), "float32")
     kw = {"reward_source": "none"} if reward is None else {}
+    if action_bounds is not None:
+        kw["units"] = {"action": action_unit(action_bounds)}
+        low, high = (np.asarray(b, np.float64) for b in action_bounds)
     store = EpisodeStore.create(
         path, obs_spec=obs_spec, action_dim=2, control_hz=20.0, robot="panda", task="reach", **kw
     )
@@ -40,11 +47,14 @@ def write_store(
         first = t / T if time_in_obs else rng.normal(size=T)
         frames = {
             "x": np.stack([first, rng.normal(size=T)], axis=1).astype(np.float32),
-            "action": (action_scale * rng.uniform(-1, 1, size=(T, 2))).astype(np.float32),
+            "action": action_scale * rng.uniform(-1, 1, size=(T, 2)),
             "reward": np.full(T, reward or 0.0, np.float32),
             "terminated": np.zeros(T, bool),
             "truncated": np.zeros(T, bool),
         }
+        if action_bounds is not None:
+            frames["action"] = (high + low) / 2 + (high - low) / 2 * frames["action"]
+        frames["action"] = frames["action"].astype(np.float32)
         frames[last][-1] = True
         if reward is None:
             del frames["reward"]

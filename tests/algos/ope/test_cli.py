@@ -65,21 +65,17 @@ def test_cli_expert_on_a_store_without_its_obs_keys(make_store, tmp_path, capsys
 def test_cli_errors_name_the_problem(make_store, tmp_path, capsys):
     make_store("norew", 2, 3, reward=None).close()
     make_store("ok", 2, 3).close()
-    make_store("raw", 2, 3, action_scale=5.0).close()
     EpisodeStore.create(
         tmp_path / "empty", obs_spec={"x": ((2,), "float32")}, action_dim=2,
         control_hz=20.0, robot="panda", task="reach",
     ).close()  # fmt: skip
     pol = _policy(tmp_path / "p")
     wrong = _policy(tmp_path / "wrong", obs_key="joint_pos")
-    raw = _policy(tmp_path / "raw_pol", action_low=[0.0, -2.0], action_high=[10.0, 2.0])
     cases = [
         (["norew", "--policy", str(pol)], ["has no rewards", "relabel"]),
         (["empty", "--policy", str(pol)], ["no committed episodes"]),
         (["ok", "--policy", str(wrong)], ["joint_pos", "['x']"]),
         (["ok"], ["nothing to evaluate"]),
-        (["raw", "--policy", str(pol)], ["raw units", "normalized to [-1, 1]"]),
-        (["ok", "--policy", str(raw)], ["raw units", "[0.0, -2.0] .. [10.0, 2.0]"]),
     ]
     for argv, words in cases:
         with pytest.raises(SystemExit) as exc:
