@@ -23,33 +23,32 @@ from robot_rl.sim.arrays import Array, array_namespace, as_float, const
 
 
 def quat_to_mat(q: Array) -> Array:
-    """Unit quaternions (..., 4) as (w, x, y, z) to rotation matrices (..., 3, 3)."""
+    """Unit quaternions (..., 4) as (w, x, y, z) to rotation matrices (..., 3, 3):
+    ``R = (1 - 2|v|²) I + 2 v vᵀ + 2 w [v]ₓ`` with ``v = (x, y, z)``, in a few whole-array
+    operations (each one a kernel launch on a GPU)."""
     q = as_float(q)
     xp = array_namespace(q)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return xp.stack(
-        [
-            xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
-            xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
-            xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
-        ],
-        axis=-2,
-    )
+    w, v = q[..., :1, None], q[..., 1:]  # (..., 1, 1), (..., 3)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    zero = xp.zeros_like(x)
+    skew = xp.reshape(
+        xp.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1), (*x.shape, 3, 3)
+    )  # [v]ₓ
+    eye = const(np.eye(3), q)
+    diag = 1 - 2 * xp.sum(v * v, axis=-1)[..., None, None]
+    return diag * eye + 2 * (v[..., :, None] * v[..., None, :] + w * skew)
 
 
 def mat_to_quat(m: Array) -> Array:
     """Rotation matrices (..., 3, 3) to unit quaternions (..., 4), (w, x, y, z), w >= 0.
 
     Shepperd's method: each matrix uses the largest of the four candidate denominators, so
-    no branch divides by a small number.
+    no branch divides by a small number: row k of ``k4`` is ``4 q_k q``, and the row whose
+    diagonal ``4 q_k²`` is largest is normalized (its norm is ``4 |q_k| >= 2``).
     """
     m = as_float(m)
     xp = array_namespace(m)
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    cand = xp.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
-                     1 - m00 - m11 + m22], axis=-1)  # fmt: skip
-    best = xp.argmax(cand, axis=-1)
-    s = 2.0 * xp.sqrt(xp.clip(xp.max(cand, axis=-1), min=1e-300))
     d21, d02, d10 = (
         m[..., 2, 1] - m[..., 1, 2],
         m[..., 0, 2] - m[..., 2, 0],
@@ -60,15 +59,21 @@ def mat_to_quat(m: Array) -> Array:
         m[..., 0, 2] + m[..., 2, 0],
         m[..., 1, 0] + m[..., 0, 1],
     )
-    candidates = [
-        xp.stack([s / 4, d21 / s, d02 / s, d10 / s], axis=-1),
-        xp.stack([d21 / s, s / 4, s10 / s, s02 / s], axis=-1),
-        xp.stack([d02 / s, s10 / s, s / 4, s21 / s], axis=-1),
-        xp.stack([d10 / s, s02 / s, s21 / s, s / 4], axis=-1),
-    ]
-    q = candidates[3]
+    k4 = xp.reshape(
+        xp.stack(
+            [1 + m00 + m11 + m22, d21, d02, d10,
+             d21, 1 + m00 - m11 - m22, s10, s02,
+             d02, s10, 1 - m00 + m11 - m22, s21,
+             d10, s02, s21, 1 - m00 - m11 + m22],
+            axis=-1,
+        ),
+        (*m00.shape, 4, 4),
+    )  # fmt: skip
+    diag = xp.stack([k4[..., 0, 0], k4[..., 1, 1], k4[..., 2, 2], k4[..., 3, 3]], axis=-1)
+    best = xp.argmax(diag, axis=-1)[..., None]
+    q = k4[..., 3, :]
     for i in (2, 1, 0):
-        q = xp.where(best[..., None] == i, candidates[i], q)
+        q = xp.where(best == i, k4[..., i, :], q)
     q = q / xp.linalg.vector_norm(q, axis=-1, keepdims=True)
     return xp.where(q[..., :1] < 0, -q, q)
 
@@ -156,20 +161,28 @@ class SerialChain:
             q = q[None]
         xp = array_namespace(q)
         pre, tip = const(self._pre, q), const(self._tip, q)
-        cos, sin = xp.cos(q), xp.sin(q)
-        t = xp.broadcast_to(pre[0], (q.shape[0], 4, 4))
-        anchors, axes = [], []
-        for i in range(self.n_joints):
-            if i:
-                t = t @ pre[i]
-            anchors.append(t[:, :3, 3])
-            axes.append(t[:, :3, 2])
-            # t @ Rz(q) mixes only the first two columns.
-            c, s = cos[:, i, None], sin[:, i, None]
-            x, y = t[:, :, 0], t[:, :, 1]
-            t = xp.stack([c * x + s * y, c * y - s * x, t[:, :, 2], t[:, :, 3]], axis=-1)
-        t = t @ tip
-        return t[:, :3, 3], t[:, :3, :3], xp.stack(anchors, axis=1), xp.stack(axes, axis=1)
+        # Every link's pre[i] · Rz(q_i) at once: Rz mixes only the first two columns, so
+        # the product's columns are c·x + s·y, c·y − s·x, z, p of pre[i]. Built for all
+        # joints in a few array operations, not a few per joint: on a GPU each operation
+        # is a kernel launch, and these small arrays are launch-bound.
+        c, s = xp.cos(q)[..., None], xp.sin(q)[..., None]  # (N, n, 1)
+        x, y = pre[:, :, 0], pre[:, :, 1]  # (n, 4)
+        shape = (q.shape[0], self.n_joints, 4)
+        links = xp.stack(
+            [c * x + s * y, c * y - s * x, xp.broadcast_to(pre[:, :, 2], shape),
+             xp.broadcast_to(pre[:, :, 3], shape)],
+            axis=-1,
+        )  # fmt: skip
+        # The chain, one matrix product per joint. Rz(q_i) leaves the z column (the
+        # joint's axis) and the position column (its anchor) of frame i unchanged.
+        t = links[:, 0]
+        frames = [t]
+        for i in range(1, self.n_joints):
+            t = t @ links[:, i]
+            frames.append(t)
+        end = t @ tip
+        frames = xp.stack(frames, axis=1)  # (N, n, 4, 4)
+        return end[:, :3, 3], end[:, :3, :3], frames[:, :, :3, 3], frames[:, :, :3, 2]
 
     def jacobian(self, q: Array) -> tuple[Array, Array, Array]:
         """Site position (N, 3), rotation (N, 3, 3) and Jacobian (N, 6, n): rows are the
