@@ -15,6 +15,7 @@ from robot_rl.algos.trainer import (
     OfflineAlgorithm,
     OfflineTrainer,
     TrainerConfig,
+    adam,
     latest_checkpoint,
     resolve_device,
     seed_everything,
@@ -290,3 +291,28 @@ def test_cuda_bf16_resume_reaches_the_same_parameters(tmp_path):
     OfflineTrainer(resumed, SyntheticSource(seed=9), config, tmp_path / "b").train()
     # Close, not bitwise: some CUDA kernels are not run-to-run deterministic.
     torch.testing.assert_close(params(resumed), params(straight), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.01])
+def test_adam_is_torch_adam_to_float_rounding(weight_decay):
+    """Every learner's ``adam()`` is PyTorch's fused Adam (AdamW with weight decay): the
+    same updates as the default implementation, within float32 rounding."""
+    torch.manual_seed(0)
+    ref_net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
+    net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
+    net.load_state_dict(ref_net.state_dict())
+    start = net[0].weight.detach().clone()
+    opt = adam(net.parameters(), lr=1e-2, weight_decay=weight_decay)
+    ref_cls = torch.optim.Adam if weight_decay is None else torch.optim.AdamW
+    kw = {} if weight_decay is None else {"weight_decay": weight_decay}
+    ref = ref_cls(ref_net.parameters(), lr=1e-2, **kw)
+    assert type(opt) is ref_cls and opt.defaults["fused"]
+    x, y = torch.randn(64, 5), torch.randn(64, 2)
+    for _ in range(20):
+        for model, optimizer in ((net, opt), (ref_net, ref)):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+    for a, b in zip(net.parameters(), ref_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (net[0].weight - start).abs().max() > 1e-2  # and they did move
