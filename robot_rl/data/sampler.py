@@ -157,10 +157,13 @@ def _all_finite(*arrays: np.ndarray | None) -> bool:
 
 
 def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``x`` as a tensor on ``device``. A copy to a GPU does not wait for the GPU: CUDA
-    stages pageable host memory before the call returns, so ``x`` may go at once, while a
-    blocking copy would make every batch wait for all the training work queued before it."""
-    return torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True)
+    """``x`` as a tensor on ``device``. A copy to a CUDA GPU does not wait for the GPU:
+    CUDA stages pageable host memory before the call returns, so ``x`` may go at once,
+    while a blocking copy would make every batch wait for all the training work queued
+    before it. Other devices copy blocking (a non-blocking copy from memory freed right
+    after is not safe on all of them, MPS for one)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(x))
+    return tensor.to(device, non_blocking=device.type == "cuda")
 
 
 def _obs_dim(store: EpisodeStore, keys: list[str]) -> int:
@@ -175,11 +178,12 @@ class TransitionSampler:
         obs_keys: observation keys to concatenate into the flat obs, in this order;
             default all of the store's, in the store's order.
         batch_size: transitions per batch.
-        device: torch device of the returned tensors. In memory on a GPU, the arrays
-            themselves move to the device once and batches are gathered there: only the
-            batch's row indices (drawn on the host, so the batches are the same as on the
-            CPU) cross per batch, and the training loop never waits on a host gather.
-            Out of core, batches are gathered on the host and copied.
+        device: torch device of the returned tensors. In memory on a CUDA GPU, the
+            arrays themselves move to the device once (when they take at most half its
+            free memory) and batches are gathered there: only the batch's row indices
+            (drawn on the host, so the batches are the same as on the CPU) cross per
+            batch, and the training loop never waits on a host gather. Otherwise batches
+            are gathered on the host and copied.
         seed: seed of the index generator.
         in_memory: load the committed arrays into RAM once; False gathers from a
             memory-mapped uncompressed copy on disk (built on first use, then reused),
@@ -277,7 +281,7 @@ class TransitionSampler:
         self.checked_finite = self.cache is None and _all_finite(
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
-        self._on_device = self._move_to_device() if self.device.type != "cpu" else None
+        self._on_device = self._move_to_device() if self.device.type == "cuda" else None
 
     def _move_to_device(self) -> dict[str, torch.Tensor] | None:
         """The in-memory arrays on ``self.device``, with the per-batch reward scale and
@@ -287,6 +291,9 @@ class TransitionSampler:
         of core."""
         if self.cache is not None:
             return None
+        n_bytes = self._obs.nbytes + self._action.nbytes + 3 * self._reward.nbytes
+        if self.device.type == "cuda" and n_bytes > 0.5 * torch.cuda.mem_get_info(self.device)[0]:
+            return None  # leave the GPU's memory to training: gather on the host
         action = self._action
         if self._action_affine is not None:
             mid, inv_half = self._action_affine

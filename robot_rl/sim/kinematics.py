@@ -21,6 +21,8 @@ import numpy as np
 
 from robot_rl.sim.arrays import Array, array_namespace, as_float, const
 
+_EYE3 = np.eye(3)  # long-lived: ``const`` caches device copies by the array's identity
+
 
 def quat_to_mat(q: Array) -> Array:
     """Unit quaternions (..., 4) as (w, x, y, z) to rotation matrices (..., 3, 3):
@@ -34,7 +36,7 @@ def quat_to_mat(q: Array) -> Array:
     skew = xp.reshape(
         xp.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1), (*x.shape, 3, 3)
     )  # [v]ₓ
-    eye = const(np.eye(3), q)
+    eye = const(_EYE3, q)
     diag = 1 - 2 * xp.sum(v * v, axis=-1)[..., None, None]
     return diag * eye + 2 * (v[..., :, None] * v[..., None, :] + w * skew)
 

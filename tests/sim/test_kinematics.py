@@ -168,3 +168,20 @@ def test_batched_ik_solves_each_world_independently(scene):
     batch = ik.solve(q0, targets, EE_DOWN_QUAT, iters=3)
     one_by_one = np.array([ik.solve(q0[i], targets[i], EE_DOWN_QUAT, iters=3) for i in range(16)])
     np.testing.assert_array_equal(batch, one_by_one)
+
+
+def test_torch_path_reuses_its_device_constants(scene):
+    """Constants reach a torch device once (``arrays.const`` caches them by identity), so
+    the per-step code neither re-uploads them nor grows the cache."""
+    import torch
+
+    from robot_rl.sim import arrays
+
+    chain = SerialChain(scene.model, scene.limits.joint_names, "tcp")
+    q = torch.tensor([[0.9, 0.1, -0.3, 0.3]])
+    joints = torch.zeros(2, 7)
+    quat_to_mat(q), chain.jacobian(joints)
+    n = len(arrays._CONSTS)
+    for _ in range(3):
+        quat_to_mat(q), chain.jacobian(joints)
+    assert len(arrays._CONSTS) == n

@@ -18,8 +18,10 @@ learners use: logged actions are mapped there from the store's action bounds
 (:func:`~robot_rl.data.action_bounds.store_action_bounds`; the identity for robot_rl's own
 stores), and so are a target policy's actions (:meth:`OPEData.to_unit`: a policy acts in
 env units, whatever its training store's bounds). A logged behaviour log-density changes
-by the map's log-Jacobian on the dims strictly inside the bounds; a probability mass at a
-bound (the clipped-Gaussian convention of :mod:`robot_rl.algos.ope.importance`) does not.
+by the map's log-Jacobian on the dims off the bounds; a probability mass on a bound (the
+clipped-Gaussian convention of :mod:`robot_rl.algos.ope.importance`) does not. Logged
+log-densities need the bounds the actions were clipped to (recorded, or [-1, 1]); a store
+whose bounds come from its data's min/max is refused with them.
 
 **Transitions.** Row ``t`` gives ``(s_t, a_t, r_t, s_{t+1})``. A terminated row has no
 successor (no bootstrap). A row before a recording gap (provenance ``gap_rows``) or the
@@ -36,13 +38,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from robot_rl.data.action_bounds import store_action_bounds
+from robot_rl.data.action_bounds import is_unit, recorded_action_bounds, store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
 
 #: Optional per-row store key (an observation key of shape ``()``): log-density of the
 #: logged action under the policy that chose it, as written by a stochastic behaviour
 #: policy. When present, importance sampling uses it instead of an estimated behaviour.
 BEHAVIOUR_LOGPROB_KEY = "behaviour_logprob"
+
+#: A normalized action within this of -1 or 1 counts as sitting on the bound (clipped):
+#: a probability mass, not a density, in importance sampling and in logged log-densities.
+BOUND_TOL = 1e-6
 
 
 @dataclass
@@ -145,6 +151,27 @@ class OPEData:
         return np.bincount(self.episode, self.reward * gamma ** self.t.astype(np.float64))
 
 
+def _check_clipping_bounds(store: EpisodeStore, low: np.ndarray, high: np.ndarray) -> None:
+    """Logged log-densities follow the clipped-Gaussian convention: a mass on a bound of
+    the action space. That needs the bounds the actions were clipped to: recorded in
+    ``units["action"]``, or [-1, 1] for a store whose actions fit it. Bounds taken from
+    the data's min/max are not those, and the rows at the extremes would be misread."""
+    recorded = recorded_action_bounds(store)
+    if recorded is None:
+        known = np.full(len(low), is_unit(low, high))
+    else:
+        known = np.isfinite(recorded[0]) & np.isfinite(recorded[1])
+    if not known.all():
+        dims = np.flatnonzero(~known).tolist()
+        raise ValueError(
+            f"{store.path}: data/{BEHAVIOUR_LOGPROB_KEY} holds logged log-densities, but the "
+            f"bounds of action dims {dims} come from the data's min/max, not from a recorded "
+            "action space, so the densities cannot be mapped to [-1, 1]. Record the bounds "
+            "in the store's units['action'] ('bounds low=[...] high=[...]'), or drop "
+            f"{BEHAVIOUR_LOGPROB_KEY} to let OPE estimate the behaviour policy"
+        )
+
+
 def _affine(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre and half-width of the bounds: ``a = mid + half * u`` for ``u`` in [-1, 1]."""
     low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
@@ -241,9 +268,12 @@ def load_ope_data(
             raise ValueError(
                 f"{store.path}: data/{BEHAVIOUR_LOGPROB_KEY} must be one finite log-density per row"
             )
-        # The density of u = (a - mid) / half is half times that of a, per dim inside the
-        # bounds (zero for robot_rl's own stores: half = 1).
-        inside = (raw_action > low) & (raw_action < high)
+        _check_clipping_bounds(store, low, high)
+        # The density of u = (a - mid) / half is half times that of a, per dim off the
+        # bounds (zero for robot_rl's own stores: half = 1). "On a bound" is decided on u,
+        # with importance sampling's own rule: a float32 action clipped to a bound that
+        # float32 cannot represent (0.7, say) sits just inside it in raw units.
+        inside = np.abs(action) < 1.0 - BOUND_TOL
         logprob = logprob + (inside * np.log(half)).sum(axis=1)
     return OPEData(
         path=str(store.path),

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.algos.ope.data import OPEData, RowSource, transition_fields
+from robot_rl.algos.ope.data import BOUND_TOL, OPEData, RowSource, transition_fields
 from robot_rl.algos.trainer import (
     OfflineAlgorithm,
     OfflineTrainer,
@@ -45,9 +45,6 @@ from robot_rl.algos.trainer import (
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import build_mlp
 from robot_rl.policies.normalization import Normalizer
-
-#: An action within this of a bound counts as sitting on it (clipped).
-_BOUND_TOL = 1e-6
 
 
 def clipped_gaussian_log_prob(
@@ -61,9 +58,9 @@ def clipped_gaussian_log_prob(
     at_high = torch.special.log_ndtr((mean - 1.0) / std)
     at_low = torch.special.log_ndtr((-1.0 - mean) / std)
     lp = torch.where(
-        action >= 1.0 - _BOUND_TOL,
+        action >= 1.0 - BOUND_TOL,
         at_high,
-        torch.where(action <= -1.0 + _BOUND_TOL, at_low, inside),
+        torch.where(action <= -1.0 + BOUND_TOL, at_low, inside),
     )
     return lp.sum(-1)
 

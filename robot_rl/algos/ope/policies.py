@@ -141,7 +141,8 @@ class ExpertTarget:
 
 
 class FunctionTarget:
-    """A plain function of flat observations (the store's keys in order) -> actions."""
+    """A plain function of flat observations (the store's keys in order) -> actions, in
+    the units of the store's actions (OPE maps them to [-1, 1] as the logged ones)."""
 
     def __init__(
         self,
@@ -166,7 +167,7 @@ class FunctionTarget:
 
     def mean_actions(self, obs: Mapping[str, np.ndarray], episode_starts: np.ndarray) -> np.ndarray:
         flat = np.concatenate([obs[k].reshape(len(obs[k]), -1) for k in self.obs_keys], axis=1)
-        return np.clip(np.asarray(self.fn(flat), np.float32), -1.0, 1.0)
+        return np.asarray(self.fn(flat), np.float32)  # env units; OPE maps and clips them
 
 
 def as_target(policy: Any) -> TargetPolicy:

@@ -4,7 +4,13 @@ twin, for a policy that acts in those units."""
 import numpy as np
 import pytest
 
-from robot_rl.algos.ope import ArtifactTarget, FQEConfig, OPEConfig, evaluate_policies
+from robot_rl.algos.ope import (
+    ArtifactTarget,
+    FQEConfig,
+    FunctionTarget,
+    OPEConfig,
+    evaluate_policies,
+)
 from robot_rl.algos.ope.data import BEHAVIOUR_LOGPROB_KEY, load_ope_data
 from robot_rl.policies.artifact import load_policy
 from tests.algos.ope.test_cli import _policy
@@ -52,18 +58,45 @@ def test_raw_unit_store_gives_the_estimates_of_its_normalized_twin(make_store, t
     assert np.abs(raw_out[:, 0]).max() > 1.5
 
 
-def test_a_logged_log_density_at_a_bound_is_a_mass_and_keeps_its_value(make_store):
+@pytest.mark.parametrize("bound", [10.0, 0.7], ids=["exact", "rounded_in_float32"])
+def test_a_logged_log_density_at_a_bound_is_a_mass_and_keeps_its_value(make_store, bound):
     # Actions exactly on a bound carry a probability mass under the clipped-Gaussian
-    # convention: no Jacobian for that dim.
+    # convention: no Jacobian for that dim. 0.7 is not a float32: the stored action sits
+    # just below the float64 bound, and must still count as on it.
+    low, high = [-bound, -2.0], [bound, 2.0]
+
     def on_bound(frames, rng):
-        frames["action"][:, 0] = HIGH[0]  # the stored (raw) actions, on the bound
+        frames["action"][:, 0] = np.float32(bound)  # the stored (raw) actions, on the bound
         return np.full(len(frames["x"]), -2.0)
 
     store = make_store(
-        "s", 3, 4, extra_keys={BEHAVIOUR_LOGPROB_KEY: on_bound}, action_bounds=(LOW, HIGH)
+        "s", 3, 4, extra_keys={BEHAVIOUR_LOGPROB_KEY: on_bound}, action_bounds=(low, high)
     )
     data = load_ope_data(store)
-    assert np.all(data.action[:, 0] == 1.0)
+    assert np.all(data.action[:, 0] >= 1.0 - 1e-6)
     inside_y = np.abs(data.action[:, 1]) < 1
-    # Only dim 1 (half-width 2) is inside: log 2, not log 5 + log 2.
+    # Only dim 1 (half-width 2) is off its bounds: log 2 is added, not log(bound) + log 2.
     np.testing.assert_allclose(data.behaviour_logprob[inside_y], -2.0 + np.log(2.0), atol=1e-6)
+
+
+def test_logged_log_densities_need_recorded_bounds(make_store):
+    """Bounds from the data's min/max are not the bounds anything was clipped to: the
+    extreme rows would be misread as masses. Refused, naming both ways out."""
+    store = make_store("s", 3, 4, action_scale=5.0, extra_keys=_logprob(0.0))
+    with pytest.raises(ValueError, match=r"dims \[0, 1\] come from the data's min/max"):
+        load_ope_data(store)
+    # Without logged densities (OPE estimates the behaviour) the store is fine.
+    assert load_ope_data(make_store("t", 3, 4, action_scale=5.0)).action.max() == 1.0
+
+
+def test_a_function_target_acts_in_the_store_units(make_store):
+    store = make_store("s", 2, 4, action_bounds=(LOW, HIGH))
+    centre = FunctionTarget(lambda x: np.tile([5.0, 0.0], (len(x), 1)), ["x"])
+    cfg = OPEConfig(
+        gamma=0.9, fqe=FQEConfig(hidden_sizes=(8,), steps=5, batch_size=8), device="cpu"
+    )
+    data = load_ope_data(store)
+    raw = centre.mean_actions(data.obs_dict(), data.episode_starts)
+    np.testing.assert_array_equal(data.to_unit(raw), np.zeros_like(raw))
+    (result,) = evaluate_policies(data, {"centre": centre}, cfg)  # runs end to end
+    assert np.isfinite(result.fqe)
