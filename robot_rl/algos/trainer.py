@@ -218,6 +218,12 @@ class OfflineAlgorithm(ABC):
             optimizer.load_state_dict(
                 {"state": dict(per_param), "param_groups": meta["param_groups"]}
             )
+            # The implementation (fused or not) is this code's choice, not the checkpoint's:
+            # a run checkpointed before ``adam()`` was fused resumes fused.
+            for group in optimizer.param_groups:
+                for flag in ("fused", "foreach"):
+                    if flag in optimizer.defaults:
+                        group[flag] = optimizer.defaults[flag]
         self.load_extra_state(metadata.get("extra", {}))
 
 

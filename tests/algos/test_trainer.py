@@ -316,3 +316,17 @@ def test_adam_is_torch_adam_to_float_rounding(weight_decay):
     for a, b in zip(net.parameters(), ref_net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert (net[0].weight - start).abs().max() > 1e-2  # and they did move
+
+
+def test_a_checkpoint_of_a_non_fused_optimizer_resumes_fused(tmp_path):
+    """Optimizer state saved before ``adam()`` was fused (param groups with ``fused:
+    None``) loads into today's fused optimizer, which stays fused."""
+    algo = make_bc()
+    OfflineTrainer(algo, SyntheticSource(), cfg(num_steps=3)).train()
+    state = algo.state_dict()
+    for group in state.metadata["optimizers"]["actor"]["param_groups"]:
+        group["fused"] = None
+    resumed = make_bc(seed=1)
+    resumed.load_state_dict(state)
+    assert resumed.optimizers()["actor"].param_groups[0]["fused"] is True
+    torch.testing.assert_close(params(resumed), params(algo), rtol=0, atol=0)
