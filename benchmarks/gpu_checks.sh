@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check that needs a CUDA GPU, in one run (about 8 minutes on an H200, most of it
-# MuJoCo Warp's first kernel compile): the `gpu` tests, offline training speed with the
-# sampler on the device and on the host, and MuJoCo Warp against raw MuJoCo Warp.
+# Every check that needs a CUDA GPU, in one run (its parts took about 7 minutes on an
+# H200, 2 of them MuJoCo Warp's first kernel compile): the `gpu` tests, offline training
+# speed with the sampler on the device and on the host, and MuJoCo Warp against raw
+# MuJoCo Warp.
 # Logs and JSON go to $1 (default benchmarks/results/gpu). Needs torch with CUDA, and
 # mujoco-warp + warp-lang (the `warp` extra) for the simulator part.
 #
