@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--is-target-std",
         type=float,
         default=0.1,
-        help="smallest std of the target Gaussian in importance sampling",
+        help="smallest std of the target Gaussian in importance sampling, in the actions' "
+        "normalized [-1, 1] units (a raw-unit store's actions are mapped there)",
     )
     p.add_argument("--behaviour-steps", type=int, default=3000, help="behaviour-fit steps")
     p.add_argument("--seed", type=int, default=0)
