@@ -110,3 +110,12 @@ def store_action_bounds(store: EpisodeStore) -> tuple[np.ndarray, np.ndarray]:
 def is_unit(low: np.ndarray, high: np.ndarray) -> bool:
     """Whether ``(low, high)`` is [-1, 1] in every dim (no rescaling needed)."""
     return bool(np.all(np.asarray(low) == -1.0) and np.all(np.asarray(high) == 1.0))
+
+
+def to_unit(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``action`` (..., action_dim) in the units of the bounds ``(low, high)``, mapped
+    affinely to [-1, 1] and clipped there; float32 (computed in float64)."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    half = (high - low) / 2.0
+    unit = (np.asarray(action, np.float64) - (low + half)) / half
+    return np.clip(unit, -1.0, 1.0).astype(np.float32)

@@ -294,13 +294,7 @@ class TransitionSampler:
         n_bytes = self._obs.nbytes + self._action.nbytes + 3 * self._reward.nbytes
         if self.device.type == "cuda" and n_bytes > 0.5 * torch.cuda.mem_get_info(self.device)[0]:
             return None  # leave the GPU's memory to training: gather on the host
-        action = self._action
-        if self._action_affine is not None:
-            mid, inv_half = self._action_affine
-            action = np.clip((action - mid) * inv_half, -1.0, 1.0)
-        reward = self._reward
-        if self.reward_scale != 1.0:
-            reward = reward * np.float32(self.reward_scale)
+        action, reward = self._mapped(self._action, self._reward)
         columns = [action, reward[:, None], self._terminated[:, None]]
         if self._mc_return is not None:
             columns.append(self._mc_return[:, None])
@@ -333,12 +327,7 @@ class TransitionSampler:
         if self._on_device is not None:
             return self._gather_on_device(rows, next_rows)
         obs, next_obs = self._obs[rows], self._obs[next_rows]
-        action, reward = self._action[rows], self._reward[rows]
-        if self.reward_scale != 1.0:
-            reward = reward * np.float32(self.reward_scale)
-        if self._action_affine is not None:
-            mid, inv_half = self._action_affine
-            action = np.clip((action - mid) * inv_half, -1.0, 1.0)
+        action, reward = self._mapped(self._action[rows], self._reward[rows])
         batch = TransitionBatch(
             obs=self._to_torch(obs),
             action=self._to_torch(action),
@@ -349,6 +338,16 @@ class TransitionSampler:
         if self._mc_return is None:
             return batch
         return MCTransitionBatch(*batch, mc_return=self._to_torch(self._mc_return[rows]))
+
+    def _mapped(self, action: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored actions and rewards as batches carry them: actions mapped from their
+        bounds to [-1, 1], rewards times ``reward_scale`` (float32 throughout)."""
+        if self._action_affine is not None:
+            mid, inv_half = self._action_affine
+            action = np.clip((action - mid) * inv_half, -1.0, 1.0)
+        if self.reward_scale != 1.0:
+            reward = reward * np.float32(self.reward_scale)
+        return action, reward
 
     def _gather_on_device(self, rows: np.ndarray, next_rows: np.ndarray) -> TransitionBatch:
         """One copy of the row indices to the device, one gather of s and s', one of the

@@ -38,7 +38,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from robot_rl.data.action_bounds import is_unit, recorded_action_bounds, store_action_bounds
+from robot_rl.data.action_bounds import (
+    is_unit,
+    recorded_action_bounds,
+    store_action_bounds,
+    to_unit,
+)
 from robot_rl.data.episode_store import EpisodeStore
 
 #: Optional per-row store key (an observation key of shape ``()``): log-density of the
@@ -101,11 +106,9 @@ class OPEData:
     def to_unit(self, action: np.ndarray) -> np.ndarray:
         """Actions in the store's units (what a policy sends the env), ``(N, action_dim)``,
         mapped to [-1, 1] as the logged ones were, float32; clipped at the bounds."""
-        action = np.asarray(action, np.float64)
         if self.action_low is None or self.action_high is None:
-            return np.clip(action, -1.0, 1.0).astype(np.float32)
-        mid, half = _affine(self.action_low, self.action_high)
-        return np.clip((action - mid) / half, -1.0, 1.0).astype(np.float32)
+            return np.clip(np.asarray(action, np.float64), -1.0, 1.0).astype(np.float32)
+        return to_unit(action, self.action_low, self.action_high)
 
     @property
     def n_rows(self) -> int:
@@ -170,12 +173,6 @@ def _check_clipping_bounds(store: EpisodeStore, low: np.ndarray, high: np.ndarra
             "in the store's units['action'] ('bounds low=[...] high=[...]'), or drop "
             f"{BEHAVIOUR_LOGPROB_KEY} to let OPE estimate the behaviour policy"
         )
-
-
-def _affine(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and half-width of the bounds: ``a = mid + half * u`` for ``u`` in [-1, 1]."""
-    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
-    return (high + low) / 2.0, (high - low) / 2.0
 
 
 def load_ope_data(
@@ -243,9 +240,7 @@ def load_ope_data(
     obs = np.concatenate(
         [np.asarray(store.array(k)[rows], np.float32).reshape(len(rows), -1) for k in keys], axis=1
     )
-    raw_action = np.asarray(store.array("action")[rows], np.float64)
-    mid, half = _affine(low, high)
-    action = np.clip((raw_action - mid) / half, -1.0, 1.0).astype(np.float32)
+    action = to_unit(store.array("action")[rows], low, high)
     terminated = np.asarray(store.array("terminated")[rows], bool)
     gap = np.zeros(len(rows), bool)
     for j, i in enumerate(ep_ids):
@@ -274,7 +269,7 @@ def load_ope_data(
         # with importance sampling's own rule: a float32 action clipped to a bound that
         # float32 cannot represent (0.7, say) sits just inside it in raw units.
         inside = np.abs(action) < 1.0 - BOUND_TOL
-        logprob = logprob + (inside * np.log(half)).sum(axis=1)
+        logprob = logprob + (inside * np.log((high - low) / 2.0)).sum(axis=1)
     return OPEData(
         path=str(store.path),
         task=str(store.attrs.get("task")),
