@@ -425,6 +425,9 @@ class OfflineTrainer:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.eval_fn = eval_fn
         self.device = resolve_device(self.config.device)
+        if self.device.type == "cuda" and self.device.index is None:
+            # as tensors name it ("cuda:0"), so a batch already there is seen to be there
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.algo.to(self.device)
         self.algo.mixed_precision = self.config.mixed_precision
         self.step = 0
@@ -514,7 +517,8 @@ class OfflineTrainer:
                 f"batch source {type(self.source).__name__}.sample() returned "
                 f"{type(batch).__name__}; expected a NamedTuple of tensors such as TransitionBatch"
             )
-        batch = type(batch)(*(t.to(self.device, non_blocking=True) for t in batch))
+        if any(t.device != self.device for t in batch):  # a source on the device skips this
+            batch = type(batch)(*(t.to(self.device, non_blocking=True) for t in batch))
         # A source that checked all its data once (the in-memory samplers) needs no
         # per-batch check: it costs a host sync and a few percent of a small update.
         if self.config.check_finite and not getattr(self.source, "checked_finite", False):

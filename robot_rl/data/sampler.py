@@ -152,6 +152,11 @@ def return_range_scale(store: EpisodeStore, target: float = 1000.0) -> float:
     return target / spread if spread > 0 else 1.0
 
 
+#: Batches whose row picks TransitionSampler draws at once: one numpy call (and on a GPU
+#: one copy) per block instead of per batch, the same picks either way.
+PICK_BLOCK = 64
+
+
 def _all_finite(*arrays: np.ndarray | None) -> bool:
     return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
 
@@ -282,24 +287,36 @@ class TransitionSampler:
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
         self._on_device = self._move_to_device() if self.device.type == "cuda" else None
+        # Row picks are drawn PICK_BLOCK batches at a time (see sample()).
+        self._block_start: dict[str, Any] | None = None
+        self._block = self._block_on_device = None
+        self._block_pos = PICK_BLOCK
 
-    def _move_to_device(self) -> dict[str, torch.Tensor] | None:
-        """The in-memory arrays on ``self.device``, with the per-batch reward scale and
-        action mapping applied once (the same float32 operations, so the same values):
-        the observations, and one table of each row's action, reward, terminated flag
-        (and MC return), so that a batch takes two gathers, not one per field. None out
-        of core."""
+    def _move_to_device(self) -> torch.Tensor | None:
+        """One float32 table on ``self.device`` with a row per valid transition: s, s',
+        the action mapped to [-1, 1], the scaled reward, the terminated flag (and the MC
+        return), computed with the host path's float32 operations, so the same values.
+        A batch is then one gather of rows. None out of core, or when the table would
+        take more than half the GPU's free memory (training needs it more: the host
+        gathers then)."""
         if self.cache is not None:
             return None
-        n_bytes = self._obs.nbytes + self._action.nbytes + 3 * self._reward.nbytes
+        rows = self.valid_rows
+        width = 2 * self.obs_dim + self.action_dim + 2 + (self._mc_return is not None)
+        n_bytes = 4 * len(rows) * width
         if self.device.type == "cuda" and n_bytes > 0.5 * torch.cuda.mem_get_info(self.device)[0]:
-            return None  # leave the GPU's memory to training: gather on the host
-        action, reward = self._mapped(self._action, self._reward)
-        columns = [action, reward[:, None], self._terminated[:, None]]
+            return None
+        action, reward = self._mapped(self._action[rows], self._reward[rows])
+        columns = [
+            self._obs[rows],
+            self._obs[self._next_row[rows]],
+            action,
+            reward[:, None],
+            self._terminated[rows, None],
+        ]
         if self._mc_return is not None:
-            columns.append(self._mc_return[:, None])
-        table = np.concatenate(columns, axis=1, dtype=np.float32)
-        return {"obs": self._to_torch(self._obs), "table": self._to_torch(table)}
+            columns.append(self._mc_return[rows, None])
+        return self._to_torch(np.concatenate(columns, axis=1, dtype=np.float32))
 
     @property
     def n_transitions(self) -> int:
@@ -310,22 +327,46 @@ class TransitionSampler:
         """A batch of ``batch_size`` transitions drawn uniformly with replacement."""
         if self.n_transitions == 0:
             raise ValueError(f"{self.store.path}: no valid transitions to sample")
-        pick = self._rng.integers(0, self.n_transitions, size=self.batch_size)
-        return self.gather(self.valid_rows[pick])
+        if self._block_pos == PICK_BLOCK:
+            self._draw_block()
+        i = self._block_pos
+        self._block_pos += 1
+        if self._on_device is not None:
+            return self._gather_on_device(self._block_on_device[i])
+        return self.gather(self.valid_rows[self._block[i]])
+
+    def _draw_block(self) -> None:
+        """Draws the picks of the next ``PICK_BLOCK`` batches in one call (on a GPU, one
+        copy too). numpy draws them as the same stream as one call per batch would."""
+        self._block_start = self._rng.bit_generator.state
+        self._block = self._rng.integers(
+            0, self.n_transitions, size=(PICK_BLOCK, self.batch_size), dtype=np.int64
+        )
+        if self._on_device is not None:
+            self._block_on_device = self._to_torch(self._block)
+        self._block_pos = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """The index generator's state, so a resumed training run draws the same batches."""
-        return {"rng": self._rng.bit_generator.state}
+        """Where the index generator stands, so a resumed training run draws the same
+        batches: the generator's state before the current block of picks, and how many
+        of the block were used."""
+        if self._block_start is None:
+            return {"rng": self._rng.bit_generator.state}
+        return {"rng": self._block_start, "block_pos": self._block_pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng.bit_generator.state = state["rng"]
+        self._block_start, self._block_pos = None, PICK_BLOCK
+        if state.get("block_pos", 0):  # 0 or absent (an older checkpoint): a block boundary
+            self._draw_block()
+            self._block_pos = int(state["block_pos"])
 
     def gather(self, rows: np.ndarray) -> TransitionBatch:
         """The transitions starting at store rows ``rows`` (each must be in ``valid_rows``)."""
         rows = np.asarray(rows, dtype=np.int64)
-        next_rows = self._next_row[rows]
         if self._on_device is not None:
-            return self._gather_on_device(rows, next_rows)
+            return self._gather_on_device(np.searchsorted(self.valid_rows, rows))
+        next_rows = self._next_row[rows]
         obs, next_obs = self._obs[rows], self._obs[next_rows]
         action, reward = self._mapped(self._action[rows], self._reward[rows])
         batch = TransitionBatch(
@@ -349,23 +390,21 @@ class TransitionSampler:
             reward = reward * np.float32(self.reward_scale)
         return action, reward
 
-    def _gather_on_device(self, rows: np.ndarray, next_rows: np.ndarray) -> TransitionBatch:
-        """One copy of the row indices to the device, one gather of s and s', one of the
-        rest; the fields are views into those two (the scalar fields strided)."""
-        both = self._to_torch(np.concatenate([rows, next_rows]))
-        obs = self._on_device["obs"][both]
-        table = self._on_device["table"][both[: len(rows)]]
-        a = self.action_dim
+    def _gather_on_device(self, picks: np.ndarray) -> TransitionBatch:
+        """Transitions ``valid_rows[picks]`` from the device table: one copy of the
+        indices to the device, one gather; the fields are column views of it."""
+        table = self._on_device.index_select(0, self._to_torch(picks))
+        o, a = self.obs_dim, self.action_dim
         batch = TransitionBatch(
-            obs=obs[: len(rows)],
-            action=table[:, :a],
-            reward=table[:, a],
-            next_obs=obs[len(rows) :],
-            terminated=table[:, a + 1],
+            obs=table[:, :o],
+            action=table[:, 2 * o : 2 * o + a],
+            reward=table[:, 2 * o + a],
+            next_obs=table[:, o : 2 * o],
+            terminated=table[:, 2 * o + a + 1],
         )
         if self._mc_return is None:
             return batch
-        return MCTransitionBatch(*batch, mc_return=table[:, a + 2])
+        return MCTransitionBatch(*batch, mc_return=table[:, 2 * o + a + 2])
 
     def _to_torch(self, x: np.ndarray) -> torch.Tensor:
         return _to_device(x, self.device)

@@ -97,15 +97,16 @@ def test_registry_names_match_classes(algo_entry):
 
 
 def strided(b: MCTransitionBatch) -> MCTransitionBatch:
-    """The same batch laid out as the sampler gathers it on a GPU: s and s' views of one
-    tensor, and action, reward, terminated and MC return columns of one table."""
-    obs = torch.cat([b.obs, b.next_obs])
-    table = torch.cat([b.action, b.reward[:, None], b.terminated[:, None], b.mc_return[:, None]], 1)
-    n, a = len(b.obs), b.action.shape[1]
+    """The same batch laid out as the sampler gathers it on a GPU: every field a column
+    view of one table (s, s', action, reward, terminated, MC return)."""
+    scalars = [b.reward, b.terminated, b.mc_return]
+    table = torch.cat([b.obs, b.next_obs, b.action, *(x[:, None] for x in scalars)], 1)
+    o, a = b.obs.shape[1], b.action.shape[1]
     out = MCTransitionBatch(
-        obs[:n], table[:, :a], table[:, a], obs[n:], table[:, a + 1], table[:, a + 2]
-    )
-    assert not out.action.is_contiguous() and not out.reward.is_contiguous()
+        table[:, :o], table[:, 2 * o : 2 * o + a], table[:, 2 * o + a], table[:, o : 2 * o],
+        table[:, 2 * o + a + 1], table[:, 2 * o + a + 2],
+    )  # fmt: skip
+    assert not any(t.is_contiguous() for t in out)
     return out
 
 

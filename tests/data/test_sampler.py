@@ -8,7 +8,7 @@ import torch
 
 from robot_rl.data import sampler_cache
 from robot_rl.data.batch import TransitionBatch, WindowBatch
-from robot_rl.data.sampler import TransitionSampler, WindowSampler, resolve_obs_keys
+from robot_rl.data.sampler import PICK_BLOCK, TransitionSampler, WindowSampler, resolve_obs_keys
 
 
 @pytest.fixture
@@ -138,13 +138,24 @@ def test_sampler_state_round_trip_resumes_the_batch_sequence(tmp_path):
         },
         EpisodeProvenance(source="scripted"),
     )
+    # Picks are drawn PICK_BLOCK batches at a time: resume at a block's start, inside
+    # it, at its end, and from a state saved before any draw.
     a = TransitionSampler(store, batch_size=8, seed=3)
-    a.sample()
-    state = a.state_dict()
-    expected = a.sample().reward
-    b = TransitionSampler(store, batch_size=8, seed=99)
-    b.load_state_dict(state)
-    assert torch.equal(b.sample().reward, expected)
+    states, rewards = [], []
+    for _ in range(2 * PICK_BLOCK + 3):
+        states.append(a.state_dict())
+        rewards.append(a.sample().reward)
+    for k in (0, 1, 5, PICK_BLOCK - 1, PICK_BLOCK, PICK_BLOCK + 1, 2 * PICK_BLOCK):
+        b = TransitionSampler(store, batch_size=8, seed=99)
+        b.load_state_dict(states[k])
+        for i in range(k, k + 3):
+            assert torch.equal(b.sample().reward, rewards[i]), (k, i)
+    # The blocks draw the stream that one draw per batch would (so a checkpoint from
+    # before the blocks, which saved the generator at a batch boundary, resumes alike).
+    rng = np.random.default_rng(3)
+    for reward in rewards:
+        rows = a.valid_rows[rng.integers(0, a.n_transitions, size=8)]
+        assert torch.equal(reward, torch.from_numpy(np.arange(t, dtype=np.float32)[rows]))
 
 
 def test_window_sampler_out_of_memory_matches_in_memory(mixed_store, monkeypatch):
@@ -369,6 +380,9 @@ def test_device_gather_path_gives_the_host_batches(filled_store):
         r = raw.sample()
     torch.testing.assert_close(y.action, torch.clip((r.action + 0.5) / 1.5, -1, 1))
     torch.testing.assert_close(y.reward, 3 * r.reward)
+    # gather() by store rows takes the same path (rows mapped to the table's rows).
+    rows = host.valid_rows[[0, 7, len(host.valid_rows) - 1, 7]]
+    _assert_same(host.gather(rows), moved.gather(rows), type(x)._fields)
 
 
 @pytest.mark.gpu

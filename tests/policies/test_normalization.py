@@ -57,3 +57,13 @@ def test_state_round_trips_through_safetensors(tmp_path):
     assert torch.equal(restored(x), norm(x))
     assert float(restored.clip) == 4.0
     torch.testing.assert_close(restored.unnormalize(torch.zeros(3)), norm.mean)
+
+
+def test_clip_loaded_through_a_parent_module_applies_both_ways():
+    """The negated clip forward() uses is not saved: loading any module that holds the
+    normalizer sets it again, so a loaded clip bounds values from below too."""
+    saved = torch.nn.Sequential(Normalizer(mean=[0.0], std=[1.0], clip=2.0))
+    restored = torch.nn.Sequential(Normalizer.identity(1))
+    assert "0.neg_clip" not in saved.state_dict()
+    restored.load_state_dict(saved.state_dict())
+    assert restored(torch.tensor([[-50.0], [50.0]])).flatten().tolist() == [-2.0, 2.0]
