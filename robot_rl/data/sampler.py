@@ -167,6 +167,8 @@ def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
     while a blocking copy would make every batch wait for all the training work queued
     before it. Other devices copy blocking (a non-blocking copy from memory freed right
     after is not safe on all of them, MPS for one)."""
+    if not isinstance(x, np.ndarray):  # a tensor here is a bug the CPU would not show
+        raise TypeError(f"_to_device: expected a numpy array, got {type(x).__name__}")
     tensor = torch.from_numpy(np.ascontiguousarray(x))
     return tensor.to(device, non_blocking=device.type == "cuda")
 
@@ -365,7 +367,7 @@ class TransitionSampler:
         """The transitions starting at store rows ``rows`` (each must be in ``valid_rows``)."""
         rows = np.asarray(rows, dtype=np.int64)
         if self._on_device is not None:
-            return self._gather_on_device(np.searchsorted(self.valid_rows, rows))
+            return self._gather_on_device(self._to_torch(np.searchsorted(self.valid_rows, rows)))
         next_rows = self._next_row[rows]
         obs, next_obs = self._obs[rows], self._obs[next_rows]
         action, reward = self._mapped(self._action[rows], self._reward[rows])
@@ -390,10 +392,10 @@ class TransitionSampler:
             reward = reward * np.float32(self.reward_scale)
         return action, reward
 
-    def _gather_on_device(self, picks: np.ndarray) -> TransitionBatch:
+    def _gather_on_device(self, picks: torch.Tensor) -> TransitionBatch:
         """Transitions ``valid_rows[picks]`` from the device table: one copy of the
         indices to the device, one gather; the fields are column views of it."""
-        table = self._on_device.index_select(0, self._to_torch(picks))
+        table = self._on_device.index_select(0, picks)
         o, a = self.obs_dim, self.action_dim
         batch = TransitionBatch(
             obs=table[:, :o],
