@@ -187,10 +187,11 @@ class TransitionSampler:
         batch_size: transitions per batch.
         device: torch device of the returned tensors. In memory on a CUDA GPU, the
             arrays themselves move to the device once (when they take at most half its
-            free memory) and batches are gathered there: only the batch's row indices
-            (drawn on the host, so the batches are the same as on the CPU) cross per
-            batch, and the training loop never waits on a host gather. Otherwise batches
-            are gathered on the host and copied.
+            free memory) as one table with a row per transition, and a batch is one
+            gather there: only row indices cross, once per ``PICK_BLOCK`` batches (drawn
+            on the host, so the batches are the same as on the CPU), and the training
+            loop never waits on a host gather. Otherwise batches are gathered on the host
+            and copied.
         seed: seed of the index generator.
         in_memory: load the committed arrays into RAM once; False gathers from a
             memory-mapped uncompressed copy on disk (built on first use, then reused),
