@@ -187,8 +187,9 @@ class TransitionSampler:
         batch_size: transitions per batch.
         device: torch device of the returned tensors. In memory on a CUDA GPU, the
             arrays themselves move to the device once (when they take at most half its
-            free memory) as one table with a row per transition, and a batch is one
-            gather there: only row indices cross, once per ``PICK_BLOCK`` batches (drawn
+            free memory) as one table with a row per valid transition (about twice the
+            observations' size), and a batch is one gather there: only row indices
+            cross, once per ``PICK_BLOCK`` batches (drawn
             on the host, so the batches are the same as on the CPU), and the training
             loop never waits on a host gather. Otherwise batches are gathered on the host
             and copied.
@@ -290,18 +291,22 @@ class TransitionSampler:
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
         self._on_device = self._move_to_device() if self.device.type == "cuda" else None
-        # Row picks are drawn PICK_BLOCK batches at a time (see sample()).
+        # Row picks are drawn a block of batches at a time (see sample()), at most
+        # PICK_BLOCK batches and about a million picks.
+        self._block_len = max(1, min(PICK_BLOCK, (1 << 20) // self.batch_size))
         self._block_start: dict[str, Any] | None = None
-        self._block = self._block_on_device = None
-        self._block_pos = PICK_BLOCK
+        self._block: np.ndarray | None = None
+        self._block_on_device: torch.Tensor | None = None
+        self._block_pos = self._block_len
 
     def _move_to_device(self) -> torch.Tensor | None:
         """One float32 table on ``self.device`` with a row per valid transition: s, s',
         the action mapped to [-1, 1], the scaled reward, the terminated flag (and the MC
-        return), computed with the host path's float32 operations, so the same values.
-        A batch is then one gather of rows. None out of core, or when the table would
-        take more than half the GPU's free memory (training needs it more: the host
-        gathers then)."""
+        return), computed with the host path's float32 operations, so the same values;
+        about twice the observations' size. A batch is then one gather of rows. Built in
+        chunks of rows, so the host holds one chunk at a time beyond the arrays. None out
+        of core, or when the table would take more than half the GPU's free memory
+        (training needs it more: the host gathers then)."""
         if self.cache is not None:
             return None
         rows = self.valid_rows
@@ -309,17 +314,23 @@ class TransitionSampler:
         n_bytes = 4 * len(rows) * width
         if self.device.type == "cuda" and n_bytes > 0.5 * torch.cuda.mem_get_info(self.device)[0]:
             return None
-        action, reward = self._mapped(self._action[rows], self._reward[rows])
-        columns = [
-            self._obs[rows],
-            self._obs[self._next_row[rows]],
-            action,
-            reward[:, None],
-            self._terminated[rows, None],
-        ]
-        if self._mc_return is not None:
-            columns.append(self._mc_return[rows, None])
-        return self._to_torch(np.concatenate(columns, axis=1, dtype=np.float32))
+        table = torch.empty((len(rows), width), dtype=torch.float32, device=self.device)
+        chunk = max(1, (64 << 20) // (4 * width))  # rows per 64 MiB
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            action, reward = self._mapped(self._action[part], self._reward[part])
+            columns = [
+                self._obs[part],
+                self._obs[self._next_row[part]],
+                action,
+                reward[:, None],
+                self._terminated[part, None],
+            ]
+            if self._mc_return is not None:
+                columns.append(self._mc_return[part, None])
+            host = np.concatenate(columns, axis=1, dtype=np.float32)
+            table[start : start + len(part)] = torch.from_numpy(host)  # blocking: host is freed
+        return table
 
     @property
     def n_transitions(self) -> int:
@@ -330,45 +341,63 @@ class TransitionSampler:
         """A batch of ``batch_size`` transitions drawn uniformly with replacement."""
         if self.n_transitions == 0:
             raise ValueError(f"{self.store.path}: no valid transitions to sample")
-        if self._block_pos == PICK_BLOCK:
+        if self._block_pos == self._block_len:
             self._draw_block()
         i = self._block_pos
         self._block_pos += 1
-        if self._on_device is not None:
+        if self._block_on_device is not None:
             return self._gather_on_device(self._block_on_device[i])
-        return self.gather(self.valid_rows[self._block[i]])
+        return self._gather_rows(self.valid_rows[self._block[i]])
 
     def _draw_block(self) -> None:
-        """Draws the picks of the next ``PICK_BLOCK`` batches in one call (on a GPU, one
-        copy too). numpy draws them as the same stream as one call per batch would."""
+        """Draws the picks of the next block of batches in one call (on a GPU, one copy
+        too). numpy draws them as the same stream as one call per batch would."""
         self._block_start = self._rng.bit_generator.state
         self._block = self._rng.integers(
-            0, self.n_transitions, size=(PICK_BLOCK, self.batch_size), dtype=np.int64
+            0, self.n_transitions, size=(self._block_len, self.batch_size), dtype=np.int64
         )
         if self._on_device is not None:
             self._block_on_device = self._to_torch(self._block)
         self._block_pos = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the index generator stands, so a resumed training run draws the same
-        batches: the generator's state before the current block of picks, and how many
-        of the block were used."""
-        if self._block_start is None:
+        """The index generator's state after the last batch handed out, so a resumed
+        training run draws the same batches (also with another batch size or block)."""
+        if self._block_start is None or self._block_pos == self._block_len:
             return {"rng": self._rng.bit_generator.state}
-        return {"rng": self._block_start, "block_pos": self._block_pos}
+        # Inside a block: replay the block's draw up to the batches used.
+        rng = np.random.Generator(type(self._rng.bit_generator)())
+        rng.bit_generator.state = self._block_start
+        rng.integers(0, self.n_transitions, size=(self._block_pos, self.batch_size), dtype=np.int64)
+        return {"rng": rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng.bit_generator.state = state["rng"]
-        self._block_start, self._block_pos = None, PICK_BLOCK
-        if state.get("block_pos", 0):  # 0 or absent (an older checkpoint): a block boundary
-            self._draw_block()
-            self._block_pos = int(state["block_pos"])
+        self._block_start, self._block_pos = None, self._block_len
 
     def gather(self, rows: np.ndarray) -> TransitionBatch:
-        """The transitions starting at store rows ``rows`` (each must be in ``valid_rows``)."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """The transitions starting at store rows ``rows``.
+
+        Raises:
+            ValueError: a row is not in ``valid_rows`` (it starts no transition: the
+                last row of an episode cut by its time limit, a row before a recording
+                gap, or no row of the store's committed episodes).
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        picks = np.searchsorted(self.valid_rows, rows)
+        found = picks < self.n_transitions
+        found[found] = self.valid_rows[picks[found]] == rows[found]
+        if not found.all():
+            raise ValueError(
+                f"{self.store.path}: rows {rows[~found].tolist()[:10]} start no transition "
+                f"(not in valid_rows, {self.n_transitions} rows)"
+            )
         if self._on_device is not None:
-            return self._gather_on_device(self._to_torch(np.searchsorted(self.valid_rows, rows)))
+            return self._gather_on_device(self._to_torch(picks))
+        return self._gather_rows(rows)
+
+    def _gather_rows(self, rows: np.ndarray) -> TransitionBatch:
+        """The host path of :meth:`gather`, for rows known to be valid."""
         next_rows = self._next_row[rows]
         obs, next_obs = self._obs[rows], self._obs[next_rows]
         action, reward = self._mapped(self._action[rows], self._reward[rows])
@@ -394,8 +423,8 @@ class TransitionSampler:
         return action, reward
 
     def _gather_on_device(self, picks: torch.Tensor) -> TransitionBatch:
-        """Transitions ``valid_rows[picks]`` from the device table: one copy of the
-        indices to the device, one gather; the fields are column views of it."""
+        """Transitions ``valid_rows[picks]`` (``picks`` on the device) from the device
+        table: one gather; the fields are column views of it."""
         table = self._on_device.index_select(0, picks)
         o, a = self.obs_dim, self.action_dim
         batch = TransitionBatch(

@@ -16,7 +16,6 @@ real variance are almost never clipped at 10 standard deviations.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -71,10 +70,6 @@ class Normalizer(nn.Module):
         # Stored as a tensor (inf when disabled) so it round-trips through safetensors and
         # forward() stays branch-free for torch.compile.
         self.register_buffer("clip", torch.tensor(float("inf") if clip is None else float(clip)))
-        # -clip, kept (not saved) so that forward() does not negate it on every call; a
-        # loaded state dict sets it again.
-        self.register_buffer("neg_clip", -self.clip, persistent=False)
-        self.register_load_state_dict_post_hook(_refresh_neg_clip)
 
     @property
     def dim(self) -> int:
@@ -144,7 +139,7 @@ class Normalizer(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Normalizes ``obs`` of shape ``(..., obs_dim)``."""
-        return torch.clamp((obs - self.mean) / self.std, self.neg_clip, self.clip)
+        return torch.clamp((obs - self.mean) / self.std, -self.clip, self.clip)
 
     def unnormalize(self, obs_norm: torch.Tensor) -> torch.Tensor:
         """Maps normalized values back to observation units (clipping is not undone)."""
@@ -152,11 +147,6 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, std_floor={self.std_floor}, clip={float(self.clip)}"
-
-
-def _refresh_neg_clip(module: nn.Module, incompatible_keys: Any) -> None:
-    with torch.no_grad():
-        module.neg_clip.copy_(-module.clip)
 
 
 def normalizer_for(owner: str, obs_dim: int, normalizer: Normalizer | None) -> Normalizer:

@@ -143,6 +143,8 @@ class _WarpPhysics:
         self._time = wp.to_torch(b.d.time)
         self._act = wp.to_torch(b.d.act) if model.na else None
         self._warmstart = wp.to_torch(b.d.qacc_warmstart)
+        #: Per-world overflow bits of the last step (int32), read with the step's one sync.
+        self.overflow = wp.to_torch(b.d.overflow)
         off = _state_offsets(model)
         self._cols = {
             "qpos": slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + model.nq),
@@ -152,7 +154,7 @@ class _WarpPhysics:
         self._time_col = off["mjSTATE_TIME"]
 
     def step(self, models: list[mujoco.MjModel], control: torch.Tensor) -> None:
-        self.backend.step_device(control)
+        self.backend.step_device(control, check_overflow=False)  # see BatchedSim.step
 
     def set_models(
         self, worlds: np.ndarray, models: list[mujoco.MjModel], fields: tuple[str, ...] | None
@@ -398,8 +400,7 @@ class BatchedSim:
         terminated = success & self.task_config.terminate_on_success
         truncated = ~terminated & (self._steps >= self.horizon_steps)
         final_obs = self._obs()
-        # The one host sync of a step: which worlds reset (and the divergence check).
-        done = np.flatnonzero(_to_numpy(terminated | truncated))
+        done = self._read_flags(terminated | truncated)
         if done.size:
             self._episode[done] += 1
             self._explicit_seed[done] = -1
@@ -408,7 +409,7 @@ class BatchedSim:
         info: dict[str, Any] = {
             "is_success": self._out(success),
             "final_obs": final_obs,
-            "episode_seed": torch.as_tensor(self._seeds, device=self.device),
+            "episode_seed": self._seeds_out.clone(),
         }
         if r is not None:
             info["randomization"] = {
@@ -510,6 +511,9 @@ class BatchedSim:
         into the backend at once."""
         for w in worlds:
             self._seeds[w] = self._current_seed(int(w))
+        # What step() returns as info["episode_seed"]: copied to the device here, at a
+        # reset, rather than on every step (a copy from the host waits for the device).
+        self._seeds_out = torch.as_tensor(self._seeds, device=self.device)
         if self.randomizer is None:
             self._reset_worlds_fast(worlds)
         else:
@@ -588,10 +592,7 @@ class BatchedSim:
 
     def _update_ee_pose(self) -> None:
         xp = self.xp
-        q = self._physics.qpos[:, self._arm_q]
-        if not bool(xp.all(xp.isfinite(q))):
-            bad = np.flatnonzero(~_to_numpy(xp.all(xp.isfinite(self._physics.qpos), axis=1)))
-            raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
+        q = self._physics.qpos[:, self._arm_q]  # checked finite in _read_flags
         pos, rot = self.ik.forward(q)
         # As in the single env: the task scores the true TCP, the policy sees the pose the
         # (possibly miscalibrated) encoders imply.
@@ -602,6 +603,23 @@ class BatchedSim:
         # Same sign convention as the single env: the pointing-down side, x >= 0.
         self._ee_pos = pos
         self._ee_quat = xp.where(quat[:, 1:2] < 0, -quat, quat)
+
+    def _read_flags(self, ended: Any) -> np.ndarray:
+        """The one host read of a step, which waits for the device: the worlds whose
+        episode ``ended``, returned, with the health checks of the step read alongside
+        (raised here: MuJoCo Warp's buffer overflows, then non-finite physics)."""
+        xp = self.xp
+        flags = [ended, ~xp.all(xp.isfinite(self._physics.qpos), axis=1)]
+        overflow = getattr(self._physics, "overflow", None)
+        if overflow is not None:
+            flags.append(overflow != 0)
+        host = _to_numpy(xp.stack(flags))
+        if overflow is not None and host[2].any():
+            self._physics.backend.check_overflow(_to_numpy(overflow))
+        if host[1].any():
+            bad = np.flatnonzero(host[1])
+            raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
+        return np.flatnonzero(host[0])
 
     def _measure(self) -> Measurements:
         qpos = self._physics.qpos

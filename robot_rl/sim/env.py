@@ -24,7 +24,7 @@ import numpy as np
 from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.arrays import Array, array_namespace, const
 from robot_rl.sim.ik import DifferentialIK
-from robot_rl.sim.kinematics import SerialChain
+from robot_rl.sim.kinematics import SerialChain, quat_to_mat
 from robot_rl.sim.randomization import ActionDelay, DomainRandomizer, episode_rng
 from robot_rl.sim.scene import TabletopScene
 from robot_rl.sim.tasks import TASKS
@@ -43,6 +43,8 @@ OBS_SPEC: dict[str, tuple[tuple[int, ...], str]] = {
 }
 #: The TCP keeps pointing straight down (rotated 180 deg about x): (w, x, y, z).
 EE_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
+#: The same orientation as a rotation matrix (what the IK compares against).
+EE_DOWN_ROT = quat_to_mat(EE_DOWN_QUAT)
 #: How far the commanded TCP target may run ahead of the measured TCP, metres; stops the
 #: target from winding up while the arm is blocked (pushing into the table or the cube).
 MAX_TARGET_LEAD_M = 0.04
@@ -76,7 +78,7 @@ def arm_targets(
     lead = target - ee_pos
     lead_norm = xp.linalg.vector_norm(lead, axis=-1, keepdims=True)
     target = ee_pos + lead * xp.clip(MAX_TARGET_LEAD_M / xp.clip(lead_norm, min=1e-300), max=1.0)
-    return ik.solve(q_cmd, target, EE_DOWN_QUAT, iters=1), target
+    return ik.solve(q_cmd, target, target_rot=EE_DOWN_ROT, iters=1), target
 
 
 CommandFilter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]

@@ -111,6 +111,8 @@ class DifferentialIK:
         target_quat: Array | None = None,
         iters: int = 1,
         tol_m: float = 1e-4,
+        *,
+        target_rot: Array | None = None,
     ) -> Array:
         """Joint positions that move the site towards ``target_pos`` (and orientation).
 
@@ -124,6 +126,9 @@ class DifferentialIK:
                 orientation free.
             iters: iterations; one or two per control step suffice for small moves.
             tol_m: a world whose (weighted) pose error is below this stops moving.
+            target_rot: the desired orientation(s) as rotation matrices, (N, 3, 3) or
+                (3, 3), in place of ``target_quat`` (for a constant one kept on the
+                device, which then is not converted on every call).
 
         Returns:
             Joint positions inside the joint range shrunk by the margin, shaped like
@@ -135,7 +140,12 @@ class DifferentialIK:
         xp = array_namespace(q)
         n = q.shape[0]
         target_pos = xp.broadcast_to(_like(target_pos, q), (n, 3))
-        target_rot = None if target_quat is None else quat_to_mat(_like(target_quat, q))
+        if target_quat is not None:
+            if target_rot is not None:
+                raise ValueError("IK.solve: give target_quat or target_rot, not both")
+            target_rot = quat_to_mat(_like(target_quat, q))
+        elif target_rot is not None:
+            target_rot = _like(target_rot, q)
         eye_n, q_nominal = const(self._eye_n, q), const(self.q_nominal, q)
         lo, hi = const(self.q_lo, q), const(self.q_hi, q)
         for _ in range(iters):
@@ -153,13 +163,23 @@ class DifferentialIK:
             err = err * xp.clip(self.max_err_per_iter / xp.clip(norm, min=1e-300), max=1.0)
             jac_t = xp.matrix_transpose(jac)
             eye_task = const(self._eye_task[jac.shape[1]], q)
-            jjt_inv = xp.linalg.inv(jac @ jac_t + (self.damping**2) * eye_task)
+            jjt_inv = _inv(jac @ jac_t + (self.damping**2) * eye_task)
             dq = (jac_t @ (jjt_inv @ err[..., None]))[..., 0]
             # The pseudo-inverse of the damped system gives the null-space projector.
             null = eye_n - jac_t @ jjt_inv @ jac
             dq = dq + (null @ (self.nullspace_gain * (q_nominal - q))[..., None])[..., 0]
             q = xp.where(active[:, None], xp.clip(q + dq, min=lo, max=hi), q)
         return q[0] if single else q
+
+
+def _inv(a: Array) -> Array:
+    """Inverse of (damped, so always invertible) matrices. For tensors, without the
+    singularity check of ``linalg.inv``, which on a GPU waits for the device."""
+    if is_numpy_array(a):
+        return np.linalg.inv(a)
+    import torch
+
+    return torch.linalg.inv_ex(a).inverse
 
 
 def _like(x: Any, like: Array) -> Array:

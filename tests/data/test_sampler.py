@@ -150,6 +150,11 @@ def test_sampler_state_round_trip_resumes_the_batch_sequence(tmp_path):
         b.load_state_dict(states[k])
         for i in range(k, k + 3):
             assert torch.equal(b.sample().reward, rewards[i]), (k, i)
+    # The state is the generator's after the last batch, whatever the block: a sampler
+    # of another batch size goes on from there (4 + 4 picks are the next batch's 8).
+    half = TransitionSampler(store, batch_size=4, seed=0)
+    half.load_state_dict(states[5])
+    assert torch.equal(torch.cat([half.sample().reward, half.sample().reward]), rewards[5])
     # The blocks draw the stream that one draw per batch would (so a checkpoint from
     # before the blocks, which saved the generator at a batch boundary, resumes alike).
     rng = np.random.default_rng(3)
@@ -380,9 +385,17 @@ def test_device_gather_path_gives_the_host_batches(filled_store):
         r = raw.sample()
     torch.testing.assert_close(y.action, torch.clip((r.action + 0.5) / 1.5, -1, 1))
     torch.testing.assert_close(y.reward, 3 * r.reward)
-    # gather() by store rows takes the same path (rows mapped to the table's rows).
+    # gather() by store rows takes the same path (rows mapped to the table's rows) ...
     rows = host.valid_rows[[0, 7, len(host.valid_rows) - 1, 7]]
     _assert_same(host.gather(rows), moved.gather(rows), type(x)._fields)
+    # ... and both paths refuse a row that starts no transition: a time-limit last row
+    # (not the next valid row's data), one past the store, one before it.
+    last = int(filled_store.episode_ends[0]) - 1
+    assert last not in host.valid_rows
+    for sampler in (host, moved):
+        for bad in (last, filled_store.n_steps, -1):
+            with pytest.raises(ValueError, match=rf"rows \[{bad}\] start no transition"):
+                sampler.gather(np.array([int(host.valid_rows[0]), bad]))
 
 
 @pytest.mark.gpu

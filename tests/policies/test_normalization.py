@@ -60,10 +60,11 @@ def test_state_round_trips_through_safetensors(tmp_path):
 
 
 def test_clip_loaded_through_a_parent_module_applies_both_ways():
-    """The negated clip forward() uses is not saved: loading any module that holds the
-    normalizer sets it again, so a loaded clip bounds values from below too."""
+    """Loading any module that holds the normalizer sets its clip, which then bounds
+    values from below too; so does setting the clip buffer by hand."""
     saved = torch.nn.Sequential(Normalizer(mean=[0.0], std=[1.0], clip=2.0))
     restored = torch.nn.Sequential(Normalizer.identity(1))
-    assert "0.neg_clip" not in saved.state_dict()
     restored.load_state_dict(saved.state_dict())
     assert restored(torch.tensor([[-50.0], [50.0]])).flatten().tolist() == [-2.0, 2.0]
+    restored[0].clip.fill_(3.0)
+    assert restored(torch.tensor([[-50.0], [50.0]])).flatten().tolist() == [-3.0, 3.0]

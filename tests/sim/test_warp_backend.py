@@ -248,3 +248,46 @@ def test_scripted_expert_succeeds_alike_on_warp_and_cpu(task, warp_device):
     (lo_c, hi_c), (lo_w, hi_w) = results["cpu"], results["warp"]
     assert lo_c <= hi_w and lo_w <= hi_c, results
     assert rates["warp"] >= 0.9, rates  # and the expert still works on Warp at all
+
+
+@pytest.mark.slow
+def test_batched_warp_step_reads_the_device_once_and_still_checks_its_health(warp_device):
+    """A control step on MuJoCo Warp waits for the device only at the action check and at
+    its one flag read, where it finds the ended episodes, non-finite physics and buffer
+    overflows together. No check may sit between (each would make the host wait for the
+    physics mid-step), and none of the three may be lost in the merge."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from robot_rl.config.schema import SimConfig, TaskConfig
+    from robot_rl.sim.batched import BatchedSim
+
+    sim = BatchedSim(
+        3, TaskConfig(name="reach"), sim_config=SimConfig(backend="warp", warp_device=warp_device)
+    )
+    sim.reset()
+    waits = []
+
+    class CountWaits(TorchDispatchMode):  # a scalar read, or an error check that needs one
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] in ("_local_scalar_dense", "_linalg_check_errors"):
+                waits.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with CountWaits():
+        sim.step(np.zeros((3, 4)))
+    assert waits == ["_local_scalar_dense.default"], waits  # the action check alone
+
+    sim._physics.qpos[1, 0] = float("nan")
+    with pytest.raises(RuntimeError, match=r"physics diverged in worlds \[1\]"):
+        sim.step(np.zeros((3, 4)))
+    sim.reset()
+    real = sim._physics.overflow
+    sim._physics.overflow = torch.tensor([0, 0, 4], dtype=torch.int32, device=real.device)
+    with pytest.raises(
+        RuntimeError, match=r"buffer overflow \(OverflowType bits 0x4\) in worlds \[2\]"
+    ):
+        sim.step(np.zeros((3, 4)))
+    sim._physics.overflow = real
+    sim.reset()
+    sim.step(np.zeros((3, 4)))  # healthy again
+    sim.close()

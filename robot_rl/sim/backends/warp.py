@@ -322,7 +322,7 @@ class WarpBackend:
         self._run(control.shape[1])
         return self.get_state(), self.d.sensordata.numpy().astype(np.float64)
 
-    def step_device(self, control: Any) -> None:
+    def step_device(self, control: Any, check_overflow: bool = True) -> None:
         """One control step from controls already on the device, with no host copy.
 
         Args:
@@ -330,13 +330,17 @@ class WarpBackend:
                 device (any float dtype). The resulting state stays on the device: read it
                 through ``warp.to_torch`` views of :attr:`d` (``qpos``, ``qvel``,
                 ``sensordata``), as :class:`~robot_rl.sim.batched.BatchedSim` does.
+            check_overflow: read the per-world overflow flags now and raise on one. That
+                waits for the step to finish; False leaves it to the caller, who reads
+                ``d.overflow`` with whatever else it needs from the device and passes it
+                to :meth:`check_overflow`.
         """
         import torch
 
         self._check_control(tuple(control.shape))
         src = wp.from_torch(control.to(torch.float32).contiguous())
         wp.copy(self._ctrl_buffer(control.shape[1]), src)
-        self._run(control.shape[1])
+        self._run(control.shape[1], check_overflow)
 
     # --- internals -----------------------------------------------------------------------
     def _check_control(self, shape: tuple[int, ...]) -> None:
@@ -353,7 +357,7 @@ class WarpBackend:
             self._graph = None
         return self._ctrl_seq
 
-    def _run(self, n_substeps: int) -> None:
+    def _run(self, n_substeps: int, check_overflow: bool = True) -> None:
         """The substeps of one control step; on CUDA recorded once as a graph and replayed."""
         if self.device.is_cuda:
             if self._graph is None:
@@ -363,7 +367,8 @@ class WarpBackend:
             wp.capture_launch(self._graph)
         else:
             self._substeps(n_substeps)
-        self._check_overflow()
+        if check_overflow:
+            self.check_overflow()
 
     def _check_structure(self, mjm: mujoco.MjModel, where: str) -> None:
         if not isinstance(mjm, mujoco.MjModel):
@@ -407,8 +412,11 @@ class WarpBackend:
             )
             mjw.step(self.m, self.d)
 
-    def _check_overflow(self) -> None:
-        flags = self.d.overflow.numpy()
+    def check_overflow(self, flags: np.ndarray | None = None) -> None:
+        """Raises RuntimeError, naming the worlds and the kinds, where a world's contact or
+        constraint buffers overflowed in the last step. ``flags``: ``d.overflow`` as read
+        by the caller; None reads it (waiting for the device)."""
+        flags = self.d.overflow.numpy() if flags is None else np.asarray(flags)
         if np.any(flags):
             bad = np.flatnonzero(flags)
             kinds = int(np.bitwise_or.reduce(flags[bad]))
