@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_rl.data.action_bounds import is_unit
+from robot_rl.data.action_bounds import is_unit, to_unit
 from robot_rl.data.batch import MCTransitionBatch, TransitionBatch, WindowBatch
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler_cache import RowCache, open_row_cache
@@ -189,10 +189,9 @@ class TransitionSampler:
             arrays themselves move to the device once (when they take at most half its
             free memory) as one table with a row per valid transition (about twice the
             observations' size), and a batch is one gather there: only row indices
-            cross, once per ``PICK_BLOCK`` batches (drawn
-            on the host, so the batches are the same as on the CPU), and the training
-            loop never waits on a host gather. Otherwise batches are gathered on the host
-            and copied.
+            cross, once per ``PICK_BLOCK`` batches (drawn on the host, so the batches are
+            the same as on the CPU), and the training loop never waits on a host gather.
+            Otherwise batches are gathered on the host and copied.
         seed: seed of the index generator.
         in_memory: load the committed arrays into RAM once; False gathers from a
             memory-mapped uncompressed copy on disk (built on first use, then reused),
@@ -276,7 +275,8 @@ class TransitionSampler:
             store.require_rewards()
             gamma = float(mc_return_discount)
             self._mc_return = self.reward_scale * discounted_returns(self._reward, ends, gamma)
-        self._action_affine: tuple[np.ndarray, np.ndarray] | None = None
+        #: The stored actions' bounds, mapped to [-1, 1] in batches; None: as stored.
+        self._action_bounds: tuple[np.ndarray, np.ndarray] | None = None
         if action_bounds is not None:
             low, high = (np.asarray(b, np.float64).reshape(-1) for b in action_bounds)
             if not (len(low) == len(high) == self.action_dim and np.all(high > low)):
@@ -285,8 +285,7 @@ class TransitionSampler:
                     f"action dims, got low={low.tolist()} high={high.tolist()}"
                 )
         if action_bounds is not None and not is_unit(low, high):
-            half = (high - low) / 2.0
-            self._action_affine = ((low + half).astype(np.float32), (1.0 / half).astype(np.float32))
+            self._action_bounds = (low, high)
         self.checked_finite = self.cache is None and _all_finite(
             self._obs, self._action, self._mc_return, self._reward if store.has_rewards else None
         )
@@ -414,10 +413,10 @@ class TransitionSampler:
 
     def _mapped(self, action: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored actions and rewards as batches carry them: actions mapped from their
-        bounds to [-1, 1], rewards times ``reward_scale`` (float32 throughout)."""
-        if self._action_affine is not None:
-            mid, inv_half = self._action_affine
-            action = np.clip((action - mid) * inv_half, -1.0, 1.0)
+        bounds to [-1, 1] (:func:`~robot_rl.data.action_bounds.to_unit`), rewards times
+        ``reward_scale``; float32."""
+        if self._action_bounds is not None:
+            action = to_unit(action, *self._action_bounds)
         if self.reward_scale != 1.0:
             reward = reward * np.float32(self.reward_scale)
         return action, reward

@@ -82,6 +82,9 @@ def _state_offsets(model: mujoco.MjModel) -> dict[str, int]:
 class _CpuPhysics:
     """All worlds' states as one float64 numpy array, stepped by ``mujoco.rollout``."""
 
+    #: No buffers to overflow (MuJoCo on the CPU grows its own); see ``_WarpPhysics``.
+    overflow = None
+
     def __init__(self, model: mujoco.MjModel, n_worlds: int, n_threads: int) -> None:
         self.model = model
         self._datas = [mujoco.MjData(model) for _ in range(n_threads)]
@@ -610,7 +613,7 @@ class BatchedSim:
         (raised here: MuJoCo Warp's buffer overflows, then non-finite physics)."""
         xp = self.xp
         flags = [ended, ~xp.all(xp.isfinite(self._physics.qpos), axis=1)]
-        overflow = getattr(self._physics, "overflow", None)
+        overflow = self._physics.overflow
         if overflow is not None:
             flags.append(overflow != 0)
         host = _to_numpy(xp.stack(flags))
