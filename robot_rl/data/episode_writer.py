@@ -15,232 +15,74 @@ per-episode ``meta/`` rows (episode end, provenance, statistics, stream episode 
 each fsynced along with the array metadata and the directories that gained entries; only
 then is ``commit.json`` replaced, and only then does the episode exist. A process killed
 before that leaves rows past the committed counts, which readers ignore and the next
-``begin_episode`` deletes (:func:`truncate_uncommitted`).
+``begin_episode`` deletes (:func:`robot_rl.data.chunk_io.truncate_uncommitted`).
 
-Validation (:func:`check_block`) happens before a block's first byte is written, so a bad
-block raises ValueError and leaves the open episode's earlier rows, and everything
-committed, as they were.
+Validation (:mod:`robot_rl.data.row_checks`) happens before a block's first byte is
+written, so a bad block raises ValueError and leaves the open episode's earlier rows, and
+everything committed, as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
-import re
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
 from robot_rl.data.atomic_fs import fsync_path
+from robot_rl.data.chunk_io import (
+    digest_update,
+    new_digest,
+    set_rows,
+    truncate_uncommitted,
+    write_rows,
+)
+from robot_rl.data.provenance import REWARD_NONE, EpisodeProvenance
+from robot_rl.data.row_checks import check_block, check_timestamps
 from robot_rl.data.stats import Moments
+from robot_rl.data.store_commit import CommittedStore
+from robot_rl.data.store_layout import REQUIRED_FRAME_KEYS, TIMESTAMP_KEY
 
-if TYPE_CHECKING:
-    from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
-
-# Temporary files zarr's LocalStore (``<name>.<uuid32>.partial``) and the store's own
-# documents (``.<name>.tmp-<pid>``) leave when a process dies mid-write.
-_PARTIAL_RE = re.compile(r"^.+\.[0-9a-f]{32}\.partial$")
-_TMP_DOC_RE = re.compile(r"^\..+\.tmp-\d+$")
-
-Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
-
-# Key of the float64 seconds column of control rows (optional) and of every stream.
-TIMESTAMP_KEY = "timestamp"
+__all__ = [
+    "TIMESTAMP_KEY",
+    "EpisodeWriter",
+    "check_frames",
+    "check_stream_rows",
+    "truncate_uncommitted",
+    "write_rows",
+]
 
 
-# ---------------------------------------------------------------------------- validation
-
-
-def cast_values(what: str, key: str, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Check that ``x`` fits ``dtype`` (same kind, in range, finite floats) and cast it.
-
-    Raises:
-        ValueError: naming ``what[key]``, what was expected and what was given.
-    """
-    src = x.dtype
-    ok = (
-        src.kind == dtype.kind
-        or (dtype.kind in "iu" and src.kind in "iu")
-        or (dtype.kind == "b" and src.kind in "iu")
-    )
-    if not ok:
-        raise ValueError(
-            f"{what}[{key!r}]: expected dtype {dtype} (kind {dtype.kind!r}), got {src}"
-        )
-    if dtype.kind == "b":
-        if src.kind != "b" and not np.isin(x, (0, 1)).all():
-            raise ValueError(
-                f"{what}[{key!r}]: expected bool (or 0/1) values, got {src} with other values"
-            )
-        return x.astype(bool)
-    if dtype.kind in "iu" and x.size:
-        info = np.iinfo(dtype)
-        lo, hi = x.min(), x.max()
-        if lo < info.min or hi > info.max:
-            raise ValueError(
-                f"{what}[{key!r}]: values in [{lo}, {hi}] do not fit dtype {dtype} "
-                f"([{info.min}, {info.max}])"
-            )
-    if dtype.kind == "f":
-        finite = np.isfinite(x)
-        if not finite.all():
-            step = int(np.argwhere(~finite)[0][0])
-            raise ValueError(f"{what}[{key!r}]: NaN or inf at step {step}; expected finite")
-        with np.errstate(over="ignore"):
-            y = x.astype(dtype)
-        if not np.isfinite(y).all():
-            raise ValueError(
-                f"{what}[{key!r}]: values overflow {dtype} (max |x| = {np.abs(x).max()})"
-            )
-        return y
-    return x.astype(dtype)
-
-
-def check_block(
-    what: str,
-    spec: Spec,
-    required: list[str],
-    block: dict[str, np.ndarray],
-    where: Path,
+def check_frames(
+    store: CommittedStore, frames: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Check and cast a block of rows against ``spec``; nothing is written.
-
-    Keys of ``spec`` not in ``required`` are optional bool flags that default to all
-    False. Every key needs the same number of rows T (T may be 0).
-
-    Returns:
-        (every key of ``spec`` -> rows cast to its dtype, T).
-
-    Raises:
-        ValueError: an unknown or missing key, a wrong shape or dtype, differing T,
-            non-finite floats; the message names ``what[key]`` and ``where``.
-    """
-    if not isinstance(block, dict):
-        raise ValueError(f"{what}: expected a dict key -> array, got {type(block).__name__}")
-    unknown = sorted(set(block) - set(spec))
-    if unknown:
-        raise ValueError(f"{what}: unknown key(s) {unknown}; expected {list(spec)} ({where})")
-    missing = [k for k in required if k not in block]
-    if missing:
-        raise ValueError(f"{what}: missing key(s) {missing}; every block needs {required}")
-    n_rows: int | None = None
-    first_key = ""
-    out: dict[str, np.ndarray] = {}
-    for key, (shape, dtype) in spec.items():
-        if key not in block:
-            continue
-        x = np.asarray(block[key])
-        if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != shape:
-            raise ValueError(
-                f"{what}[{key!r}]: expected shape (T, {', '.join(map(str, shape))}) "
-                f"(per-step shape {shape}), got {x.shape}".replace(", )", ")")
-            )
-        if n_rows is None:
-            n_rows, first_key = x.shape[0], key
-        elif x.shape[0] != n_rows:
-            raise ValueError(
-                f"{what}[{key!r}]: has {x.shape[0]} steps, but {what}[{first_key!r}] has "
-                f"{n_rows}; every key needs the same T"
-            )
-        out[key] = cast_values(what, key, x, dtype)
-    assert n_rows is not None  # required is never empty
-    for key, (shape, dtype) in spec.items():
-        if key not in out:
-            out[key] = np.zeros((n_rows, *shape), dtype=dtype)
-    return out, int(n_rows)
-
-
-def check_timestamps(what: str, ts: np.ndarray, previous: float | None) -> None:
-    """Raise ValueError unless ``ts`` is non-decreasing and starts at or after ``previous``."""
-    if ts.size == 0:
-        return
-    bad = np.nonzero(np.diff(ts) < 0)[0]
-    if bad.size:
-        r = int(bad[0]) + 1
+    """Check and cast a block of control rows; raise ValueError before anything is
+    written."""
+    required = [k for k in (*store.obs_keys, *REQUIRED_FRAME_KEYS) if k in store._spec]
+    if not store.has_rewards and isinstance(frames, dict) and "reward" in frames:
         raise ValueError(
-            f"{what}['timestamp']: decreases at row {r} ({ts[r - 1]!r} -> {ts[r]!r}); "
-            "timestamps must be non-decreasing"
+            f"frames['reward']: {store.path} is a store without rewards (reward_source "
+            f"{REWARD_NONE!r}); leave 'reward' out, or create the store with rewards"
         )
-    if previous is not None and ts[0] < previous:
+    if store.has_timestamps:
+        required.append(TIMESTAMP_KEY)
+    return check_block("frames", store._spec, required, frames, store.path)
+
+
+def check_stream_rows(
+    store: CommittedStore, name: str, rows: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], int]:
+    """Check and cast a block of rows of stream ``name``; raise ValueError before anything
+    is written."""
+    if name not in store.stream_keys:
         raise ValueError(
-            f"{what}['timestamp']: first value {ts[0]!r} is before the last appended "
-            f"{previous!r}; timestamps must be non-decreasing across blocks"
+            f"streams: unknown stream {name!r}; declared streams: {list(store.stream_keys)}"
         )
-
-
-def digest_update(h: Any, rows: np.ndarray) -> None:
-    """Feed rows into a per-episode digest: C-order, little-endian bytes of the stored dtype.
-
-    The digest of an episode's rows of a key depends only on their values, not on how
-    they were split into blocks or chunks (the store's ``meta/digests``)."""
-    x = np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<"))
-    h.update(memoryview(x).cast("B"))
-
-
-def new_digest() -> Any:
-    """A fresh per-episode digest (SHA-256)."""
-    return hashlib.sha256()
-
-
-# ---------------------------------------------------------------------------- durable writes
-
-
-def set_rows(a: zarr.Array, n: int) -> None:
-    """Set the array's length along axis 0 to ``n`` rows (metadata only).
-
-    Shrinking skips zarr's search for chunks outside the new shape, which enumerates every
-    chunk of the array (its cost would grow with the store); callers delete dead chunk
-    files themselves (:func:`truncate_uncommitted`), or there are none (a trim of rows
-    grown ahead but never written).
-    """
-    shape = (n, *a.shape[1:])
-    if n >= a.shape[0]:
-        a.resize(shape)
-    else:
-        sync(a.async_array.resize(shape, delete_outside_chunks=False))
-
-
-def chunk_file(array_dir: Path, a: zarr.Array, c: int) -> Path:
-    """Path of chunk ``c`` along axis 0 (the store's chunks span every other axis)."""
-    return array_dir.joinpath("c", str(c), *(["0"] * (a.ndim - 1)))
-
-
-def write_rows(
-    store_dir: Path,
-    name: str,
-    a: zarr.Array,
-    lo: int,
-    rows: np.ndarray,
-    dirs: set[Path],
-    grow_rows: int = 0,
-) -> None:
-    """Write ``rows`` at row ``lo`` of array ``name`` (growing it) and fsync their chunks.
-
-    When the array must grow, it grows by ``grow_rows`` more than needed, so a long
-    episode rewrites the array metadata once per several chunks, not once per chunk
-    (commit trims the shape to the committed rows). Directories that may have gained
-    entries are added to ``dirs``; the caller fsyncs them (once each) before committing.
-    """
-    hi = lo + len(rows)
-    if a.shape[0] < hi:
-        set_rows(a, hi + grow_rows)
-    a[lo:hi] = rows
-    cs = a.chunks[0]
-    array_dir = store_dir / name
-    dirs.add(array_dir)
-    for c in range(lo // cs, (hi - 1) // cs + 1):
-        f = chunk_file(array_dir, a, c)
-        fsync_path(f)
-        d = f.parent
-        while d != array_dir:
-            dirs.add(d)
-            d = d.parent
+    spec = store._stream_specs[name]
+    return check_block(f"streams[{name!r}]", spec, list(spec), rows, store.path)
 
 
 # Chunks an array grows by beyond what a write needs (see write_rows).
@@ -288,36 +130,6 @@ class _ArrayTail:
             self.fill = 0
 
 
-def truncate_uncommitted(store: EpisodeStore) -> None:
-    """Delete every row past the committed counts (a crashed or discarded episode).
-
-    Whole chunks past the committed rows hold only uncommitted data, perhaps torn by the
-    crash that left them; zarr's resize would delete only those inside the old shape, so
-    they are deleted here, along with temporary files a killed write left behind.
-    """
-    for name, a, committed in store._all_arrays():
-        array_dir = store.path / name
-        for child in array_dir.iterdir() if array_dir.is_dir() else ():
-            if _PARTIAL_RE.match(child.name):  # a killed metadata write
-                child.unlink(missing_ok=True)
-        if a.shape[0] <= committed:
-            continue
-        first_dead = math.ceil(committed / a.chunks[0])
-        chunk_root = array_dir / "c"
-        if chunk_root.is_dir():
-            for child in chunk_root.iterdir():
-                head = child.name.split(".", 1)[0]
-                if _PARTIAL_RE.match(child.name) or (head.isdigit() and int(head) >= first_dead):
-                    shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
-                elif child.is_dir() and head.isdigit() and int(head) == first_dead - 1:
-                    for f in child.rglob("*.partial"):
-                        f.unlink(missing_ok=True)
-        set_rows(a, committed)
-    for child in store.path.iterdir():
-        if _TMP_DOC_RE.match(child.name):
-            child.unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------------------- the writer
 
 
@@ -345,7 +157,7 @@ class EpisodeWriter:
             writer.commit(provenance)
     """
 
-    def __init__(self, store: EpisodeStore):
+    def __init__(self, store: CommittedStore):
         self._store = store
         self._dirs: set[Path] = set()
         self._closed = False
@@ -421,7 +233,7 @@ class EpisodeWriter:
                 earlier rows stay.
         """
         self._check_usable()
-        checked, n = self._store._check_frames(frames)
+        checked, n = check_frames(self._store, frames)
         if "timestamp" in checked:
             check_timestamps("frames", checked["timestamp"], self._last_ts)
         self._write_frames(checked, n)
@@ -458,7 +270,7 @@ class EpisodeWriter:
             ValueError: an unknown stream or a malformed block; nothing of it is written.
         """
         self._check_usable()
-        checked, n = self._store._check_stream_rows(name, rows)
+        checked, n = check_stream_rows(self._store, name, rows)
         check_timestamps(f"streams[{name!r}]", checked["timestamp"], self._stream_last_ts[name])
         self._write_stream(name, checked, n)
 
@@ -497,8 +309,6 @@ class EpisodeWriter:
         self._stage(provenance)
 
     def _stage(self, provenance: EpisodeProvenance) -> None:
-        from robot_rl.data.episode_store import EpisodeProvenance
-
         if not isinstance(provenance, EpisodeProvenance):
             raise ValueError(
                 f"provenance: expected an EpisodeProvenance, got {type(provenance).__name__}"

@@ -21,17 +21,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robot_rl.data.episode_writer import TIMESTAMP_KEY, chunk_file, digest_update, new_digest
+from robot_rl.data.chunk_io import chunk_file, digest_update, new_digest
 from robot_rl.data.labels import LABELS_FILE
 from robot_rl.data.provenance import EpisodeProvenance
 from robot_rl.data.stats import Moments
-
-if TYPE_CHECKING:
-    from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.store_commit import CommittedStore
+from robot_rl.data.store_layout import TIMESTAMP_KEY, persisted_stat_keys
+from robot_rl.data.store_lock import stale_siblings
 
 
 @dataclass
@@ -65,7 +64,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def validate_store(store: EpisodeStore) -> ValidationReport:
+def validate_store(store: CommittedStore) -> ValidationReport:
     """Check the committed content of ``store``; see the module docstring."""
     report = ValidationReport()
     n_ep = store._n_episodes
@@ -168,7 +167,7 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
     check_ends("meta/episode_ends", store._ends, strict=True)
     data_episodes = rows_to_episodes(store._ends)
     check_array("meta/episode_ends", store._ends_arr, n_ep, per_episode)
-    for key in store._persisted_stat_keys(store._spec, store.obs_spec):
+    for key in persisted_stat_keys(store._spec, store.obs_spec):
         if key not in store._stats_arr:
             report.problems.append(
                 (None, f"meta/stats/{key}", "statistics array is missing (the schema implies it)")
@@ -215,8 +214,6 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
                         )
                     )
     _compare_moments(store, moments, unverified, report)
-    from robot_rl.data.episode_store import stale_siblings
-
     for sib in stale_siblings(store.path):
         report.problems.append(
             (
@@ -256,7 +253,7 @@ def validate_store(store: EpisodeStore) -> ValidationReport:
     return report
 
 
-def _recorded_digests(store: EpisodeStore, report: ValidationReport) -> list[dict | None] | None:
+def _recorded_digests(store: CommittedStore, report: ValidationReport) -> list[dict | None] | None:
     """Each episode's recorded digests (None for an unreadable row); None without digests."""
     if store._digest_arr is None:
         return None
@@ -283,7 +280,7 @@ def _recorded_digests(store: EpisodeStore, report: ValidationReport) -> list[dic
 
 
 def _compare_moments(
-    store: EpisodeStore,
+    store: CommittedStore,
     moments: dict[str, list[Moments | None]],
     unverified: dict[str, set[int]],
     report: ValidationReport,

@@ -12,6 +12,7 @@ import zarr
 
 from robot_rl.data import episode_store as es
 from robot_rl.data import episode_writer as ew
+from robot_rl.data import store_commit, store_create
 from robot_rl.data.episode_store import (
     EpisodeProvenance,
     EpisodeStore,
@@ -89,7 +90,9 @@ def _crash_at_commit(monkeypatch):
     def boom(path, doc):
         raise OSError("simulated crash before the commit document")
 
-    monkeypatch.setattr(es, "_atomic_write_json", boom)
+    # The commit document is written by the commit record and, for a new store, by create.
+    monkeypatch.setattr(store_commit, "atomic_write_json", boom)
+    monkeypatch.setattr(store_create, "atomic_write_json", boom)
     # A killed process cleans nothing up: keep the failed episode's rows on disk.
     monkeypatch.setattr(ew, "truncate_uncommitted", lambda store: None)
 
