@@ -8,7 +8,7 @@ higher true return, with 10% of its verdicts flipped. A Bradley-Terry reward
 goal positions (``ee_pos, object_pos, goal``: what a person judging a push looks at) is
 fitted to those preferences on a copy of the store with its rewards removed, and
 relabels that copy
-(:func:`robot_rl.data.relabel.relabel`). IQL (10k gradient steps, batch 256, 2x256
+(:func:`robot_rl.algos.rewards.relabel.relabel`). IQL (10k gradient steps, batch 256, 2x256
 networks) is trained on (a) the true rewards and (b) the learned ones with the same
 seeds, and each policy is evaluated on 100 held-out episodes (seeds 10_000 + i). The bar:
 success of (b) >= 90% of success of (a).
@@ -184,8 +184,8 @@ def stage_true_store() -> None:
 def stage_stripped_store() -> None:
     if (STRIPPED_STORE / "commit.json").exists():
         return
+    from robot_rl.algos.rewards.relabel import strip_rewards
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.data.relabel import strip_rewards
 
     _clear(STRIPPED_STORE)
     t0 = time.perf_counter()
@@ -237,7 +237,7 @@ def stage_model(args: argparse.Namespace, v: Variant) -> None:
 def stage_learned_store(v: Variant) -> None:
     if (v.store / "commit.json").exists():
         return
-    from robot_rl.data.relabel import relabel
+    from robot_rl.algos.rewards.relabel import relabel
 
     _clear(v.store)
     t0 = time.perf_counter()

@@ -597,7 +597,7 @@ def _add_train_reward_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
-    from robot_rl.data.relabel import relabel
+    from robot_rl.algos.rewards.relabel import relabel
 
     result = relabel(args.path, args.out, args.model, replace_rewards=args.replace_rewards)
     console.print(

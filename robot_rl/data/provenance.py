@@ -79,7 +79,7 @@ class EpisodeProvenance:
             replay of its actions can reproduce it.
         reward_source: where the episode's rewards came from when not as recorded:
             ``"none"`` (removed), ``"learned:<reward model id>"`` (written by
-            :func:`robot_rl.data.relabel.relabel`); ``""`` (the default) means recorded
+            :func:`robot_rl.algos.rewards.relabel.relabel`); ``""`` (the default) means recorded
             with the episode. Left out of the stored JSON when empty, so provenance of
             recorded episodes reads as before.
     """

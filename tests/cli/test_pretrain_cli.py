@@ -79,7 +79,7 @@ def test_pretrain_refuses_a_store_that_fails_validation(fetch_store, tmp_path):
 
 @pytest.mark.slow
 def test_rewardless_store_trains_bc_refuses_iql_and_cal_ql_gets_returns(fetch_store, tmp_path):
-    from robot_rl.data.relabel import strip_rewards
+    from robot_rl.algos.rewards.relabel import strip_rewards
 
     bare = tmp_path / "bare.zarr"
     strip_rewards(fetch_store, bare)

@@ -6,7 +6,7 @@
   with a content-hash id;
 - :func:`add_synthetic_preferences`: a synthetic teacher for benchmarks and tests.
 
-:func:`robot_rl.data.relabel.relabel` (``robot-rl-data relabel``) writes a model's
+:func:`robot_rl.algos.rewards.relabel.relabel` (``robot-rl-data relabel``) writes a model's
 rewards into a new store.
 """
 

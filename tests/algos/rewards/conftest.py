@@ -86,3 +86,10 @@ def make_walk_store(tmp_path):
         return store
 
     return _make
+
+
+@pytest.fixture(autouse=True)
+def _sampler_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Out-of-core samplers build their row cache under a temporary directory, never in
+    the user's ``~/.cache``."""
+    monkeypatch.setenv("ROBOT_RL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -15,8 +15,8 @@ from robot_rl.algos.rewards import (
     episode_returns,
     train_preference_model,
 )
+from robot_rl.algos.rewards.relabel import relabel, strip_rewards
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.relabel import relabel, strip_rewards
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

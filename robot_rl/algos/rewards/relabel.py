@@ -10,8 +10,9 @@ rewards (``reward_source="none"``), e.g. to benchmark learned rewards against tr
 
 Neither touches the source store. As the governance rewrites do
 (:mod:`robot_rl.data.governance`), the new store is written through the ordinary episode
-writer (checksums, digests and statistics are fresh and consistent), validated, and only
-then published at ``dst`` with a rename, so ``dst`` never shows a partial store.
+writer (:mod:`robot_rl.data.rewrite`: checksums, digests and statistics are fresh and
+consistent), validated, and only then published at ``dst`` with a rename, so ``dst`` never
+shows a partial store.
 """
 
 from __future__ import annotations
@@ -21,17 +22,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from robot_rl.algos.rewards.model import RewardModel, load_reward_model
 from robot_rl.data.episode_store import EpisodeStore, StoreFormatError
-from robot_rl.data.governance import _write_new_store
 from robot_rl.data.labels import LabelLog
 from robot_rl.data.provenance import REWARD_LEARNED_PREFIX, REWARD_NONE
-
-if TYPE_CHECKING:
-    from robot_rl.algos.rewards.model import RewardModel
+from robot_rl.data.rewrite import write_new_store
 
 # (episode index, start row, end row) -> float32 rewards of those rows, or None.
 RewardFn = Callable[[int, int, int], np.ndarray | None]
@@ -79,8 +77,6 @@ def relabel(
             store; or the source has rewards and ``replace_rewards`` is False.
         FileExistsError: ``dst`` exists.
     """
-    from robot_rl.algos.rewards.model import RewardModel, load_reward_model
-
     m = model if isinstance(model, RewardModel) else load_reward_model(model)
     with EpisodeStore.open(src) as store:
         if store.has_rewards and not replace_rewards:
@@ -133,5 +129,5 @@ def _rewrite(
 
     episodes = [(store, i) for i in range(store.n_episodes)]
     labels = LabelLog(store.labels(), store.preferences())
-    _write_new_store(dst, tag, schema, chunks, episodes, labels, edit)
+    write_new_store(dst, tag, schema, chunks, episodes, labels, edit)
     return RelabelResult(dst, reward_source, store.n_episodes, store.n_steps)
