@@ -57,7 +57,7 @@ DEFAULT_GRID = (
 
 def dataset(task: str, recipe: str, n_episodes: int) -> Path:
     """The benchmark store, recorded once (seed 0) and reused."""
-    from robot_rl.data.make_dataset import make_dataset
+    from robot_rl.teleop.make_dataset import make_dataset
 
     path = DATA_DIR / f"{task}_{recipe}_{n_episodes}.zarr"
     if not (path / "commit.json").exists():

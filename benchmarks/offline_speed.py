@@ -205,7 +205,7 @@ PLAIN = {"bc": PlainBC, "td3bc": PlainTD3BC, "iql": PlainIQL, "cql": PlainCQL}
 
 
 def store_path(episodes: int) -> Path:
-    from robot_rl.data.make_dataset import make_dataset
+    from robot_rl.teleop.make_dataset import make_dataset
 
     path = RESULTS_DIR / "offline_data" / f"push_mixed_{episodes}.zarr"
     if not (path / "commit.json").exists():

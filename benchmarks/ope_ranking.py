@@ -83,7 +83,7 @@ def dataset(args: argparse.Namespace, work: Path) -> Path:
         return SHARED_STORE
     path = work / "data" / f"{TASK}_{RECIPE}_{args.episodes}.zarr"
     if not (path / "commit.json").is_file():
-        from robot_rl.data.make_dataset import make_dataset
+        from robot_rl.teleop.make_dataset import make_dataset
 
         log(f"making {path} ({args.episodes} episodes)")
         make_dataset(TASK, RECIPE, path, n_episodes=args.episodes, seed=0)
@@ -166,9 +166,9 @@ def noisy_expert(task_config: Any, noise_std: float) -> Any:
     """The scripted expert with Gaussian noise σ on its normalized actions, clipped to
     [-1, 1] (``make_dataset.PerturbedPolicy``), one per world; each episode's noise comes
     from a generator seeded by its episode seed."""
-    from robot_rl.data.make_dataset import Behaviour, PerturbedPolicy
     from robot_rl.eval.batched import PerWorldPolicies
     from robot_rl.sim.experts import make_expert
+    from robot_rl.teleop.make_dataset import Behaviour, PerturbedPolicy
 
     behaviour = Behaviour("noisy", noise_std)
     return PerWorldPolicies(
@@ -463,8 +463,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.data.make_dataset import RECIPES, task_config
     from robot_rl.sim.env import RobotEnv
+    from robot_rl.teleop.make_dataset import RECIPES, task_config
 
     work: Path = args.work_dir
     timings: dict[str, float] = {}

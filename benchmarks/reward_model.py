@@ -131,7 +131,7 @@ def _clear(path: Path) -> None:
 def _source_store() -> Path:
     """The shared benchmark store (read-only here); recorded if it does not exist yet."""
     if not (SRC_STORE / "commit.json").exists():
-        from robot_rl.data.make_dataset import make_dataset
+        from robot_rl.teleop.make_dataset import make_dataset
 
         # Another benchmark may be recording the shared store: record a private one.
         path = WORK_DIR / "push_mixed_1000_source.zarr"

@@ -6,8 +6,7 @@ import contextlib
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
 
@@ -50,18 +49,3 @@ def fail_on_user_error() -> Iterator[None]:
         console.print(f"[bold red]error:[/bold red] {e}")
         console.print("[dim](set ROBOT_RL_DEBUG=1 for the traceback)[/dim]")
         sys.exit(1)
-
-
-@contextlib.contextmanager
-def stage(
-    index: int, total: int, name: str, timings: dict[str, float]
-) -> Iterator[Callable[[str], None]]:
-    """Times one pipeline stage and prints what it did (``say``) when it ends."""
-    console.print(f"[bold cyan][{index}/{total}] {name}[/bold cyan] ...")
-    start = time.perf_counter()
-    lines: list[str] = []
-    yield lines.append
-    timings[name] = time.perf_counter() - start
-    for line in lines:
-        console.print(f"      {line}")
-    console.print(f"      [dim]{name} took {timings[name]:.1f} s[/dim]")

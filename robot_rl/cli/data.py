@@ -474,7 +474,7 @@ def _add_import_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_make_dataset(args: argparse.Namespace) -> int:
     from robot_rl.cli.common import show_progress
-    from robot_rl.data.make_dataset import RECIPES, make_dataset
+    from robot_rl.teleop.make_dataset import RECIPES, make_dataset
 
     recipe = RECIPES[args.recipe]
     console.print(
@@ -512,7 +512,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
     from robot_rl.config.schema import TASK_NAMES
-    from robot_rl.data.make_dataset import RECIPES
+    from robot_rl.teleop.make_dataset import RECIPES
 
     p.add_argument("--task", required=True, choices=list(TASK_NAMES))
     p.add_argument(

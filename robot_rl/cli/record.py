@@ -122,32 +122,30 @@ def open_or_create_store(cfg: RecordConfig, env: Any) -> Any:
         ConfigError: the path is no store (or another writer holds it), or the store
             does not match this robot, task, control rate, observations or action size.
     """
-    from robot_rl.sim.env import OBS_SPEC
+    from robot_rl.teleop.expert_store import sim_obs_spec
 
     path = Path(cfg.store.path)
-    spaces = env.observation_space.spaces
-    order = [k for k in OBS_SPEC if k in spaces] + [k for k in spaces if k not in OBS_SPEC]
-    obs_spec = {k: (tuple(spaces[k].shape), str(spaces[k].dtype)) for k in order}
+    obs_spec = sim_obs_spec(env)
     action_dim = int(env.action_space.shape[0])
     try:
-        return _open_or_create(cfg, path, obs_spec, action_dim)
+        return _open_or_create(cfg, path, env, obs_spec, action_dim)
     except (OSError, ValueError, RuntimeError) as e:  # not a store, locked, unwritable
         raise ConfigError(f"store.path={str(path)!r}: {e}") from None
 
 
-def _open_or_create(cfg: RecordConfig, path: Path, obs_spec: dict, action_dim: int) -> Any:
+def _open_or_create(
+    cfg: RecordConfig, path: Path, env: Any, obs_spec: dict, action_dim: int
+) -> Any:
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.sim.env import OBS_SPEC
+    from robot_rl.teleop.expert_store import new_sim_store
 
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        return EpisodeStore.create(
+        return new_sim_store(
             path,
-            obs_spec=obs_spec,
-            action_dim=action_dim,
-            control_hz=cfg.task.control_hz,
+            env,
             robot=cfg.robot.name,
             task=cfg.task.name,
-            units={k: unit for k, (_, unit) in OBS_SPEC.items() if k in obs_spec},
+            control_hz=cfg.task.control_hz,
             chunk_steps=cfg.store.chunk_steps or None,
             timestamps=True,
         )

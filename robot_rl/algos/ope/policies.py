@@ -7,7 +7,7 @@ each logged episode: it is reset at every episode start and sees the logged obse
 in order, which is the phase it would be in after that observation history. A policy
 with noise ``noise_std = σ`` acts ``clip(mean + σ ε, -1, 1)``, ``ε ~ N(0, I)``, in the
 normalized action space, exactly as the dataset recipes perturb the expert
-(:class:`robot_rl.data.make_dataset.PerturbedPolicy`).
+(:class:`robot_rl.teleop.make_dataset.PerturbedPolicy`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from robot_rl.cli.ope import main
-from robot_rl.data.make_dataset import make_dataset
+from robot_rl.teleop.make_dataset import make_dataset
 
 
 @pytest.mark.slow

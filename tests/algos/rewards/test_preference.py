@@ -143,7 +143,7 @@ def test_bad_settings_are_refused(make_walk_store):
 @pytest.mark.slow
 def test_preference_reward_on_recorded_push_data(tmp_path):
     """The benchmark's pipeline on a small mixed push dataset from the sim."""
-    from robot_rl.data.make_dataset import make_dataset
+    from robot_rl.teleop.make_dataset import make_dataset
 
     make_dataset("push", "mixed", tmp_path / "push", n_episodes=40, seed=0)
     with EpisodeStore.open(tmp_path / "push", "a") as store:

@@ -1,5 +1,6 @@
 """Benchmark datasets: fixed recipes of scripted-expert episodes per task (reach, push,
-lift), so that no learning bar can be met by tuning the data.
+lift), so that no learning bar can be met by tuning the data. Recorded with
+:func:`robot_rl.teleop.expert_store.record_scripted_expert`.
 
 A recipe is data (:data:`RECIPES`); the only knobs are the task, the number of episodes,
 the seed and where the store goes. Every recipe runs the task's scripted expert
@@ -46,11 +47,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robot_rl.config.schema import TASK_NAMES, RobotConfig, SimConfig, TaskConfig
+
+if TYPE_CHECKING:
+    from robot_rl.teleop.recorder import RecordSummary
 
 #: ``provenance.operator`` of every generated episode (as the pipeline's scripted demos).
 OPERATOR = "scripted-expert"
@@ -254,11 +258,9 @@ def make_dataset(
         FileExistsError: ``out`` exists and ``overwrite`` is False (or it is not an
             episode store).
     """
-    from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
-    from robot_rl.paths import code_version
-    from robot_rl.sim.env import OBS_SPEC, make_env
-    from robot_rl.sim.experts import make_expert
-    from robot_rl.teleop.recorder import record_episodes
+    # Simulation imports here: the recipes (for --help) need none of them.
+    from robot_rl.sim.env import make_env
+    from robot_rl.teleop.expert_store import record_scripted_expert
 
     rec = _check_args(task, recipe, n_episodes, seed)
     out = Path(out)
@@ -271,50 +273,40 @@ def make_dataset(
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     schedule = episode_schedule(rec, n_episodes, seed)
     cfg = task_config(task, rec)
+    stats = {b.name: BehaviourStats() for b, _ in rec.mix}
+
+    def episode_policy(i: int, expert: Any) -> tuple[PerturbedPolicy, str]:
+        # Episode i's noise has its own generator: independent of the other episodes.
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+        return PerturbedPolicy(expert, schedule[i], rng), policy_id(task, schedule[i], rec)
+
+    def count(i: int, result: RecordSummary) -> None:
+        s = stats[schedule[i].name]
+        s.n_episodes += result.n_episodes
+        s.n_steps += result.n_steps
+        s.n_success += result.n_success
+        if on_episode is not None:
+            on_episode(i, schedule[i], bool(result.n_success))
 
     start = time.perf_counter()
     env = make_env(cfg, RobotConfig(), SimConfig())
-    store = EpisodeStore.create(
-        out,
-        obs_spec={k: (shape, "float32") for k, (shape, _) in OBS_SPEC.items()},
-        action_dim=env.action_space.shape[0],
-        control_hz=cfg.control_hz,
-        robot=RobotConfig().name,
-        task=task,
-        units={k: unit for k, (_, unit) in OBS_SPEC.items()},
-        overwrite=overwrite,
-    )
-    template = EpisodeProvenance(
-        source="scripted",
-        operator=OPERATOR,
-        robot_id=f"sim:{RobotConfig().name}",
-        config_hash=spec_hash,
-        code_version=code_version(),
-        safety_filter_version="none",
-    )
-    stats = {b.name: BehaviourStats() for b, _ in rec.mix}
-    expert = make_expert(task, cfg.max_ee_step_m)
     try:
-        for i, behaviour in enumerate(schedule):
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
-            # One episode per call: each gets its own provenance and noise generator.
-            result = record_episodes(
-                env,
-                PerturbedPolicy(expert, behaviour, rng),
-                store,
-                n_episodes=1,
-                seed=seed + i,
-                provenance=dataclasses.replace(template, policy_id=policy_id(task, behaviour, rec)),
-                action_noise_std=0.0,
-            )
-            s = stats[behaviour.name]
-            s.n_episodes += result.n_episodes
-            s.n_steps += result.n_steps
-            s.n_success += result.n_success
-            if on_episode is not None:
-                on_episode(i, behaviour, bool(result.n_success))
+        record_scripted_expert(
+            env,
+            out,
+            robot=RobotConfig().name,
+            task=task,
+            control_hz=cfg.control_hz,
+            max_ee_step_m=cfg.max_ee_step_m,
+            n_episodes=n_episodes,
+            seed=seed,
+            operator=OPERATOR,
+            config_hash=spec_hash,
+            overwrite=overwrite,
+            episode_policy=episode_policy,
+            on_episode=count,
+        )
     finally:
-        store.close()
         env.close()
     return DatasetSummary(
         path=out,

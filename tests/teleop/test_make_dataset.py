@@ -13,7 +13,8 @@ import pytest
 
 from robot_rl.cli.data import main
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.make_dataset import (
+from robot_rl.sim.experts import make_expert
+from robot_rl.teleop.make_dataset import (
     EXPERT,
     NOISY,
     RECIPES,
@@ -23,7 +24,6 @@ from robot_rl.data.make_dataset import (
     make_dataset,
     policy_id,
 )
-from robot_rl.sim.experts import make_expert
 
 N_EPISODES = 8
 SEED = 5
