@@ -28,7 +28,7 @@ from robot_rl.cli.common import (
     stage,
 )
 from robot_rl.config.schema import PipelineConfig
-from robot_rl.config.store import register_configs, to_object
+from robot_rl.config.store import check_overrides, register_configs, to_object
 from robot_rl.paths import CONF_DIR, code_version
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
             store,
             cfg.algo,
             run_dir,
+            train=cfg.train,
             obs_keys=cfg.dataset.obs_keys,
             progress=cfg.progress,
             run_config=resolved,
@@ -151,7 +152,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: Path, resolved: dict[str, Any]) -
         losses = {k: v for k, v in result.history.items() if k.endswith("loss") and v}
         final = ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in losses.items())
         say(
-            f"{cfg.algo.name.upper()} for {cfg.algo.steps} steps on {result.n_transitions} "
+            f"{cfg.algo.name.upper()} for {cfg.train.steps} steps on {result.n_transitions} "
             f"transitions ({result.device}); final {final} -> "
             f"{result.policy_dir.relative_to(run_dir)}/"
         )
@@ -242,6 +243,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
+    with fail_on_config_error():
+        check_overrides(sys.argv[1:], "pipeline")
     _hydra_main()
 
 
