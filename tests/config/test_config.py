@@ -335,3 +335,76 @@ def test_plus_overrides_cannot_sneak_in_unknown_keys(override):
     key = override[1:].split("=")[0]
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         to_object(_compose("pipeline", [override]), PipelineConfig)
+
+
+# --- settings a command accepts but would not use are refused by name ----------------
+
+COMMAND_NAMES = {"pipeline": "robot-rl-pipeline", "evaluate": "robot-rl-eval"}
+
+
+@pytest.mark.parametrize("override", ["sim.backend=warp", "sim.warp_device=cuda"])
+@pytest.mark.parametrize("command", ["pipeline", "evaluate", "record"])
+def test_commands_refuse_the_warp_backend_they_do_not_run(command, override):
+    # The commands step the single env on the CPU; sim.backend=warp used to run there
+    # silently.
+    key = override.split("=")[0].replace(".", r"\.")
+    name = COMMAND_NAMES.get(command, f"robot-rl-{command}")
+    with pytest.raises(ConfigError, match=rf"{key}='\w+' is not supported by {name} yet"):
+        to_object(_compose(command, [override, *REQUIRED.get(command, [])]), _SCHEMA_OF[command])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "dataset.n_episodes=5",
+        "dataset.action_noise_std=0.3",
+        "dataset.seed=4",
+        "dataset.operator=x",
+    ],
+)
+def test_an_existing_store_refuses_recording_settings(override):
+    key = override.split("=")[0].replace(".", r"\.")
+    overrides = ["dataset=existing", "dataset.path=s.zarr", override]
+    with pytest.raises(ConfigError, match=rf"{key}=.* not supported by robot-rl-pipeline with"):
+        to_object(_compose("pipeline", overrides), PipelineConfig)
+
+
+def test_quick_profile_on_an_existing_store_says_what_to_do():
+    overrides = ["profile=quick", "dataset=existing", "dataset.path=s.zarr"]
+    with pytest.raises(ConfigError, match=r"profile=quick sets dataset\.n_episodes"):
+        to_object(_compose("pipeline", overrides), PipelineConfig)
+    to_object(_compose("pipeline", [*overrides, "dataset.n_episodes=100"]), PipelineConfig)
+
+
+def test_pretrain_has_no_recording_settings():
+    # robot-rl-pretrain reads a store: its dataset is the path and the keys, no more.
+    with pytest.raises(ConfigCompositionException, match=r"dataset\.n_episodes"):
+        _compose("pretrain", ["dataset.path=s.zarr", "dataset.n_episodes=5"])
+
+
+@pytest.mark.parametrize(
+    "device,override",
+    [
+        ("keyboard", "teleop.action_noise_std=0.1"),
+        ("scripted", "teleop.deadzone=0.2"),
+        ("scripted", "teleop.events_out=events.jsonl"),
+        ("replay", "teleop.speed=0.5"),
+        ("gamepad", "teleop.axis_convention=hid"),
+        ("spacemouse", "teleop.joystick_index=1"),
+    ],
+)
+def test_record_refuses_teleop_settings_the_device_does_not_read(device, override):
+    key = override.split("=")[0].replace(".", r"\.")
+    overrides = [f"teleop={device}", "store.path=s.zarr", "teleop.replay_store=d.zarr", override]
+    if device != "replay":
+        overrides.remove("teleop.replay_store=d.zarr")
+    with pytest.raises(ConfigError, match=rf"{key}=.* is not read by teleop={device}: only by"):
+        to_object(_compose("record", overrides), RecordConfig)
+
+
+def test_event_clock_needs_an_event_log():
+    base = ["teleop=keyboard", "store.path=s.zarr", "teleop.events_clock=time"]
+    with pytest.raises(ConfigError, match=r"teleop\.events_clock"):
+        to_object(_compose("record", base), RecordConfig)
+    cfg = to_object(_compose("record", [*base, "teleop.events_in=e.jsonl"]), RecordConfig)
+    assert cfg.teleop.events_clock == "time"
