@@ -408,3 +408,17 @@ def test_event_clock_needs_an_event_log():
         to_object(_compose("record", base), RecordConfig)
     cfg = to_object(_compose("record", [*base, "teleop.events_in=e.jsonl"]), RecordConfig)
     assert cfg.teleop.events_clock == "time"
+
+
+def test_the_config_layer_imports_no_torch():
+    # Configs compose and fail fast (and --help answers) before training code loads.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, robot_rl.config, robot_rl.config.store; "
+        "from robot_rl.config import IQLConfig; IQLConfig(); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
