@@ -48,23 +48,23 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default
 
 
-def _refuse_unused(command: str, key: str, value: object, default: object, why: str) -> None:
-    """A setting ``command`` accepts but does not run must keep its default: a changed
-    value would be silently ignored."""
+def _refuse_unused(key: str, value: object, default: object, why: str) -> None:
+    """A setting a command accepts but does not use must keep its default: a changed
+    value would be silently ignored. ``why`` completes "<key>=<value> ..."."""
     if value != default:
-        raise ConfigError(f"{key}={value!r} is not supported by {command} yet: {why}")
+        raise ConfigError(f"{key}={value!r} {why}")
 
 
 def check_sim_runs_on_cpu(sim: SimConfig, command: str) -> None:
     """``command`` steps the single-world env, MuJoCo on the CPU: a Warp setting would be
     ignored, so it is refused by name."""
     why = (
-        "it runs MuJoCo on the CPU, one world at a time (the warp backend runs in the "
-        "library's batched simulator, robot_rl.sim.batched.BatchedSim); leave it at its "
-        "default"
+        f"is not supported by {command} yet: it runs MuJoCo on the CPU, one world at a "
+        "time (the warp backend runs in the library's batched simulator, "
+        "robot_rl.sim.batched.BatchedSim); leave it at its default"
     )
-    _refuse_unused(command, "sim.backend", sim.backend, "cpu", why)
-    _refuse_unused(command, "sim.warp_device", sim.warp_device, "auto", why)
+    _refuse_unused("sim.backend", sim.backend, "cpu", why)
+    _refuse_unused("sim.warp_device", sim.warp_device, "auto", why)
 
 
 @dataclass
@@ -495,13 +495,12 @@ class PipelineConfig:
             )
             for key in _RECORDING_FIELDS:
                 _refuse_unused(
-                    "robot-rl-pipeline with dataset=existing",
                     f"dataset.{key}",
                     getattr(self.dataset, key),
                     defaults[key],
-                    "it learns from every episode of dataset.path; this setting records "
-                    "demonstrations of the scripted expert (dataset=scripted)"
-                    + (hint if key == "n_episodes" else ""),
+                    "is not used by robot-rl-pipeline with dataset=existing: it learns from "
+                    "every episode of dataset.path; this setting is for recording the "
+                    "scripted expert (dataset=scripted)" + (hint if key == "n_episodes" else ""),
                 )
 
 

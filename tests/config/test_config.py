@@ -365,7 +365,9 @@ def test_commands_refuse_the_warp_backend_they_do_not_run(command, override):
 def test_an_existing_store_refuses_recording_settings(override):
     key = override.split("=")[0].replace(".", r"\.")
     overrides = ["dataset=existing", "dataset.path=s.zarr", override]
-    with pytest.raises(ConfigError, match=rf"{key}=.* not supported by robot-rl-pipeline with"):
+    with pytest.raises(
+        ConfigError, match=rf"{key}=.* is not used by robot-rl-pipeline with dataset=existing"
+    ):
         to_object(_compose("pipeline", overrides), PipelineConfig)
 
 
