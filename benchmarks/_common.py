@@ -39,10 +39,25 @@ def write_result(name: str, result: dict) -> Path:
 EVAL_SEED = 10_000
 
 
+def benchmark_train_config(steps: int, seed: int):
+    """The training run of every offline-RL quality benchmark: ``steps`` gradient steps
+    of 256 transitions, 20 log points."""
+    from robot_rl.config.schema import TrainConfig
+
+    return TrainConfig(steps=steps, batch_size=256, seed=seed, log_every=max(1, steps // 20))
+
+
 def train_and_evaluate(
-    store_path: Path, task: str, algo_cfg, out_dir: Path, eval_episodes: int, threads: int
+    store_path: Path,
+    task: str,
+    algo_cfg,
+    train_cfg,
+    out_dir: Path,
+    eval_episodes: int,
+    threads: int,
 ) -> dict:
-    """Pretrain ``algo_cfg`` (an ``AlgoConfig``) on the store, then run its policy for
+    """Pretrain ``algo_cfg`` (an algorithm config, e.g. ``IQLConfig``) for the run
+    ``train_cfg`` (a ``TrainConfig``) on the store, then run its policy for
     ``eval_episodes`` batched sim episodes of ``task`` from :data:`EVAL_SEED`: the
     shared core of one run of the offline-RL quality benchmarks."""
     import torch
@@ -57,7 +72,7 @@ def train_and_evaluate(
     shutil.rmtree(out_dir, ignore_errors=True)  # a run without its JSON starts afresh
     with EpisodeStore.open(store_path) as store:
         t0 = time.perf_counter()
-        result = pretrain(store, algo_cfg, out_dir, progress=False)
+        result = pretrain(store, algo_cfg, out_dir, train=train_cfg, progress=False)
         train_s = time.perf_counter() - t0
         n_train_episodes, reward_source = store.n_episodes, store.reward_source
     ev = evaluate_batched(
@@ -70,12 +85,12 @@ def train_and_evaluate(
     s = ev.stats
     return {
         "algo": algo_cfg.name,
-        "seed": algo_cfg.seed,
-        "steps": algo_cfg.steps,
+        "seed": train_cfg.seed,
+        "steps": train_cfg.steps,
         "train_episodes": n_train_episodes,
         "reward_source": reward_source,
         "train_s": train_s,
-        "updates_per_s": algo_cfg.steps / train_s,
+        "updates_per_s": train_cfg.steps / train_s,
         "eval_episodes": ev.n_episodes,
         "eval_seed": EVAL_SEED,
         "success_rate": s.success_rate,

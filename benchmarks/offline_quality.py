@@ -25,7 +25,7 @@ whatever runs exist, with the issue's bars:
 Several copies may run at once (one per core, each with ``--threads 1``): each run is
 claimed with a ``.lock`` file first, so copies share the grid instead of repeating it.
 
-A ``--variant NAME`` run overrides ``AlgoConfig`` fields with ``--set`` and keeps its
+A ``--variant NAME`` run overrides algorithm-config fields with ``--set`` and keeps its
 JSON under ``runs/variants/NAME/``, outside the summary: it is for trying settings, not
 for the reported table (which always uses the algorithms' defaults).
 """
@@ -40,7 +40,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, train_and_evaluate, write_result, write_run
+from _common import (
+    RESULTS_DIR,
+    benchmark_train_config,
+    train_and_evaluate,
+    write_result,
+    write_run,
+)
 
 DATA_DIR = RESULTS_DIR / "offline_data"
 RUNS_DIR = RESULTS_DIR / "offline_quality" / "runs"
@@ -86,23 +92,22 @@ def filtered(src: Path, fraction: float = 0.1) -> Path:
 
 
 def run_one(task: str, recipe: str, algo: str, seed: int, args: argparse.Namespace) -> dict:
-    from robot_rl.config.schema import AlgoConfig
+    from robot_rl.config.algos import ALGORITHM_CONFIGS
 
     store_path = dataset(task, recipe, args.episodes)
     if algo == "filtered_bc":
         store_path = filtered(store_path)
     work = f"{task}_{recipe}_{algo}_s{seed}" + (f"_{args.variant}" if args.variant else "")
-    cfg = AlgoConfig(
-        name="bc" if algo == "filtered_bc" else algo,
-        steps=args.steps,
-        batch_size=256,
-        hidden_sizes=[256, 256],
-        seed=seed,
-        log_every=max(1, args.steps // 20),
-        **args.overrides,
-    )
+    config_cls = ALGORITHM_CONFIGS["bc" if algo == "filtered_bc" else algo]
+    unknown = sorted(set(args.overrides) - set(config_cls.__dataclass_fields__))
+    if unknown:
+        raise SystemExit(f"--set {unknown}: not settings of {config_cls.__name__} ({algo})")
+    cfg = config_cls(**args.overrides)
+    train = benchmark_train_config(args.steps, seed)
     out_dir = RESULTS_DIR / "offline_quality" / "work" / work
-    result = train_and_evaluate(store_path, task, cfg, out_dir, args.eval_episodes, args.threads)
+    result = train_and_evaluate(
+        store_path, task, cfg, train, out_dir, args.eval_episodes, args.threads
+    )
     return {
         "task": task,
         "dataset": recipe,
@@ -137,20 +142,24 @@ def claim(path: Path) -> bool:
 
 
 def parse_overrides(sets: list[str]) -> dict:
-    """``["layer_norm=true", "discount=0.95"]`` -> AlgoConfig keyword arguments."""
+    """``["layer_norm=true", "discount=0.95"]`` -> algorithm-config keyword arguments
+    (fields of some algorithm's config, robot_rl.config.algos; each run checks that its
+    algorithm has them)."""
     import contextlib
-    import dataclasses
 
     import yaml
 
-    from robot_rl.config.schema import AlgoConfig
+    from robot_rl.config.algos import ALGORITHM_CONFIGS
 
-    fields = {f.name for f in dataclasses.fields(AlgoConfig)}
+    fields = {name for cls in ALGORITHM_CONFIGS.values() for name in cls.__dataclass_fields__}
     out = {}
     for item in sets:
         key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY an AlgoConfig field")
+        if not sep or key not in fields - {"name"}:
+            raise SystemExit(
+                f"--set {item!r}: expected KEY=VALUE with KEY a field of an algorithm's "
+                "config (robot_rl/config/algos.py)"
+            )
         parsed = yaml.safe_load(value)
         if isinstance(parsed, str):  # YAML 1.1 reads "3e-5" (no dot) as a string
             with contextlib.suppress(ValueError):
@@ -214,7 +223,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="AlgoConfig override (YAML value), only with --variant",
+        help="algorithm-config override, e.g. layer_norm=true (YAML value), only with --variant",
     )
     args = ap.parse_args()
     args.overrides = parse_overrides(args.sets)

@@ -231,8 +231,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from robot_rl.algos import ALGORITHMS, OfflineTrainer, TrainerConfig
-    from robot_rl.algos.pretrain import algorithm_config
-    from robot_rl.config.schema import AlgoConfig
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.data.sampler import TransitionSampler
     from robot_rl.policies import Normalizer
@@ -244,7 +242,7 @@ def main() -> None:
     normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
     rows = {}
     for name in args.algos.split(","):
-        algo_cls, _ = ALGORITHMS[name]
+        algo_cls, config_cls = ALGORITHMS[name]
         # Where robot-rl-pretrain puts it: on the training device (on a GPU the arrays
         # move there once and batches are gathered there).
         sampler_device = "cpu" if args.host_sampler else device
@@ -252,7 +250,7 @@ def main() -> None:
             store, obs_keys=keys, batch_size=BATCH, seed=0, device=sampler_device
         )
         o, a = sampler.obs_dim, sampler.action_dim
-        learner = algo_cls(o, a, algorithm_config(AlgoConfig(name=name)), normalizer).to(device)
+        learner = algo_cls(o, a, config_cls(), normalizer).to(device)
         with device:  # every tensor the plain update owns, IQL's log-std parameter too
             plain = PLAIN[name](o, a)
         fixed = [t.to(device) for t in sampler.sample()]

@@ -93,14 +93,13 @@ def dataset(args: argparse.Namespace, work: Path) -> Path:
 # --- training and checkpoints -> policies ----------------------------------------------
 
 
-def algo_config(name: str, args: argparse.Namespace) -> Any:
-    from robot_rl.config.schema import AlgoConfig
+def train_config(args: argparse.Namespace) -> Any:
+    """The training run of every policy here: it keeps every periodic checkpoint."""
+    from robot_rl.config.schema import TrainConfig
 
-    return AlgoConfig(
-        name=name,
+    return TrainConfig(
         steps=args.train_steps,
         batch_size=256,
-        hidden_sizes=[256, 256],
         checkpoint_every=args.checkpoint_every,
         log_every=max(1, min(250, args.checkpoint_every)),
         device="cpu",
@@ -108,17 +107,17 @@ def algo_config(name: str, args: argparse.Namespace) -> Any:
     )
 
 
-def train(store: Any, algo: Any, run_dir: Path) -> float:
-    """One ``pretrain`` run (it keeps every periodic checkpoint); seconds spent (0 if
-    cached)."""
+def train(store: Any, algo: Any, run: Any, run_dir: Path) -> float:
+    """One ``pretrain`` run of the algorithm config ``algo`` for the ``TrainConfig``
+    ``run`` (it keeps every periodic checkpoint); seconds spent (0 if cached)."""
     from robot_rl.algos.pretrain import pretrain
 
-    last = run_dir / "train" / "checkpoints" / f"step_{algo.steps:09d}"
+    last = run_dir / "train" / "checkpoints" / f"step_{run.steps:09d}"
     if (last / "trainer.json").is_file():
         return 0.0
-    log(f"training {algo.name} for {algo.steps} steps -> {run_dir}")
+    log(f"training {algo.name} for {run.steps} steps -> {run_dir}")
     t0 = time.perf_counter()
-    pretrain(store, algo, run_dir, progress=False)
+    pretrain(store, algo, run_dir, train=run, progress=False)
     return time.perf_counter() - t0
 
 
@@ -136,14 +135,15 @@ def artifact_policies(store: Any, args: argparse.Namespace, work: Path) -> dict[
 
     from robot_rl.algos.pretrain import export_checkpoint
     from robot_rl.algos.trainer import iter_checkpoints
+    from robot_rl.config.algos import ALGORITHM_CONFIGS
 
     dirs: dict[str, Path] = {}
     for name in args.algos:
-        algo = algo_config(name, args)
+        algo, run = ALGORITHM_CONFIGS[name](), train_config(args)
         rdir = run_dir(work, name, args)
-        seconds = train(store, algo, rdir)
+        seconds = train(store, algo, run, rdir)
         if seconds:
-            write_json(rdir / "timing.json", {"train_s": seconds, "steps": algo.steps})
+            write_json(rdir / "timing.json", {"train_s": seconds, "steps": run.steps})
         wanted = set(range(args.checkpoint_every, args.train_steps + 1, args.checkpoint_every))
         found = {int(c.name.removeprefix("step_")): c for c in iter_checkpoints(rdir / "train")}
         missing = sorted(wanted - set(found))

@@ -57,7 +57,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EVAL_SEED, RESULTS_DIR, train_and_evaluate, write_result, write_run
+from _common import (
+    EVAL_SEED,
+    RESULTS_DIR,
+    benchmark_train_config,
+    train_and_evaluate,
+    write_result,
+    write_run,
+)
 
 SRC_STORE = RESULTS_DIR / "offline_data" / "push_mixed_1000.zarr"
 WORK_DIR = RESULTS_DIR / "reward_model"
@@ -304,18 +311,13 @@ def reward_quality(learned_store: Path) -> dict:
 
 
 def run_one(kind: str, store_path: Path, seed: int, args: argparse.Namespace) -> dict:
-    from robot_rl.config.schema import AlgoConfig
+    from robot_rl.config.algos import IQLConfig
 
     out_dir = WORK_DIR / "work" / f"iql_{kind}_s{seed}_k{args.steps}"
-    cfg = AlgoConfig(
-        name="iql",
-        steps=args.steps,
-        batch_size=256,
-        hidden_sizes=[256, 256],
-        seed=seed,
-        log_every=max(1, args.steps // 20),
+    train = benchmark_train_config(args.steps, seed)
+    result = train_and_evaluate(
+        store_path, "push", IQLConfig(), train, out_dir, args.eval_episodes, args.threads
     )
-    result = train_and_evaluate(store_path, "push", cfg, out_dir, args.eval_episodes, args.threads)
     return {"rewards": kind, **result}
 
 

@@ -156,6 +156,7 @@ def run_pipeline(
             store,
             cfg.algo,
             run_dir,
+            train=cfg.train,
             obs_keys=cfg.dataset.obs_keys,
             progress=cfg.progress,
             run_config=resolved,
@@ -163,7 +164,7 @@ def run_pipeline(
         losses = {k: v for k, v in result.history.items() if k.endswith("loss") and v}
         final = ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in losses.items())
         say(
-            f"{cfg.algo.name.upper()} for {cfg.algo.steps} steps on {result.n_transitions} "
+            f"{cfg.algo.name.upper()} for {cfg.train.steps} steps on {result.n_transitions} "
             f"transitions ({result.device}); final {final} -> "
             f"{result.policy_dir.relative_to(run_dir)}/"
         )

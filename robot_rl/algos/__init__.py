@@ -1,7 +1,9 @@
 """robot_rl.algos: offline algorithms and the one trainer loop they share.
 
 ``ALGORITHMS`` maps each algorithm's ``name`` to its class and config class, so the CLI
-and the shared conformance test find every algorithm in one place.
+and the shared conformance test find every algorithm in one place. The config classes
+live in :mod:`robot_rl.config.algos` (no torch there, so the Hydra ``algo`` group can
+select them before training code loads) and are re-exported here.
 """
 
 from robot_rl.algos.bc import BC, BCConfig

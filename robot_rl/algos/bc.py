@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -11,52 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm, adam
+from robot_rl.config.algos import BCConfig
 from robot_rl.data.batch import TransitionBatch
-from robot_rl.policies.network import ACTIVATIONS, DeterministicActor
+from robot_rl.policies.network import DeterministicActor
 from robot_rl.policies.normalization import Normalizer, normalizer_for
-
-
-@dataclass
-class BCConfig:
-    """Behaviour-cloning hyper-parameters.
-
-    Attributes:
-        hidden_sizes: Widths of the actor's hidden layers (units per layer).
-        activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
-        layer_norm: LayerNorm after each hidden layer.
-        lr: Adam(W) learning rate, per gradient step.
-        batch_size: Transitions per gradient step. BC does not sample; whoever builds
-            the batch source (the CLI) reads it from here.
-        weight_decay: Decoupled (AdamW) weight decay per step, as a fraction of the
-            weights times ``lr``; 0 disables it.
-        max_grad_norm: Clip the global L2 gradient norm to this before each step;
-            ``None`` disables clipping.
-    """
-
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    layer_norm: bool = False
-    lr: float = 3e-4
-    batch_size: int = 256
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = None
-
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"BCConfig.activation {self.activation!r} unknown; "
-                f"expected one of {sorted(ACTIVATIONS)}"
-            )
-        if self.lr <= 0 or self.batch_size < 1 or self.weight_decay < 0:
-            raise ValueError(
-                "BCConfig needs lr > 0, batch_size >= 1 and weight_decay >= 0; got "
-                f"lr={self.lr}, batch_size={self.batch_size}, weight_decay={self.weight_decay}"
-            )
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ValueError(
-                f"BCConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm}"
-            )
 
 
 class BC(OfflineAlgorithm):

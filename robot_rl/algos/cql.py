@@ -6,142 +6,21 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm, adam
+from robot_rl.config.algos import CQLConfig
 from robot_rl.data.batch import TransitionBatch
-from robot_rl.data.sampler import REWARD_NORMALIZATIONS
 from robot_rl.policies.network import (
-    ACTIVATIONS,
     GaussianActor,
     QEnsemble,
     network_kwargs,
     soft_update,
 )
 from robot_rl.policies.normalization import Normalizer, normalizer_for
-
-
-@dataclass
-class CQLConfig:
-    """CQL / Cal-QL hyper-parameters (defaults follow the authors' SAC-based code).
-
-    Attributes:
-        hidden_sizes: Hidden layer widths of the actor and of each critic.
-        activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
-        layer_norm: LayerNorm after each hidden layer (actor and critics); Cal-QL's
-            fine-tuning runs often turn it on. An actor with LayerNorm cannot be
-            exported to SB3.
-        critic_layer_norm: LayerNorm after each hidden layer of the critics only.
-        lr: Adam learning rate of the critics, per gradient step.
-        actor_lr: Adam learning rate of the actor (1e-4 in the CQL paper).
-        entropy_lr: Adam learning rate of the log entropy temperature; ``None`` =
-            ``actor_lr``.
-        batch_size: Transitions per gradient step (read by whoever builds the sampler).
-        discount: Discount factor gamma per control step, in (0, 1].
-        tau: Polyak rate of the target critics per step, in (0, 1].
-        cql_alpha: Weight of the conservative regularizer (the paper's alpha). 5.0 as
-            in the CQL paper's MuJoCo runs and Cal-QL's AntMaze runs; 1.0 suits narrow,
-            near-expert data (teleoperation), where 5.0 tends to over-penalize and
-            collapse to behaviour cloning. Larger = more conservative, but how well it
-            holds the policy's actions below the data's also depends on the Q-values'
-            spread against ``cql_temperature`` and on ``importance_sample``: with
-            per-step rewards far below 1, Q differs between actions by a few units at
-            most, the log-sum-exp is close to a plain average over the action box, and
-            the policy can settle on actions the critic rates above the data's (logged as
-            ``q_policy_minus_data``: Q of the policy's samples minus Q of the data's
-            action, lower critic, per state). The TD target bootstraps from those
-            actions, so ``q_mean`` (logged, Q on the data's actions) climbs above the
-            data's returns: compare the two.
-        n_action_samples: Actions per state sampled from each of the uniform
-            distribution, pi(.|s) and pi(.|s') for the log-sum-exp term.
-        importance_sample: Estimate the log-sum-exp over the action box by importance
-            sampling: each sampled action's Q minus its proposal's log density (the
-            authors' default). Where the policy is much denser than uniform (a saturated
-            action dim: tanh's density grows without bound at +-1), its samples then get
-            almost no weight and the regularizer hardly pushes down the policy's own
-            actions. False takes the log-sum-exp of the sampled actions' Q-values (and the
-            data action's) as they are, so about two thirds of the push lands on the
-            policy's samples (the authors' ``cql_importance_sample=False``).
-        cql_temperature: Temperature of the log-sum-exp over sampled actions.
-        target_entropy: SAC's entropy target, nats; ``None`` = ``-action_dim``.
-        init_entropy_alpha: Initial SAC entropy temperature (tuned automatically).
-        backup_entropy: Subtract ``alpha log pi(a'|s')`` in the TD target (SAC's soft
-            backup); off in the CQL code for offline runs.
-        calibrated: Cal-QL: lower-bound the policy's Q-values inside the regularizer by
-            the Monte-Carlo return-to-go of the data, so learned values stay on the scale
-            of real returns (better online fine-tuning). Needs batches with an
-            ``mc_return`` field (see ``CQL``).
-        reward_normalization: "none", or "return_range": the batch source scales
-            rewards by ``1000 / (max - min episode return)`` of the dataset
-            (``robot_rl.data.sampler.return_range_scale``). The regularizer's pull on Q
-            does not scale with the reward, so ``cql_alpha`` means more conservatism the
-            smaller the rewards are; this puts rewards on the scale the defaults were
-            tuned for (D4RL locomotion, per-step rewards of a few units).
-        bc_warmup_steps: For the first this many gradient steps the actor maximizes the
-            log-likelihood of the data's actions instead of Q (the CQL authors'
-            ``policy_eval_start``); the critics train as usual meanwhile. Useful when the
-            budget is short, so the actor starts from the behaviour policy rather than
-            from a random network chasing a critic that is still forming.
-    """
-
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    layer_norm: bool = False
-    critic_layer_norm: bool = False
-    lr: float = 3e-4
-    actor_lr: float = 1e-4
-    entropy_lr: float | None = None
-    batch_size: int = 256
-    discount: float = 0.99
-    tau: float = 0.005
-    cql_alpha: float = 5.0
-    n_action_samples: int = 10
-    importance_sample: bool = True
-    cql_temperature: float = 1.0
-    target_entropy: float | None = None
-    init_entropy_alpha: float = 1.0
-    backup_entropy: bool = False
-    calibrated: bool = False
-    reward_normalization: str = "none"
-    bc_warmup_steps: int = 0
-
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        bad = []
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            bad.append(f"hidden_sizes={self.hidden_sizes} (non-empty, positive)")
-        if self.activation not in ACTIVATIONS:
-            bad.append(f"activation={self.activation!r} (one of {sorted(ACTIVATIONS)})")
-        lrs = (self.lr, self.actor_lr, self.entropy_lr)
-        if not all(lr is None or lr > 0 for lr in lrs):
-            bad.append(f"lr, actor_lr, entropy_lr = {lrs} (> 0)")
-        if self.batch_size < 1:
-            bad.append(f"batch_size={self.batch_size} (>= 1)")
-        if not 0 < self.discount <= 1:
-            bad.append(f"discount={self.discount} (in (0, 1])")
-        if not 0 < self.tau <= 1:
-            bad.append(f"tau={self.tau} (in (0, 1])")
-        if not self.cql_alpha >= 0:
-            bad.append(f"cql_alpha={self.cql_alpha} (>= 0)")
-        if self.n_action_samples < 1:
-            bad.append(f"n_action_samples={self.n_action_samples} (>= 1)")
-        if not self.cql_temperature > 0:
-            bad.append(f"cql_temperature={self.cql_temperature} (> 0)")
-        if not self.init_entropy_alpha > 0:
-            bad.append(f"init_entropy_alpha={self.init_entropy_alpha} (> 0)")
-        if self.bc_warmup_steps < 0:
-            bad.append(f"bc_warmup_steps={self.bc_warmup_steps} (>= 0)")
-        if self.reward_normalization not in REWARD_NORMALIZATIONS:
-            bad.append(
-                f"reward_normalization={self.reward_normalization!r} "
-                f"(one of {REWARD_NORMALIZATIONS})"
-            )
-        if bad:
-            raise ValueError("invalid CQLConfig: " + "; ".join(bad))
 
 
 class LogTemperature(nn.Module):

@@ -7,17 +7,15 @@ import copy
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm, adam
+from robot_rl.config.algos import IQLConfig
 from robot_rl.data.batch import TransitionBatch
-from robot_rl.data.sampler import REWARD_NORMALIZATIONS
 from robot_rl.policies.network import (
-    ACTIVATIONS,
     DeterministicActor,
     GaussianActor,
     QEnsemble,
@@ -26,101 +24,6 @@ from robot_rl.policies.network import (
     soft_update,
 )
 from robot_rl.policies.normalization import Normalizer, normalizer_for
-
-ACTOR_TYPES = ("gaussian", "deterministic")
-LR_SCHEDULES = ("cosine", "constant")
-
-
-@dataclass
-class IQLConfig:
-    """IQL hyper-parameters (defaults: the paper's for D4RL MuJoCo, plus LayerNorm).
-
-    Attributes:
-        hidden_sizes: Hidden layer widths of the actor, the value net and each critic.
-        activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
-        layer_norm: LayerNorm after each hidden layer of every network, the actor's
-            included. On by default, unlike the paper: on mixed push at 10k steps it
-            raised success from 71% (2 seeds) to 77% (3 seeds; LayerNorm in the critics
-            and value net alone gave 73%). The cost: SB3's actors have no LayerNorm, so
-            such a policy cannot be exported to SB3; ``layer_norm=False`` with
-            ``critic_layer_norm=True`` trains an exportable one.
-        critic_layer_norm: LayerNorm after each hidden layer of the critics and the
-            value net (implied by ``layer_norm``); LayerNorm in the critic is the main
-            ingredient of ReBRAC (Tarasov et al., 2023).
-        lr: Adam learning rate of the critics and the value net, per gradient step.
-        actor_lr: Adam learning rate of the actor; ``None`` = ``lr``.
-        actor_lr_schedule: "cosine" decays the actor's learning rate to 0 over the run's
-            ``num_steps`` (as the paper does; the run length comes from the trainer's
-            ``on_train_start``, without which the rate stays constant); or "constant".
-        batch_size: Transitions per gradient step (read by whoever builds the sampler).
-        discount: Discount factor gamma per control step, in (0, 1].
-        tau: Polyak rate of the target critics per step, in (0, 1].
-        expectile: Expectile of the value regression, in (0.5, 1): 0.5 is a mean (SARSA),
-            towards 1 approaches the max over in-data actions.
-        temperature: Inverse temperature beta of the advantage weights
-            ``exp(beta (Q - V))``; 0 is behaviour cloning.
-        max_weight: Advantage weights are clipped at this (100 in the paper).
-        actor: "gaussian" (the paper's: a Gaussian around ``tanh(mean)`` with a
-            state-independent log std, trained by weighted log-likelihood) or
-            "deterministic" (weighted MSE to the dataset action). The saved policy is
-            ``tanh(mean)`` either way.
-        reward_normalization: "none", or "return_range" (the paper's for D4RL
-            locomotion): the batch source scales rewards by ``1000 / (max - min episode
-            return)`` of the dataset (``robot_rl.data.sampler.return_range_scale``), so
-            the advantage weights do not depend on the reward's units. Off by default:
-            on mixed push at 10k steps it lowered success from 69% to 52% without
-            LayerNorm and from 77% to 50% with it (one seed each), the sharper weights
-            following a critic that is far from converged.
-    """
-
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    layer_norm: bool = True
-    critic_layer_norm: bool = True
-    lr: float = 3e-4
-    actor_lr: float | None = None
-    actor_lr_schedule: str = "cosine"
-    batch_size: int = 256
-    discount: float = 0.99
-    tau: float = 0.005
-    expectile: float = 0.7
-    temperature: float = 3.0
-    max_weight: float = 100.0
-    actor: str = "gaussian"
-    reward_normalization: str = "none"
-
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        bad = []
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            bad.append(f"hidden_sizes={self.hidden_sizes} (non-empty, positive)")
-        if self.activation not in ACTIVATIONS:
-            bad.append(f"activation={self.activation!r} (one of {sorted(ACTIVATIONS)})")
-        if not self.lr > 0 or (self.actor_lr is not None and not self.actor_lr > 0):
-            bad.append(f"lr={self.lr}, actor_lr={self.actor_lr} (> 0)")
-        if self.actor_lr_schedule not in LR_SCHEDULES:
-            bad.append(f"actor_lr_schedule={self.actor_lr_schedule!r} (one of {LR_SCHEDULES})")
-        if self.batch_size < 1:
-            bad.append(f"batch_size={self.batch_size} (>= 1)")
-        if not 0 < self.discount <= 1:
-            bad.append(f"discount={self.discount} (in (0, 1])")
-        if not 0 < self.tau <= 1:
-            bad.append(f"tau={self.tau} (in (0, 1])")
-        if not 0.5 <= self.expectile < 1:
-            bad.append(f"expectile={self.expectile} (in [0.5, 1))")
-        if not self.temperature >= 0:
-            bad.append(f"temperature={self.temperature} (>= 0)")
-        if not self.max_weight > 0:
-            bad.append(f"max_weight={self.max_weight} (> 0)")
-        if self.actor not in ACTOR_TYPES:
-            bad.append(f"actor={self.actor!r} (one of {ACTOR_TYPES})")
-        if self.reward_normalization not in REWARD_NORMALIZATIONS:
-            bad.append(
-                f"reward_normalization={self.reward_normalization!r} "
-                f"(one of {REWARD_NORMALIZATIONS})"
-            )
-        if bad:
-            raise ValueError("invalid IQLConfig: " + "; ".join(bad))
 
 
 class IQL(OfflineAlgorithm):

@@ -17,7 +17,8 @@ from robot_rl.algos import (
     resolve_device,
     seed_everything,
 )
-from robot_rl.config.schema import AlgoConfig, ConfigError
+from robot_rl.config.algos import AlgorithmConfig
+from robot_rl.config.schema import ConfigError, TrainConfig
 from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler import TransitionSampler, resolve_obs_keys, return_range_scale
@@ -34,63 +35,27 @@ class PretrainResult:
     device: str
 
 
-#: AlgoConfig fields that configure the run (trainer, sampler), not the algorithm.
-RUN_FIELDS = frozenset(
-    {"name", "steps", "log_every", "checkpoint_every", "device", "mixed_precision", "seed"}
-)
-
-
-def algorithm_config(algo: AlgoConfig) -> Any:
-    """The algorithm's own config class, filled from the Hydra-facing :class:`AlgoConfig`.
-
-    ``None`` fields keep the algorithm's default.
+def algorithm_for(algo: AlgorithmConfig) -> type[Any]:
+    """The algorithm class of an algorithm config (from :data:`ALGORITHMS`).
 
     Raises:
-        ConfigError: A field is set (not ``None`` and not its default) that the chosen
-            algorithm does not have, or the algorithm's config rejects a value.
+        ConfigError: ``algo`` is not one of the registered algorithms' configs.
     """
-    _, config_cls = ALGORITHMS[algo.name]
-    wanted = {f.name for f in dataclasses.fields(config_cls)}
-    defaults = dataclasses.asdict(AlgoConfig())
-    given: dict[str, Any] = {}
-    foreign: list[str] = []
-    for key, value in dataclasses.asdict(algo).items():
-        if key in RUN_FIELDS or value is None:
-            continue
-        if key in wanted:
-            given[key] = value
-        elif value != defaults[key]:
-            foreign.append(f"algo.{key}={value!r}")
-    if foreign:
+    entry = ALGORITHMS.get(getattr(algo, "name", None))  # type: ignore[arg-type]
+    if entry is None or type(algo) is not entry[1]:
         raise ConfigError(
-            f"{', '.join(foreign)}: not a setting of algorithm {algo.name!r}; its settings "
-            f"are {sorted(wanted)} (see {config_cls.__module__}.{config_cls.__name__})"
+            f"algo is a {type(algo).__name__}: expected the config of one of "
+            f"{sorted(ALGORITHMS)} ({', '.join(c.__name__ for _, c in ALGORITHMS.values())})"
         )
-    # Hydra's structured config types every field; a caller building AlgoConfig in
-    # Python gets no such check, so a value of the wrong kind is named here.
-    numeric = {f.name for f in dataclasses.fields(config_cls) if "float" in str(f.type)}
-    wrong = [
-        f"algo.{key}={value!r} ({type(value).__name__}, expected a number)"
-        for key, value in given.items()
-        if key in numeric and not _is_number(value)
-    ]
-    if wrong:
-        raise ConfigError(f"algo={algo.name}: " + "; ".join(wrong))
-    try:
-        return config_cls(**given)
-    except ValueError as exc:
-        raise ConfigError(f"algo={algo.name}: {exc}") from exc
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return entry[0]
 
 
 def pretrain(
     store: EpisodeStore,
-    algo: AlgoConfig,
+    algo: AlgorithmConfig,
     out_dir: str | Path,
     *,
+    train: TrainConfig | None = None,
     obs_keys: list[str] | None = None,
     progress: bool = True,
     run_config: dict[str, Any] | None = None,
@@ -99,9 +64,12 @@ def pretrain(
 
     Args:
         store: the episode store (opened for reading).
-        algo: algorithm name and hyper-parameters.
+        algo: the algorithm's config (``BCConfig``, ``IQLConfig``, ...: its class picks
+            the algorithm).
         out_dir: run directory; the artifact goes to ``out_dir/policy`` and TensorBoard
             logs and checkpoints to ``out_dir/train``.
+        train: the training run (steps, batch size, seed, device, ...); default
+            ``TrainConfig()``.
         obs_keys: observation keys the policy sees (default: every key of at most one
             dimension, :func:`~robot_rl.data.sampler.resolve_obs_keys`).
         progress: show a progress bar.
@@ -111,46 +79,46 @@ def pretrain(
         ValueError: the store is empty or lacks a requested key. (Callers validate the
             store first: ``store.validate()`` reads every chunk, which they may have done.)
     """
+    train = train if train is not None else TrainConfig()
+    algo_cls = algorithm_for(algo)
     if store.n_episodes == 0:
         raise ValueError(f"episode store {store.path} has no committed episodes to learn from")
     keys = resolve_obs_keys(store, obs_keys, images=False)
-    seed_everything(algo.seed)
+    seed_everything(train.seed)
     shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
     normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
-    algo_cls, _ = ALGORITHMS[algo.name]
-    algo_config = algorithm_config(algo)
     # Cal-QL bounds Q by each transition's Monte-Carlo return, discounted as the learner.
-    calibrated = bool(getattr(algo_config, "calibrated", False))
+    calibrated = bool(getattr(algo, "calibrated", False))
     reward_scale = (
         return_range_scale(store)
-        if getattr(algo_config, "reward_normalization", "none") == "return_range"
+        if getattr(algo, "reward_normalization", "none") == "return_range"
         else 1.0
     )
     action_bounds = store_action_bounds(store)
-    device = resolve_device(algo.device)
+    device = resolve_device(train.device)
     sampler = TransitionSampler(
         store,
         obs_keys=keys,
-        batch_size=algo.batch_size,
+        batch_size=train.batch_size,
         device=device,  # on a GPU, batches are gathered there
-        seed=algo.seed,
+        seed=train.seed,
         require_rewards=algo_cls.uses_rewards,
         reward_scale=reward_scale,
-        mc_return_discount=algo_config.discount if calibrated else None,
+        mc_return_discount=algo.discount if calibrated else None,
         action_bounds=action_bounds,
     )
-    learner = algo_cls(sampler.obs_dim, sampler.action_dim, algo_config, normalizer)
+    learner = algo_cls(sampler.obs_dim, sampler.action_dim, algo, normalizer)
     trainer_cfg = TrainerConfig(
-        num_steps=algo.steps,
-        seed=algo.seed,
-        log_every=min(algo.log_every, algo.steps),
-        checkpoint_every=algo.checkpoint_every,
+        num_steps=train.steps,
+        seed=train.seed,
+        log_every=min(train.log_every, train.steps),
+        checkpoint_every=train.checkpoint_every,
         # Periodic checkpoints are kept (e.g. to evaluate them offline); else the last two.
-        keep_checkpoints=max(2, algo.steps // algo.checkpoint_every + 1)
-        if algo.checkpoint_every
+        keep_checkpoints=max(2, train.steps // train.checkpoint_every + 1)
+        if train.checkpoint_every
         else 2,
         device=str(device),
-        mixed_precision=algo.mixed_precision,
+        mixed_precision=train.mixed_precision,
         progress=progress,
     )
     out_dir = Path(out_dir)
@@ -161,7 +129,7 @@ def pretrain(
         algo,
         keys,
         history,
-        run_config,
+        run_config if run_config is not None else run_record(algo, train),
         extra_metrics={"train/reward_scale": reward_scale},
         action_bounds=action_bounds,
     )
@@ -170,9 +138,18 @@ def pretrain(
     return PretrainResult(policy_dir, history, sampler.n_transitions, str(learner.device))
 
 
+def run_record(algo: AlgorithmConfig, train: TrainConfig | None = None) -> dict[str, Any]:
+    """What a manifest records as the config of a run built in Python (without Hydra):
+    the algorithm's fields and, when given, the training run's."""
+    record: dict[str, Any] = {"algo": dataclasses.asdict(algo)}
+    if train is not None:
+        record["train"] = dataclasses.asdict(train)
+    return record
+
+
 def policy_manifest(
     store: EpisodeStore,
-    algo: AlgoConfig,
+    algo: AlgorithmConfig,
     obs_keys: list[str],
     history: dict[str, list[tuple[int, float]]],
     run_config: dict[str, Any] | None = None,
@@ -193,7 +170,7 @@ def policy_manifest(
         action_high=[float(v) for v in high],
         dataset_hash=store.content_hash(),
         episode_range=[0, store.n_episodes],
-        config=run_config if run_config is not None else dataclasses.asdict(algo),
+        config=run_config if run_config is not None else run_record(algo),
         env={
             "robot": store.attrs.get("robot"),
             "task": store.attrs.get("task"),
@@ -208,7 +185,7 @@ def policy_manifest(
 
 def export_checkpoint(
     store: EpisodeStore,
-    algo: AlgoConfig,
+    algo: AlgorithmConfig,
     checkpoint_dir: str | Path,
     policy_dir: str | Path,
     *,
@@ -225,9 +202,8 @@ def export_checkpoint(
     keys = resolve_obs_keys(store, obs_keys, images=False)
     shapes = {k: tuple(store.obs_spec[k][0]) for k in keys}
     normalizer = Normalizer.from_stats({k: store.stats(k) for k in keys}, keys, shapes)
-    algo_cls, _ = ALGORITHMS[algo.name]
-    obs_dim = normalizer.dim
-    learner = algo_cls(obs_dim, store.action_dim, algorithm_config(algo), normalizer)
+    algo_cls = algorithm_for(algo)
+    learner = algo_cls(normalizer.dim, store.action_dim, algo, normalizer)
     trainer_cfg = TrainerConfig(num_steps=1, device="cpu", progress=False)
     trainer = OfflineTrainer(learner, _NoBatches(), trainer_cfg)
     trainer.load_checkpoint(checkpoint_dir)

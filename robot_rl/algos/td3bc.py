@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -12,78 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.algos.trainer import OfflineAlgorithm, adam
+from robot_rl.config.algos import TD3BCConfig
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import (
-    ACTIVATIONS,
     DeterministicActor,
     QEnsemble,
     network_kwargs,
     soft_update,
 )
 from robot_rl.policies.normalization import Normalizer, normalizer_for
-
-
-@dataclass
-class TD3BCConfig:
-    """TD3+BC hyper-parameters (defaults: the paper's, for D4RL MuJoCo).
-
-    Attributes:
-        hidden_sizes: Hidden layer widths of the actor and of each critic.
-        activation: Hidden activation, a key of ``policies.network.ACTIVATIONS``.
-        layer_norm: LayerNorm after each hidden layer (actor and critics). An actor with
-            LayerNorm cannot be exported to SB3.
-        critic_layer_norm: LayerNorm after each hidden layer of the critics only.
-        lr: Adam learning rate of the critics, per gradient step.
-        actor_lr: Adam learning rate of the actor; ``None`` = ``lr``.
-        batch_size: Transitions per gradient step (read by whoever builds the sampler).
-        discount: Discount factor gamma per control step, in (0, 1].
-        tau: Polyak rate of the target networks per actor update, in (0, 1].
-        alpha: Weight of the Q term against the BC term; the actor maximizes
-            ``lambda Q(s, pi(s)) - (pi(s) - a)^2`` with ``lambda = alpha / mean|Q|``.
-            Smaller is closer to behaviour cloning.
-        policy_noise: Std of the Gaussian noise added to target actions (target policy
-            smoothing), in action units ([-1, 1] scale).
-        noise_clip: Target-action noise is clipped to ``[-noise_clip, noise_clip]``.
-        policy_delay: Update the actor and the targets every this many critic updates.
-    """
-
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    layer_norm: bool = False
-    critic_layer_norm: bool = False
-    lr: float = 3e-4
-    actor_lr: float | None = None
-    batch_size: int = 256
-    discount: float = 0.99
-    tau: float = 0.005
-    alpha: float = 2.5
-    policy_noise: float = 0.2
-    noise_clip: float = 0.5
-    policy_delay: int = 2
-
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        bad = []
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            bad.append(f"hidden_sizes={self.hidden_sizes} (non-empty, positive)")
-        if self.activation not in ACTIVATIONS:
-            bad.append(f"activation={self.activation!r} (one of {sorted(ACTIVATIONS)})")
-        if not self.lr > 0 or (self.actor_lr is not None and not self.actor_lr > 0):
-            bad.append(f"lr={self.lr}, actor_lr={self.actor_lr} (> 0)")
-        if self.batch_size < 1:
-            bad.append(f"batch_size={self.batch_size} (>= 1)")
-        if not 0 < self.discount <= 1:
-            bad.append(f"discount={self.discount} (in (0, 1])")
-        if not 0 < self.tau <= 1:
-            bad.append(f"tau={self.tau} (in (0, 1])")
-        if not self.alpha >= 0:
-            bad.append(f"alpha={self.alpha} (>= 0)")
-        if not (self.policy_noise >= 0 and self.noise_clip >= 0):
-            bad.append(f"policy_noise={self.policy_noise}, noise_clip={self.noise_clip} (>= 0)")
-        if self.policy_delay < 1:
-            bad.append(f"policy_delay={self.policy_delay} (>= 1)")
-        if bad:
-            raise ValueError("invalid TD3BCConfig: " + "; ".join(bad))
 
 
 class TD3BC(OfflineAlgorithm):

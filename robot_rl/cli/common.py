@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 
@@ -24,6 +26,45 @@ def quiet_library_loggers() -> None:
 def show_progress(requested: bool) -> bool:
     """Progress bars only on a terminal: in logs and CI they are noise."""
     return requested and sys.stderr.isatty()
+
+
+def defaults_from_configs(
+    defaults: Callable[[], dict[str, Any]],
+) -> Callable[..., argparse.HelpFormatter]:
+    """A help formatter that appends each option's default, as ``defaults()`` reads it
+    from the config dataclass that owns it (``{dest: value}``).
+
+    Such options default to ``None`` in the parser, and the command passes on only the
+    options given, so the dataclass's default applies: the number lives in one place.
+    ``defaults`` runs only when help is shown, so a torch-heavy config module loads for
+    ``--help`` and not for every parse.
+    """
+
+    class _Formatter(argparse.HelpFormatter):
+        _values: dict[str, Any] | None = None
+
+        def _get_help_string(self, action: argparse.Action) -> str | None:
+            text = action.help or ""
+            if _Formatter._values is None:
+                _Formatter._values = defaults()
+            if action.dest in _Formatter._values:
+                value = _Formatter._values[action.dest]
+                if isinstance(value, list | tuple):
+                    value = ",".join(str(v) for v in value)
+                text += f" (default: {value})".replace("%", "%%")
+            return text
+
+    return _Formatter
+
+
+def given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
+    """``{config field: value}`` of the options given on the command line (not ``None``);
+    ``names`` maps each option's dest to the config field it sets."""
+    return {
+        field: getattr(args, dest)
+        for dest, field in names.items()
+        if getattr(args, dest) is not None
+    }
 
 
 @contextlib.contextmanager

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from robot_rl.cli.common import console, fail_on_user_error
+from robot_rl.cli.common import console, defaults_from_configs, fail_on_user_error, given
+from robot_rl.config.schema import TaskConfig
 
 
 def thin_ess(results: Sequence[Any]) -> list[str]:
@@ -55,11 +56,47 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from None
 
 
+#: Options that set a field of OPEConfig, FQEConfig or BehaviourConfig (dest -> field);
+#: unset, they keep the dataclass's default.
+OPE_OPTIONS = {
+    "gamma": "gamma",
+    "bootstrap_refits": "bootstrap_refits",
+    "bootstrap_resamples": "bootstrap_resamples",
+    "confidence": "confidence",
+    "is_target_std": "is_target_std",
+    "seed": "seed",
+}
+FQE_OPTIONS = {
+    "fqe_steps": "steps",
+    "fqe_hidden": "hidden_sizes",
+    "fqe_lr": "lr",
+    "fqe_batch_size": "batch_size",
+    "fqe_tau": "tau",
+}
+BEHAVIOUR_OPTIONS = {"behaviour_steps": "steps"}
+
+
+def _config_defaults() -> dict[str, Any]:
+    """Each option's default, read from the dataclass it sets (for --help only: this
+    imports torch)."""
+    from robot_rl.algos.ope import BehaviourConfig, FQEConfig, OPEConfig
+
+    out: dict[str, Any] = {}
+    for options, config in (
+        (OPE_OPTIONS, OPEConfig()),
+        (FQE_OPTIONS, FQEConfig()),
+        (BEHAVIOUR_OPTIONS, BehaviourConfig()),
+    ):
+        out |= {dest: getattr(config, field) for dest, field in options.items()}
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="robot-rl-ope",
         description="Offline policy evaluation (FQE, weighted importance sampling) with "
         "bootstrap confidence intervals.",
+        formatter_class=defaults_from_configs(_config_defaults),
     )
     p.add_argument("store", help="episode store with rewards")
     p.add_argument(
@@ -76,14 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S1,S2,...",
         help="also evaluate the store task's scripted expert with these action-noise σ",
     )
-    p.add_argument("--expert-max-ee-step-m", type=float, default=0.02, help="task.max_ee_step_m")
+    p.add_argument(
+        "--expert-max-ee-step-m",
+        type=float,
+        default=TaskConfig.max_ee_step_m,
+        help="task.max_ee_step_m (default: %(default)s)",
+    )
     p.add_argument("--out", type=Path, help="write the report as JSON here")
     p.add_argument(
         "--true-returns",
         type=Path,
         help="JSON {policy name: true discounted return}: report Spearman rank correlations",
     )
-    p.add_argument("--gamma", type=float, default=0.99, help="discount per control step")
+    p.add_argument("--gamma", type=float, help="discount per control step")
     p.add_argument(
         "--horizon-steps",
         type=int,
@@ -91,32 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="episode length H of the return (default: the store's longest episode; "
         "0 = infinite horizon)",
     )
-    p.add_argument("--fqe-steps", type=int, default=10_000, help="FQE gradient steps per fit")
-    p.add_argument("--fqe-hidden", type=_ints, default=(256, 256), help="Q-network widths")
-    p.add_argument("--fqe-lr", type=float, default=3e-4, help="FQE learning rate")
-    p.add_argument("--fqe-batch-size", type=int, default=256, help="FQE batch size")
-    p.add_argument("--fqe-tau", type=float, default=0.005, help="FQE target Polyak rate")
+    p.add_argument("--fqe-steps", type=int, help="FQE gradient steps per fit")
+    p.add_argument("--fqe-hidden", type=_ints, metavar="W1,W2,...", help="Q-network widths")
+    p.add_argument("--fqe-lr", type=float, help="FQE learning rate")
+    p.add_argument("--fqe-batch-size", type=int, help="FQE batch size")
+    p.add_argument("--fqe-tau", type=float, help="FQE target Polyak rate")
     p.add_argument(
         "--bootstrap-refits",
         type=int,
-        default=0,
-        help="refit FQE on B episode-resampled datasets for its interval (slow; default 0: "
+        help="refit FQE on B episode-resampled datasets for its interval (slow; 0: "
         "resample the start states of one fit, which understates the uncertainty)",
     )
-    p.add_argument(
-        "--bootstrap-resamples", type=int, default=2000, help="resamples of cheap bootstraps"
-    )
-    p.add_argument("--confidence", type=float, default=0.95, help="interval level")
+    p.add_argument("--bootstrap-resamples", type=int, help="resamples of cheap bootstraps")
+    p.add_argument("--confidence", type=float, help="interval level")
     p.add_argument("--no-is", action="store_true", help="skip importance sampling")
     p.add_argument(
         "--is-target-std",
         type=float,
-        default=0.1,
         help="smallest std of the target Gaussian in importance sampling, in the actions' "
         "normalized [-1, 1] units (a raw-unit store's actions are mapped there)",
     )
-    p.add_argument("--behaviour-steps", type=int, default=3000, help="behaviour-fit steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--behaviour-steps", type=int, help="behaviour-fit steps")
+    p.add_argument("--seed", type=int, help="seeds networks, batches and bootstraps")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     return p
@@ -133,22 +171,11 @@ def _config(args: argparse.Namespace) -> Any:
     from robot_rl.algos.ope import BehaviourConfig, FQEConfig, OPEConfig
 
     return OPEConfig(
-        gamma=args.gamma,
+        **given(args, OPE_OPTIONS),
         horizon_steps=args.horizon_steps,
-        fqe=FQEConfig(
-            hidden_sizes=args.fqe_hidden,
-            lr=args.fqe_lr,
-            batch_size=args.fqe_batch_size,
-            steps=args.fqe_steps,
-            tau=args.fqe_tau,
-        ),
-        bootstrap_refits=args.bootstrap_refits,
-        bootstrap_resamples=args.bootstrap_resamples,
-        confidence=args.confidence,
+        fqe=FQEConfig(**given(args, FQE_OPTIONS)),
         importance_sampling=not args.no_is,
-        is_target_std=args.is_target_std,
-        behaviour=BehaviourConfig(steps=args.behaviour_steps),
-        seed=args.seed,
+        behaviour=BehaviourConfig(**given(args, BEHAVIOUR_OPTIONS)),
         device=None if args.device == "auto" else args.device,
         progress=args.progress,
     )

@@ -23,7 +23,7 @@ from robot_rl.cli.common import (
     show_progress,
 )
 from robot_rl.config.schema import PipelineConfig
-from robot_rl.config.store import register_configs, to_object
+from robot_rl.config.store import check_overrides, register_configs, to_object
 from robot_rl.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
+    with fail_on_config_error():
+        check_overrides(sys.argv[1:], "pipeline")
     _hydra_main()
 
 

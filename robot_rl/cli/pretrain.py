@@ -1,6 +1,6 @@
 """robot-rl-pretrain: offline learning from an episode store to a policy artifact.
 
-Example: ``robot-rl-pretrain algo=bc dataset.path=outputs/.../demos.zarr algo.steps=20000``
+Example: ``robot-rl-pretrain algo=iql dataset.path=outputs/.../demos.zarr train.steps=20000``
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from robot_rl.cli.common import (
     show_progress,
 )
 from robot_rl.config.schema import PretrainConfig
-from robot_rl.config.store import register_configs, to_object
+from robot_rl.config.store import check_overrides, register_configs, to_object
 from robot_rl.paths import CONF_DIR
 
 
@@ -53,6 +53,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             store,
             config.algo,
             run_dir,
+            train=config.train,
             obs_keys=keys,
             progress=show_progress(config.progress),
             run_config=OmegaConf.to_container(cfg, resolve=True),
@@ -73,6 +74,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
+    with fail_on_config_error():
+        check_overrides(sys.argv[1:], "pretrain")
     _hydra_main()
 
 

@@ -149,6 +149,11 @@ def _open_or_create(
             chunk_steps=cfg.store.chunk_steps or None,
             timestamps=True,
         )
+    if cfg.store.chunk_steps:
+        raise ValueError(
+            f"store.chunk_steps={cfg.store.chunk_steps} sets the chunks of a new store; this "
+            "one exists and keeps its own chunks: leave store.chunk_steps out"
+        )
     store = EpisodeStore.open(path, mode="a")
     want = {
         "robot": cfg.robot.name,

@@ -1,7 +1,14 @@
-"""Structured configs (typed dataclasses) for every command; see :mod:`schema`."""
+"""Structured configs (typed dataclasses) for every command; see :mod:`schema` and, for
+the offline algorithms' hyper-parameters, :mod:`algos`."""
 
+from robot_rl.config.algos import (
+    ALGORITHM_CONFIGS,
+    BCConfig,
+    CQLConfig,
+    IQLConfig,
+    TD3BCConfig,
+)
 from robot_rl.config.schema import (
-    AlgoConfig,
     ConfigError,
     DatasetConfig,
     EvalConfig,
@@ -10,18 +17,26 @@ from robot_rl.config.schema import (
     RandomizationConfig,
     RobotConfig,
     SimConfig,
+    StoreConfig,
     TaskConfig,
+    TrainConfig,
 )
 
 __all__ = [
-    "AlgoConfig",
+    "ALGORITHM_CONFIGS",
+    "BCConfig",
+    "CQLConfig",
     "ConfigError",
     "DatasetConfig",
     "EvalConfig",
+    "IQLConfig",
     "ParamRange",
     "PipelineConfig",
     "RandomizationConfig",
     "RobotConfig",
     "SimConfig",
+    "StoreConfig",
+    "TD3BCConfig",
     "TaskConfig",
+    "TrainConfig",
 ]

@@ -8,8 +8,10 @@ runs when a composed config is turned into objects with :func:`robot_rl.config.t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -37,6 +39,32 @@ class ConfigError(ValueError):
 def _check(ok: bool, key: str, value: object, expected: str) -> None:
     if not ok:
         raise ConfigError(f"invalid config value {key}={value!r}: expected {expected}")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (without constructing the dataclass)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _refuse_unused(key: str, value: object, default: object, why: str) -> None:
+    """A setting a command accepts but does not use must keep its default: a changed
+    value would be silently ignored. ``why`` completes "<key>=<value> ..."."""
+    if value != default:
+        raise ConfigError(f"{key}={value!r} {why}")
+
+
+def check_sim_runs_on_cpu(sim: SimConfig, command: str) -> None:
+    """``command`` steps the single-world env, MuJoCo on the CPU: a Warp setting would be
+    ignored, so it is refused by name."""
+    why = (
+        f"is not supported by {command} yet: it runs MuJoCo on the CPU, one world at a "
+        "time (the warp backend runs in the library's batched simulator, "
+        "robot_rl.sim.batched.BatchedSim); leave it at its default"
+    )
+    _refuse_unused("sim.backend", sim.backend, "cpu", why)
+    _refuse_unused("sim.warp_device", sim.warp_device, "auto", why)
 
 
 @dataclass
@@ -279,6 +307,34 @@ class RandomizationConfig:
         )
 
 
+def _check_obs_keys(obs_keys: list[str] | None) -> None:
+    _check(
+        obs_keys is None or (len(obs_keys) > 0 and len(set(obs_keys)) == len(obs_keys)),
+        "dataset.obs_keys",
+        obs_keys,
+        "null or a non-empty list of distinct keys",
+    )
+
+
+@dataclass
+class StoreConfig:
+    """An existing episode store to learn from (robot-rl-pretrain's ``dataset``)."""
+
+    #: Path of the episode store (a directory), relative to the working directory.
+    path: str = MISSING
+    #: Observation keys the policy sees, flattened in this order; null = every key of
+    #: the store with at most one dimension (images and other 2+-dim keys are left out,
+    #: since the policies are MLPs; name them here to flatten them in anyway).
+    obs_keys: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        _check_obs_keys(self.obs_keys)
+
+
+#: DatasetConfig fields that only recording the scripted expert reads.
+_RECORDING_FIELDS = ("n_episodes", "action_noise_std", "seed", "operator")
+
+
 @dataclass
 class DatasetConfig:
     """Where demonstrations come from and where they are stored."""
@@ -303,13 +359,7 @@ class DatasetConfig:
     obs_keys: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _check(
-            self.obs_keys is None
-            or (len(self.obs_keys) > 0 and len(set(self.obs_keys)) == len(self.obs_keys)),
-            "dataset.obs_keys",
-            self.obs_keys,
-            "null or a non-empty list of distinct keys",
-        )
+        _check_obs_keys(self.obs_keys)
         _check(
             self.source in ("scripted", "existing"),
             "dataset.source",
@@ -325,122 +375,55 @@ class DatasetConfig:
         )
 
 
-#: Offline algorithms ``algo.name`` may select (keys of ``robot_rl.algos.ALGORITHMS``; a
-#: test keeps the two in step, so the schema need not import torch).
-ALGORITHM_NAMES = ("bc", "td3bc", "iql", "cql")
+#: Settings of the training run that were ``algo.<key>`` before they moved to ``train``.
+MOVED_TO_TRAIN = (
+    "steps",
+    "batch_size",
+    "seed",
+    "device",
+    "mixed_precision",
+    "log_every",
+    "checkpoint_every",
+)
 
 
 @dataclass
-class AlgoConfig:
-    """Offline learning algorithm and its hyper-parameters.
+class TrainConfig:
+    """The offline training run, whatever the algorithm (``train.<field>``).
 
-    The fields after ``seed`` are settings of some algorithms only (named in each
-    comment); ``None`` means the algorithm's own default, documented on its config class
-    (``robot_rl.algos.<name>``). Setting one for an algorithm that lacks it is an error.
+    Attributes:
+        steps: Gradient steps.
+        batch_size: Transitions per gradient step.
+        seed: Seeds the networks, the batch sampler and python/numpy/torch.
+        device: cpu, cuda, cuda:<i>, or auto (cuda when present, else cpu).
+        mixed_precision: Forward passes under bf16 autocast (losses stay float32): faster
+            on GPUs and on CPUs with bf16 matrix units, at bf16's ~3 significant digits
+            in activations.
+        log_every: Log the mean of each metric over this many steps (TensorBoard).
+        checkpoint_every: Write a checkpoint every this many steps, all kept (0: only the
+            last, at the end).
     """
 
-    #: Algorithm name: bc, td3bc, iql or cql (conf/algo/<name>.yaml).
-    name: str = "bc"
-    #: Gradient steps.
-    steps: int = 5000
-    #: Transitions per gradient step.
+    steps: int = 20_000
     batch_size: int = 256
-    #: Adam learning rate per gradient step (the critics' in td3bc/iql/cql).
-    lr: float = 3e-4
-    #: Hidden layer widths of every network (policy, critics, value).
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    #: L2 weight decay (AdamW); bc only.
-    weight_decay: float = 0.0
-    #: Log scalars every this many steps.
-    log_every: int = 250
-    #: Write a checkpoint every this many steps (0: only at the end).
-    checkpoint_every: int = 0
-    #: cpu, cuda, or auto (cuda when present).
-    device: str = "auto"
-    #: Forward passes under bf16 autocast (losses stay float32): faster on GPUs and on
-    #: CPUs with bf16 matrix units, at bf16's ~3 significant digits in activations.
-    mixed_precision: bool = False
-    #: Training seed.
     seed: int = 0
-
-    #: Hidden activation: relu, tanh, elu, gelu or silu (all).
-    activation: str | None = None
-    #: LayerNorm after each hidden layer (all).
-    layer_norm: bool | None = None
-    #: LayerNorm after each hidden layer of the critics and value nets only, which keeps
-    #: the actor exportable to SB3 (td3bc, iql, cql).
-    critic_layer_norm: bool | None = None
-    #: Clip the global gradient norm to this (bc).
-    max_grad_norm: float | None = None
-    #: Actor learning rate per step (td3bc, iql, cql).
-    actor_lr: float | None = None
-    #: Discount factor per control step, in (0, 1] (td3bc, iql, cql).
-    discount: float | None = None
-    #: Polyak rate of the target networks per update, in (0, 1] (td3bc, iql, cql).
-    tau: float | None = None
-    #: Q weight against the BC term (td3bc; smaller is closer to BC).
-    alpha: float | None = None
-    #: Std and clip of target-action noise, in normalized action units (td3bc).
-    policy_noise: float | None = None
-    noise_clip: float | None = None
-    #: Critic updates per actor update (td3bc).
-    policy_delay: int | None = None
-    #: Expectile of the value regression, in [0.5, 1) (iql).
-    expectile: float | None = None
-    #: Inverse temperature of the advantage weights (iql).
-    temperature: float | None = None
-    #: Clip of the advantage weights (iql).
-    max_weight: float | None = None
-    #: Policy: gaussian or deterministic (iql).
-    actor: str | None = None
-    #: Actor learning-rate schedule: cosine or constant (iql).
-    actor_lr_schedule: str | None = None
-    #: Learning rate of the entropy temperature (cql).
-    entropy_lr: float | None = None
-    #: Weight of the conservative regularizer, 1 to 5 typical (cql).
-    cql_alpha: float | None = None
-    #: Sampled actions per state and proposal in the regularizer (cql).
-    n_action_samples: int | None = None
-    #: Importance-sample the regularizer's log-sum-exp over the action box (cql).
-    importance_sample: bool | None = None
-    #: Temperature of the regularizer's log-sum-exp (cql).
-    cql_temperature: float | None = None
-    #: Entropy target in nats; default -action_dim (cql).
-    target_entropy: float | None = None
-    #: Initial entropy temperature (cql).
-    init_entropy_alpha: float | None = None
-    #: Soft (entropy) TD backup (cql).
-    backup_entropy: bool | None = None
-    #: Gradient steps at the start in which the actor does behaviour cloning (cql).
-    bc_warmup_steps: int | None = None
-    #: Cal-QL: bound policy Q-values below by Monte-Carlo returns (cql; needs mc_return).
-    calibrated: bool | None = None
-    #: Reward scaling before learning: none or return_range (1000 / spread of episode
-    #: returns, as the IQL paper for D4RL locomotion) (iql, cql).
-    reward_normalization: str | None = None
+    device: str = "auto"
+    mixed_precision: bool = False
+    log_every: int = 250
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.steps > 0, "train.steps", self.steps, "> 0")
+        _check(self.batch_size > 0, "train.batch_size", self.batch_size, "> 0")
         _check(
-            self.name in ALGORITHM_NAMES,
-            "algo.name",
-            self.name,
-            "one of " + ", ".join(ALGORITHM_NAMES),
-        )
-        _check(self.steps > 0, "algo.steps", self.steps, "> 0")
-        _check(self.batch_size > 0, "algo.batch_size", self.batch_size, "> 0")
-        _check(0 < self.lr < 1, "algo.lr", self.lr, "in (0, 1)")
-        _check(
-            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-            "algo.hidden_sizes",
-            self.hidden_sizes,
-            "a non-empty list of positive widths",
-        )
-        _check(
-            self.device in ("auto", "cpu", "cuda"),
-            "algo.device",
+            self.device in ("auto", "cpu", "cuda")
+            or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+            "train.device",
             self.device,
-            "auto, cpu or cuda",
+            "auto, cpu, cuda or cuda:<i>",
         )
+        _check(self.log_every > 0, "train.log_every", self.log_every, "> 0")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every", self.checkpoint_every, ">= 0")
 
 
 @dataclass
@@ -480,7 +463,9 @@ class PipelineConfig:
     task: TaskConfig = MISSING
     sim: SimConfig = MISSING
     dataset: DatasetConfig = MISSING
-    algo: AlgoConfig = MISSING
+    #: The algorithm's config, selected by ``algo=<name>`` (robot_rl.config.algos).
+    algo: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = MISSING
     #: Domain randomization of the simulated cell, applied to the demonstrations and to
     #: the evaluation runs alike (re-sampled every episode from its seed).
@@ -492,11 +477,42 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         check_control_period(self.task, self.sim)
+        check_algorithm_config(self.algo)
+        check_sim_runs_on_cpu(self.sim, "robot-rl-pipeline")
         _check(
             not (self.dataset.source == "scripted" and self.task.action_mode != "ee_delta"),
             "task.action_mode",
             self.task.action_mode,
             "ee_delta when dataset.source=scripted (the scripted experts command the end effector)",
+        )
+        if self.dataset.source == "existing":
+            defaults = {f.name: _default(f) for f in dataclasses.fields(DatasetConfig)}
+            hint = (
+                " (profile=quick sets dataset.n_episodes: with an existing store leave it "
+                "out, or give dataset.n_episodes=100)"
+                if self.profile == "quick"
+                else ""
+            )
+            for key in _RECORDING_FIELDS:
+                _refuse_unused(
+                    f"dataset.{key}",
+                    getattr(self.dataset, key),
+                    defaults[key],
+                    "is not used by robot-rl-pipeline with dataset=existing: it learns from "
+                    "every episode of dataset.path; this setting is for recording the "
+                    "scripted expert (dataset=scripted)" + (hint if key == "n_episodes" else ""),
+                )
+
+
+def check_algorithm_config(algo: Any) -> None:
+    """``algo`` must be one of the algorithm configs (:mod:`robot_rl.config.algos`)."""
+    from robot_rl.config.algos import ALGORITHM_CONFIGS
+
+    if not isinstance(algo, tuple(ALGORITHM_CONFIGS.values())):
+        raise ConfigError(
+            f"algo is a {type(algo).__name__}: expected one of the algorithm configs "
+            f"({', '.join(c.__name__ for c in ALGORITHM_CONFIGS.values())}), chosen with "
+            f"algo={'|'.join(ALGORITHM_CONFIGS)}"
         )
 
 
@@ -504,10 +520,15 @@ class PipelineConfig:
 class PretrainConfig:
     """robot-rl-pretrain: offline learning on an existing episode store."""
 
-    dataset: DatasetConfig = MISSING
-    algo: AlgoConfig = MISSING
+    dataset: StoreConfig = field(default_factory=StoreConfig)
+    #: The algorithm's config, selected by ``algo=<name>`` (robot_rl.config.algos).
+    algo: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
     #: Show progress bars (on a terminal).
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_algorithm_config(self.algo)
 
 
 @dataclass
@@ -527,6 +548,7 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         check_control_period(self.task, self.sim)
+        check_sim_runs_on_cpu(self.sim, "robot-rl-eval")
 
 
 TELEOP_DEVICES = ("scripted", "keyboard", "spacemouse", "gamepad", "replay")
@@ -614,6 +636,42 @@ class TeleopConfig:
             self.review,
             "false for a device without an operator (scripted, replay)",
         )
+        for f in dataclasses.fields(self):
+            readers = [d for d, keys in _TELEOP_FIELDS.items() if f.name in keys]
+            if not readers or self.device in readers:
+                continue
+            value = getattr(self, f.name)
+            if value != _default(f):
+                raise ConfigError(
+                    f"teleop.{f.name}={value!r} is not read by teleop={self.device}: only "
+                    f"by teleop={'|'.join(readers)}; leave it out"
+                )
+        _check(
+            self.events_clock == "tick" or bool(self.events_in),
+            "teleop.events_clock",
+            self.events_clock,
+            "'tick' unless teleop.events_in replays an event log",
+        )
+
+
+_EVENT_LOG_FIELDS = ("events_in", "events_clock", "events_out")
+#: TeleopConfig fields that only some devices read (the others -- device, realtime,
+#: review -- every device reads): a value set for another device would be ignored.
+_TELEOP_FIELDS = {
+    "scripted": ("action_noise_std",),
+    "replay": ("replay_store", "replay_episode"),
+    "keyboard": ("speed", "bindings", *_EVENT_LOG_FIELDS),
+    "gamepad": ("speed", "deadzone", "axes", "bindings", "joystick_index", *_EVENT_LOG_FIELDS),
+    "spacemouse": (
+        "speed",
+        "deadzone",
+        "axes",
+        "bindings",
+        "axis_convention",
+        "spacemouse_name",
+        *_EVENT_LOG_FIELDS,
+    ),
+}
 
 
 @dataclass
@@ -669,6 +727,7 @@ class RecordConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_sim_runs_on_cpu(self.sim, "robot-rl-record")
         _check(self.n_episodes >= 0, "n_episodes", self.n_episodes, ">= 0 (0: until quit)")
         _check(self.queue_blocks >= 2, "queue_blocks", self.queue_blocks, ">= 2")
         _check(self.block_steps >= 1, "block_steps", self.block_steps, ">= 1")

@@ -11,13 +11,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from robot_rl.config.algos import ALGORITHM_CONFIGS
 from robot_rl.config.schema import (
+    MOVED_TO_TRAIN,
     ConfigError,
     EvaluateConfig,
     PipelineConfig,
     PretrainConfig,
     RecordConfig,
 )
+from robot_rl.paths import CONF_DIR
 
 T = TypeVar("T")
 
@@ -32,9 +35,69 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
+    """Stores the top-level schemas, and each algorithm's config as the option
+    ``algo=<name>`` of the ``algo`` group (its defaults are the dataclass's: there is no
+    YAML to drift from them)."""
     cs = ConfigStore.instance()
     for name, node in SCHEMAS.items():
         cs.store(name=name, node=node)
+    for name, node in ALGORITHM_CONFIGS.items():
+        cs.store(group="algo", name=name, node=node)
+
+
+def check_overrides(overrides: list[str], config_name: str) -> None:
+    """Command-line overrides of ``algo.<key>`` that the chosen algorithm lacks fail here,
+    naming the key and where it lives, before Hydra composes (Hydra would only say that
+    the algorithm's config has no such key).
+
+    Args:
+        overrides: the command line's arguments (anything but ``algo...`` is skipped).
+        config_name: the command's top config in ``conf/`` (its defaults name the
+            algorithm when the command line does not).
+
+    Raises:
+        ConfigError: ``algo.<key>`` is a training-run setting, now ``train.<key>``; or no
+            setting of the chosen algorithm.
+    """
+    chosen = _default_algorithm(config_name)
+    for text in overrides:
+        key, _, value = text.lstrip("+~").partition("=")
+        if key.strip() == "algo":
+            chosen = value.strip()
+    config_cls = ALGORITHM_CONFIGS.get(chosen)  # None: a typo or a sweep, Hydra names it
+    for text in overrides:
+        key, _, value = text.lstrip("+~").partition("=")
+        head, _, field = key.strip().partition(".")
+        if head != "algo" or not field:
+            continue
+        field = field.split(".")[0]
+        if field in MOVED_TO_TRAIN:
+            raise ConfigError(
+                f"algo.{field} has moved to train.{field}: the training run's settings "
+                f"({', '.join(MOVED_TO_TRAIN)}) are under train, whatever the algorithm; "
+                f"give train.{field}={value or '...'}"
+            )
+        if config_cls is None:
+            continue
+        fields = [f.name for f in dataclasses.fields(config_cls)]
+        if field not in fields:
+            owners = [n for n, c in ALGORITHM_CONFIGS.items() if field in c.__dataclass_fields__]
+            where = f" (a setting of algo={'|'.join(owners)})" if owners else ""
+            raise ConfigError(
+                f"algo.{field} is not a setting of algo={chosen}{where}; {config_cls.__name__} "
+                f"has {', '.join(fields)} (robot_rl/config/algos.py)"
+            )
+
+
+def _default_algorithm(config_name: str) -> str | None:
+    """The ``algo`` option in the defaults list of ``conf/<config_name>.yaml``."""
+    path = CONF_DIR / f"{config_name}.yaml"
+    if not path.is_file():
+        return None
+    for entry in OmegaConf.load(path).get("defaults", []):
+        if isinstance(entry, DictConfig) and "algo" in entry:
+            return str(entry["algo"])
+    return None
 
 
 def _unknown_keys(node: DictConfig, prefix: str) -> list[str]:

@@ -134,10 +134,6 @@ def discounted_returns(reward: np.ndarray, episode_ends: np.ndarray, gamma: floa
     return out.astype(np.float32)
 
 
-#: Dataset-level reward scalings an algorithm config may name (``reward_normalization``).
-REWARD_NORMALIZATIONS = ("return_range", "none")
-
-
 def return_range_scale(store: EpisodeStore, target: float = 1000.0) -> float:
     """``target / (max - min episode return)`` of ``store`` (1.0 when all returns are
     equal): IQL's reward normalization for dense-reward data (Kostrikov et al. 2022, as

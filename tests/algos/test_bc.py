@@ -46,7 +46,7 @@ def test_loss_falls_on_a_fixed_batch():
 
 def test_fits_a_nonlinear_mapping_on_held_out_inputs():
     seed_everything(0)
-    algo = BC(OBS_DIM, ACTION_DIM, BCConfig(hidden_sizes=(64, 64), lr=3e-3, batch_size=128))
+    algo = BC(OBS_DIM, ACTION_DIM, BCConfig(hidden_sizes=(64, 64), lr=3e-3))
     config = TrainerConfig(num_steps=600, log_every=100, progress=False, device="cpu")
     OfflineTrainer(algo, ExpertSource(128), config).train()
     test_obs = np.random.default_rng(999).normal(size=(500, OBS_DIM)).astype(np.float32)
@@ -87,9 +87,9 @@ def test_grad_clipping_reports_the_norm_and_config_is_validated():
     algo = BC(OBS_DIM, ACTION_DIM, BCConfig(hidden_sizes=(8,), max_grad_norm=0.5))
     metrics = algo.update(ExpertSource(16).sample(), 0)
     assert set(metrics) == {"loss", "grad_norm"} and metrics["grad_norm"] > 0
-    with pytest.raises(ValueError, match="activation 'swish'"):
+    with pytest.raises(ValueError, match=r"algo\.activation='swish'"):
         BCConfig(activation="swish")
-    with pytest.raises(ValueError, match="lr=-1"):
+    with pytest.raises(ValueError, match=r"algo\.lr=-1"):
         BCConfig(lr=-1)
     with pytest.raises(ValueError, match="normalizer has 2 dims"):
         BC(OBS_DIM, ACTION_DIM, normalizer=Normalizer.identity(2))

@@ -297,3 +297,25 @@ def test_purge_warns_when_operator_is_not_a_pseudonym(tmp_path, capsys, salt_fil
     assert "does not look like a pseudonym" in capsys.readouterr().out
     assert main(["purge", str(src), "--operator", "0123456789abcdef", "--yes"]) == 1
     assert "does not look like" not in capsys.readouterr().out
+
+
+def test_train_reward_defaults_are_the_configs(capsys):
+    # Unset options pass nothing, so each kind's config keeps its own default; --help
+    # shows those defaults, read from the configs.
+    from robot_rl.algos.rewards import PreferenceConfig, SuccessConfig
+    from robot_rl.cli.common import given
+    from robot_rl.cli.data import REWARD_OPTIONS, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train-reward", "s", "--kind", "success", "--out", "m"])
+    assert given(args, REWARD_OPTIONS) == {}
+    args = parser.parse_args(
+        ["train-reward", "s", "--kind", "success", "--out", "m", "--steps", "9"]
+    )
+    assert given(args, REWARD_OPTIONS) == {"steps": 9}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train-reward", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    steps = f"preference {PreferenceConfig().steps}, success {SuccessConfig().steps}"
+    assert f"gradient steps (default: {steps})" in text
+    assert f"seed (default: {PreferenceConfig().seed})" in text

@@ -29,7 +29,7 @@ def test_pipeline_produces_a_consistent_run_directory(tmp_path):
         "pipeline",
         "profile=quick",
         "dataset.n_episodes=6",
-        "algo.steps=60",
+        "train.steps=60",
         "eval.n_episodes=4",
         "eval.video_episodes=1",
         f"hydra.run.dir={run_dir}",
@@ -69,9 +69,9 @@ def test_bad_override_fails_fast_and_names_the_key(tmp_path):
     assert proc.returncode != 0
     assert "task.reward_kind" in proc.stdout + proc.stderr
 
-    proc = run_cli("pipeline", "algo.steps=0", f"hydra.run.dir={tmp_path}")
+    proc = run_cli("pipeline", "train.steps=0", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
-    assert "algo.steps" in proc.stdout and "expected > 0" in proc.stdout
+    assert "train.steps" in proc.stdout and "expected > 0" in proc.stdout
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_pretrain_and_eval_commands_on_a_recorded_store(tmp_path):
         "pipeline",
         "profile=quick",
         "dataset.n_episodes=4",
-        "algo.steps=20",
+        "train.steps=20",
         "eval.n_episodes=2",
         "eval.video_episodes=0",
         "eval.include_expert=false",
@@ -92,7 +92,7 @@ def test_pretrain_and_eval_commands_on_a_recorded_store(tmp_path):
     proc = run_cli(
         "pretrain",
         f"dataset.path={run_dir / 'demos.zarr'}",
-        "algo.steps=30",
+        "train.steps=30",
         f"hydra.run.dir={pre_dir}",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -132,7 +132,7 @@ def test_pipeline_refuses_an_existing_store_of_another_task(tmp_path):
         "pipeline",
         "task=reach",
         "dataset.n_episodes=2",
-        "algo.steps=5",
+        "train.steps=5",
         "eval.n_episodes=1",
         "eval.video_episodes=0",
         "eval.include_expert=false",

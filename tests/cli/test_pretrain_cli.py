@@ -30,8 +30,8 @@ def test_pretrain_on_a_fetch_store_with_a_constant_goal_coordinate(fetch_store, 
         "pretrain",
         f"algo={algo}",
         f"dataset.path={fetch_store}",
-        "algo.steps=20",
-        "algo.batch_size=16",
+        "train.steps=20",
+        "train.batch_size=16",
         f"hydra.run.dir={tmp_path}",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -84,12 +84,12 @@ def test_rewardless_store_trains_bc_refuses_iql_and_cal_ql_gets_returns(fetch_st
     bare = tmp_path / "bare.zarr"
     strip_rewards(fetch_store, bare)
     proc = run_cli(
-        "pretrain", "algo=bc", f"dataset.path={bare}", "algo.steps=10",
+        "pretrain", "algo=bc", f"dataset.path={bare}", "train.steps=10",
         f"hydra.run.dir={tmp_path / 'bc'}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr  # BC never reads rewards
     proc = run_cli(
-        "pretrain", "algo=iql", f"dataset.path={bare}", "algo.steps=10",
+        "pretrain", "algo=iql", f"dataset.path={bare}", "train.steps=10",
         f"hydra.run.dir={tmp_path / 'iql'}",
     )  # fmt: skip
     assert proc.returncode == 1
@@ -97,7 +97,7 @@ def test_rewardless_store_trains_bc_refuses_iql_and_cal_ql_gets_returns(fetch_st
     # Cal-QL: the sampler adds each transition's Monte-Carlo return.
     proc = run_cli(
         "pretrain", "algo=cql", "algo.calibrated=true", f"dataset.path={fetch_store}",
-        "algo.steps=10", "algo.batch_size=16", f"hydra.run.dir={tmp_path / 'calql'}",
+        "train.steps=10", "train.batch_size=16", f"hydra.run.dir={tmp_path / 'calql'}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -111,8 +111,8 @@ def test_pretrain_on_raw_unit_actions_gives_a_policy_in_those_units(tmp_path):
         "pretrain",
         "algo=bc",
         f"dataset.path={store}",
-        "algo.steps=20",
-        "algo.batch_size=16",
+        "train.steps=20",
+        "train.batch_size=16",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -132,7 +132,7 @@ def test_pretrain_on_raw_unit_actions_gives_a_policy_in_those_units(tmp_path):
 
 def test_dataset_obs_keys_choose_what_the_policy_sees(fetch_store, tmp_path):
     proc = run_cli(
-        "pretrain", "algo=bc", f"dataset.path={fetch_store}", "algo.steps=5",
+        "pretrain", "algo=bc", f"dataset.path={fetch_store}", "train.steps=5",
         "dataset.obs_keys=[desired_goal,observation]", f"hydra.run.dir={tmp_path / 'two'}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -182,7 +182,7 @@ def test_image_keys_are_left_out_unless_named(tmp_path):
         run = tmp_path / f"run_{len(expected)}"
         extra = [f"dataset.obs_keys={keys}"] if keys else []
         proc = run_cli(
-            "pretrain", "algo=bc", f"dataset.path={path}", "algo.steps=3",
+            "pretrain", "algo=bc", f"dataset.path={path}", "train.steps=3",
             f"hydra.run.dir={run}", *extra,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -180,3 +180,36 @@ def test_bad_teleop_settings_fail_fast_and_name_the_key(tmp_path):
     proc = run_record(tmp_path, "teleop.speed=2", f"store.path={tmp_path / 's.zarr'}")
     assert proc.returncode == 2 and "teleop.speed" in proc.stdout
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_chunk_size_of_an_existing_store_is_refused_not_ignored(tmp_path):
+    # store.chunk_steps shapes a new store only; appending with it set used to drop it.
+    import pytest
+
+    from robot_rl.cli.record import open_or_create_store
+    from robot_rl.config.schema import (
+        ConfigError,
+        RecordConfig,
+        RecordStoreConfig,
+        RobotConfig,
+        SimConfig,
+        TaskConfig,
+        TeleopConfig,
+    )
+    from robot_rl.sim.env import make_env
+
+    def config(chunk_steps):
+        return RecordConfig(
+            robot=RobotConfig(),
+            task=TaskConfig(name="reach"),
+            sim=SimConfig(),
+            teleop=TeleopConfig(),
+            store=RecordStoreConfig(path=str(tmp_path / "s.zarr"), chunk_steps=chunk_steps),
+        )
+
+    env = make_env(TaskConfig(name="reach"))
+    open_or_create_store(config(7), env).close()  # a new store takes it
+    with pytest.raises(ConfigError, match=r"store\.chunk_steps=7 sets the chunks of a new"):
+        open_or_create_store(config(7), env)
+    open_or_create_store(config(0), env).close()
+    env.close()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robot_rl.algos.pretrain import pretrain
-from robot_rl.config.schema import AlgoConfig
+from robot_rl.config import BCConfig, TrainConfig
 from robot_rl.data.action_bounds import action_unit, recorded_action_bounds, store_action_bounds
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
 from robot_rl.data.sampler import TransitionSampler
@@ -132,8 +132,10 @@ def test_a_policy_trained_on_raw_actions_acts_in_raw_units(tmp_path):
         return np.c_[5.0 + 4.0 * x[:, 0], 1.5 * x[:, 1]]
 
     with make_store(tmp_path / "s", expert, bounds=bounds, n_episodes=8) as store:
-        algo = AlgoConfig(name="bc", steps=600, hidden_sizes=(64, 64), device="cpu")
-        result = pretrain(store, algo, tmp_path / "run", progress=False)
+        train = TrainConfig(steps=600, device="cpu")
+        result = pretrain(
+            store, BCConfig(hidden_sizes=(64, 64)), tmp_path / "run", train=train, progress=False
+        )
     policy = load_policy(result.policy_dir)
     assert (policy.manifest.action_low, policy.manifest.action_high) == bounds
     x = np.random.default_rng(1).uniform(-0.9, 0.9, (200, 2)).astype(np.float32)

@@ -13,7 +13,7 @@ from robot_rl.eval.video import tile_episodes, write_mp4
 
 
 @dataclass
-class AlgoConfig:
+class BCSettings:
     name: str = "bc"
     lr: float = 3e-4
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
@@ -22,7 +22,7 @@ class AlgoConfig:
 @dataclass
 class PipelineConfig:
     task: str = "robot_rl/Reach-v0"
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    algo: BCSettings = field(default_factory=BCSettings)
 
 
 def test_report_end_to_end(tmp_path, env_factory, constant_policy):

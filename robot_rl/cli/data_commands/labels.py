@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from robot_rl.cli.common import console
+from robot_rl.cli.common import console, defaults_from_configs, given
 from robot_rl.cli.data_commands.common import (
     add_path,
     label_word,
@@ -86,13 +86,7 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / MANIFEST_FILE).exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a reward model; pass --overwrite")
-    kw = {"seed": args.seed, "obs_keys": args.obs_key}
-    if args.steps is not None:
-        kw["steps"] = args.steps
-    if args.ensemble is not None:
-        kw["ensemble_size"] = args.ensemble
-    if args.validation_fraction is not None:
-        kw["validation_fraction"] = args.validation_fraction
+    kw = given(args, REWARD_OPTIONS)
     with open_store(args.path) as store:
         if args.kind == "preference":
             model = train_preference_model(store, PreferenceConfig(**kw))
@@ -108,7 +102,36 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
     return 0
 
 
+#: train-reward options that set a field of PreferenceConfig / SuccessConfig (dest ->
+#: field); unset, they keep the config's own default.
+REWARD_OPTIONS = {
+    "steps": "steps",
+    "seed": "seed",
+    "ensemble": "ensemble_size",
+    "validation_fraction": "validation_fraction",
+    "obs_key": "obs_keys",
+}
+
+
+def _reward_defaults() -> dict[str, str]:
+    """Each option's default per kind, read from the configs (for --help only)."""
+    from robot_rl.algos.rewards import PreferenceConfig, SuccessConfig
+
+    kinds = {"preference": PreferenceConfig(), "success": SuccessConfig()}
+    out = {}
+    for dest, field in REWARD_OPTIONS.items():
+        values = {kind: getattr(cfg, field) for kind, cfg in kinds.items()}
+        if dest == "obs_key":
+            continue  # the help says what None means
+        if len(set(map(str, values.values()))) == 1:
+            out[dest] = str(next(iter(values.values())))
+        else:
+            out[dest] = ", ".join(f"{kind} {v}" for kind, v in values.items())
+    return out
+
+
 def add_train_reward_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = defaults_from_configs(_reward_defaults)
     add_path(p)
     p.add_argument(
         "--kind",
@@ -118,14 +141,14 @@ def add_train_reward_args(p: argparse.ArgumentParser) -> None:
         "episodes labelled success/failure",
     )
     p.add_argument("--out", required=True, help="directory to save the model in")
-    p.add_argument("--steps", type=int, metavar="N", help="gradient steps (default per kind)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    p.add_argument("--steps", type=int, metavar="N", help="gradient steps")
+    p.add_argument("--seed", type=int, metavar="S", help="seed")
     p.add_argument("--ensemble", type=int, metavar="E", help="ensemble members")
     p.add_argument(
         "--validation-fraction",
         type=float,
         metavar="F",
-        help="share of the labels held out to stop training early (default 0.1; 0: none)",
+        help="share of the labels held out to stop training early (0: none)",
     )
     p.add_argument(
         "--obs-key",

@@ -106,3 +106,21 @@ def test_thin_ess_flags_policies_whose_weights_rest_on_a_few_episodes():
         SimpleNamespace(name="noisy", ess=0.7, n_episodes=8),
     ]
     assert thin_ess(results) == ["iql", "noisy"]
+
+
+def test_cli_defaults_are_the_configs(capsys):
+    # Unset options keep the dataclasses' defaults (no second copy of the numbers), set
+    # ones reach them, and --help shows the dataclasses' values.
+    from robot_rl.algos.ope import BehaviourConfig, FQEConfig, OPEConfig
+    from robot_rl.cli.ope import _config, build_parser
+
+    parser = build_parser()
+    assert _config(parser.parse_args(["s"])) == OPEConfig()
+    cfg = _config(parser.parse_args(["s", "--fqe-steps", "7", "--gamma", "0.5", "--seed", "3"]))
+    assert (cfg.fqe.steps, cfg.gamma, cfg.seed) == (7, 0.5, 3)
+    assert cfg.fqe.lr == FQEConfig().lr and cfg.behaviour == BehaviourConfig()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"FQE gradient steps per fit (default: {FQEConfig().steps})" in text
+    assert f"behaviour-fit steps (default: {BehaviourConfig().steps})" in text

@@ -1,0 +1,39 @@
+"""Config mistakes as a user meets them on the command line: each ends the command
+before anything runs, with exit status 2 and the key named."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from robot_rl.config.algos import IQLConfig
+from robot_rl.config.schema import TrainConfig
+from tests.cli.test_pipeline import run_cli
+
+
+def test_eval_refuses_the_warp_backend_it_does_not_run(tmp_path):
+    proc = run_cli("evaluate", "policy=expert", "sim.backend=warp", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "sim.backend='warp' is not supported by robot-rl-eval yet" in proc.stdout
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_pretrain_cfg_job_shows_the_chosen_algorithms_fields_only():
+    proc = run_cli("pretrain", "algo=iql", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert list(cfg["algo"]) == [f.name for f in dataclasses.fields(IQLConfig)]
+    assert list(cfg["train"]) == [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["algo=bc", "algo.expectile=0.8"], "algo.expectile is not a setting of algo=bc"),
+        (["algo.steps=10"], "algo.steps has moved to train.steps"),
+    ],
+)
+def test_pretrain_names_a_misplaced_algorithm_setting(args, message, tmp_path):
+    proc = run_cli("pretrain", *args, "dataset.path=x", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stdout
