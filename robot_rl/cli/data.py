@@ -56,6 +56,12 @@ class Command(NamedTuple):
     add_arguments: Callable[[argparse.ArgumentParser], None]
 
 
+def _literal(text: str) -> str:
+    """``text`` as argparse shows it: help strings are %-formatted (``%(default)s``), so
+    a plain ``%`` (``30% of the episodes``) must be doubled."""
+    return text.replace("%", "%%")
+
+
 def _open(path: str, mode: str = "r"):
     from robot_rl.data.episode_store import EpisodeStore
 
@@ -519,7 +525,7 @@ def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
         "--recipe",
         required=True,
         choices=list(RECIPES),
-        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()),
+        help=_literal("; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())),
     )
     p.add_argument("--episodes", type=int, required=True, metavar="N", help="episodes to record")
     p.add_argument(
@@ -658,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(cmd.name, help=_literal(cmd.help), description=cmd.help)
         cmd.add_arguments(p)
         p.set_defaults(fn=cmd.fn)
     return parser
