@@ -297,3 +297,38 @@ def test_purge_warns_when_operator_is_not_a_pseudonym(tmp_path, capsys, salt_fil
     assert "does not look like a pseudonym" in capsys.readouterr().out
     assert main(["purge", str(src), "--operator", "0123456789abcdef", "--yes"]) == 1
     assert "does not look like" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- import: bad sources
+
+
+def _bad_sources(tmp_path):
+    (tmp_path / "not.hdf5").write_text("not an HDF5 file")
+    (tmp_path / "empty").mkdir()
+    return [
+        # (argv, what the one line must say)
+        (["gym", "Pendulum-v9"], ["gym env id 'Pendulum-v9'", "close registered ids: Pendulum-v1"]),
+        (["gym", "robot_rl/Lift-v0"], ["'module:id'", "robot_rl.sim:robot_rl/Lift-v0"]),
+        (["robomimic", str(tmp_path / "none.hdf5")], ["none.hdf5: no robomimic HDF5 file"]),
+        (["robomimic", str(tmp_path / "not.hdf5")], ["not.hdf5: not an HDF5 file"]),
+        (["minari", str(tmp_path / "empty")], ["empty: not a Minari dataset directory"]),
+        (["zarr", str(tmp_path / "none.zarr")], ["none.zarr: no such file or directory"]),
+        (["zarr", str(tmp_path / "empty")], ["empty: not a zarr group"]),
+        (
+            ["robomimic", str(tmp_path / "not.hdf5"), "--seed", "1"],
+            ["--seed applies to import gym"],
+        ),
+        (["gym", "Pendulum-v1", "--action-key", "a"], ["--action-key applies to import zarr"]),
+    ]
+
+
+def test_import_of_a_bad_source_is_one_line_and_writes_nothing(tmp_path, capsys):
+    for argv, wanted in _bad_sources(tmp_path):
+        dst = tmp_path / "dst.zarr"
+        assert main(["import", argv[0], argv[1], str(dst), *argv[2:]]) == 2, argv
+        out = capsys.readouterr()
+        text = (out.out + out.err).strip()
+        assert len(text.splitlines()) == 1 and text.startswith("error:"), (argv, text)
+        for w in wanted:
+            assert w in text, (argv, text)
+        assert not dst.exists(), argv
