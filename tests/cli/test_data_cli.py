@@ -308,7 +308,7 @@ def _bad_sources(tmp_path):
     return [
         # (argv, what the one line must say)
         (["gym", "Pendulum-v9"], ["gym env id 'Pendulum-v9'", "close registered ids: Pendulum-v1"]),
-        (["gym", "robot_rl/Lift-v0"], ["'module:id'", "robot_rl.sim:robot_rl/Lift-v0"]),
+        (["gym", "nosuchpkg/Arm-v0"], ["Namespace nosuchpkg not found", "'module:id'"]),
         (["robomimic", str(tmp_path / "none.hdf5")], ["none.hdf5: no robomimic HDF5 file"]),
         (["robomimic", str(tmp_path / "not.hdf5")], ["not.hdf5: not an HDF5 file"]),
         (["minari", str(tmp_path / "empty")], ["empty: not a Minari dataset directory"]),
