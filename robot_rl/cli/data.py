@@ -12,8 +12,10 @@ robot-rl-data purge PATH (--operator P | --operator-name NAME) [--yes] [--allow-
 robot-rl-data convert SRC DST --zarr-format 2
 robot-rl-data merge DST SRC1 SRC2 ...
 robot-rl-data split SRC --into train=0.9,val=0.1 [--seed S] --out-dir D
-robot-rl-data import {minari,robomimic,gym} SRC DST [--n-episodes N] [--seed S]
-                             [--control-hz HZ] [--append]
+robot-rl-data import {minari,robomimic,gym,zarr} SRC DST [--n-episodes N] [--control-hz HZ]
+                             [--robot R] [--task T] [--append] [--seed S]
+                             [--max-episode-steps N] (gym) [--obs-keys K ...] (robomimic,
+                             zarr) [--action-key K] [--episode-end terminated|truncated] (zarr)
 robot-rl-data make-dataset --task T --recipe R --episodes N [--seed S] --out PATH
                              [--overwrite]   benchmark datasets with fixed recipes
 robot-rl-data train-reward PATH --kind {preference,success} --out MODEL_DIR [--steps N]
@@ -44,7 +46,7 @@ from typing import NamedTuple
 from rich.table import Table
 
 from robot_rl.cli.common import console
-from robot_rl.cli.data_commands.common import add_path
+from robot_rl.cli.data_commands.common import add_path, open_store
 from robot_rl.cli.data_commands.governance import (
     add_convert_args,
     add_filter_args,
@@ -83,27 +85,75 @@ class Command(NamedTuple):
     add_arguments: Callable[[argparse.ArgumentParser], None]
 
 
+def _literal(text: str) -> str:
+    """``text`` as argparse shows it: help strings are %-formatted (``%(default)s``), so
+    a plain ``%`` (``30% of the episodes``) must be doubled."""
+    return text.replace("%", "%%")
+
+
 # ---------------------------------------------------------------------------- import
+
+
+# Options of `import` that only some kinds of source use: option -> those kinds.
+_IMPORT_OPTION_KINDS = {
+    "seed": ("gym",),
+    "max_episode_steps": ("gym",),
+    "obs_keys": ("robomimic", "zarr"),
+    "action_key": ("zarr",),
+    "episode_end": ("zarr",),
+}
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from robot_rl.data import importers
 
-    common = {"control_hz": args.control_hz, "append": args.append}
+    for option, kinds in _IMPORT_OPTION_KINDS.items():
+        if getattr(args, option) is not None and args.kind not in kinds:
+            raise ValueError(
+                f"import {args.kind}: --{option.replace('_', '-')} applies to import "
+                f"{' and '.join(kinds)} only"
+            )
+    common = {
+        "control_hz": args.control_hz,
+        "robot": args.robot,
+        "task": args.task,
+        "append": args.append,
+    }
     if args.kind == "gym":
         result = importers.record_gym_rollouts(
-            args.src, args.dst, n_episodes=args.n_episodes or 10, seed=args.seed, **common
+            args.src,
+            args.dst,
+            n_episodes=args.n_episodes or 10,
+            seed=args.seed or 0,
+            max_episode_steps=args.max_episode_steps,
+            **common,
         )
     elif args.kind == "minari":
         result = importers.import_minari(args.src, args.dst, max_episodes=args.n_episodes, **common)
-    else:
+    elif args.kind == "robomimic":
         result = importers.import_robomimic(
-            args.src, args.dst, max_episodes=args.n_episodes, **common
+            args.src, args.dst, max_episodes=args.n_episodes, obs_keys=args.obs_keys, **common
+        )
+    else:
+        result = importers.import_zarr(
+            args.src,
+            args.dst,
+            max_episodes=args.n_episodes,
+            obs_keys=args.obs_keys,
+            action_key=args.action_key or "action",
+            episode_end=args.episode_end or "truncated",
+            **common,
         )
     console.print(
         f"imported {result.n_episodes} episodes ({result.n_steps} steps) from {args.src} "
         f"into {result.store_path}"
     )
+    with open_store(result.store_path) as store:
+        console.print(
+            f"  robot {store.attrs.get('robot')}, task {store.attrs.get('task')}, "
+            f"{store.control_hz:g} Hz; observation keys {store.obs_keys}; "
+            f"rewards: {store.reward_source}"
+        )
     if result.action_low is not None:
         console.print(
             f"  actions stored raw: bounds low={result.action_low} high={result.action_high}"
@@ -112,9 +162,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _add_import_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["minari", "robomimic", "gym"], help="kind of source")
+    p.add_argument("kind", choices=["minari", "robomimic", "gym", "zarr"], help="kind of source")
     p.add_argument(
-        "src", help="Minari dataset id or directory, robomimic HDF5 file, or Gymnasium env id"
+        "src",
+        help="Minari dataset id or directory, robomimic HDF5 file, Gymnasium env id, or zarr "
+        "store in Diffusion Policy's layout (data/<key>, meta/episode_ends; format 2 or 3)",
     )
     p.add_argument("dst", help="episode store to create (or add to, with --append)")
     p.add_argument(
@@ -124,10 +176,40 @@ def _add_import_args(p: argparse.ArgumentParser) -> None:
         help="gym: episodes to record (default 10); others: import at most N",
     )
     p.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="gym: episode i resets with S + i"
+        "--control-hz",
+        type=float,
+        metavar="HZ",
+        help="control rate of the rows, when the source does not say",
     )
-    p.add_argument("--control-hz", type=float, help="control rate, when the source lacks it")
+    p.add_argument("--robot", help="robot name for a new store (default: from the source)")
+    p.add_argument("--task", help="task name for a new store (default: from the source)")
     p.add_argument("--append", action="store_true", help="add to an existing store at DST")
+    p.add_argument(
+        "--seed", type=int, metavar="S", help="gym: episode i resets with S + i (default 0)"
+    )
+    p.add_argument(
+        "--max-episode-steps",
+        type=int,
+        metavar="N",
+        help="gym: cut episodes after N steps (default: the env's own limit)",
+    )
+    p.add_argument(
+        "--obs-keys",
+        nargs="+",
+        metavar="K",
+        help="robomimic: keys under obs/; zarr: data/ keys that are observations (default: "
+        "the obs_keys attribute, else every data key but the action, reward, flags and "
+        "timestamp)",
+    )
+    p.add_argument(
+        "--action-key", metavar="K", help="zarr: the data/ key of the actions (default action)"
+    )
+    p.add_argument(
+        "--episode-end",
+        choices=["truncated", "terminated"],
+        help="zarr: how the last row of an episode ends where the source has no flag there "
+        "(default truncated: a time limit, the safe assumption for demonstrations)",
+    )
 
 
 # ---------------------------------------------------------------------------- make-dataset
@@ -180,7 +262,7 @@ def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
         "--recipe",
         required=True,
         choices=list(RECIPES),
-        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()),
+        help=_literal("; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())),
     )
     p.add_argument("--episodes", type=int, required=True, metavar="N", help="episodes to record")
     p.add_argument(
@@ -200,7 +282,7 @@ COMMANDS: list[Command] = [
     Command("convert", cmd_convert, "export to zarr format 2", add_convert_args),
     Command("merge", cmd_merge, "concatenate stores into a new one", add_merge_args),
     Command("split", cmd_split, "split by episode into new stores", add_split_args),
-    Command("import", cmd_import, "episodes from Minari, robomimic, gym", _add_import_args),
+    Command("import", cmd_import, "episodes from Minari, robomimic, gym, zarr", _add_import_args),
     Command(
         "make-dataset",
         cmd_make_dataset,
@@ -230,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(cmd.name, help=_literal(cmd.help), description=cmd.help)
         cmd.add_arguments(p)
         p.set_defaults(fn=cmd.fn)
     return parser

@@ -178,7 +178,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
     # Heavy imports here, so that `--help` and config errors answer instantly.
     from robot_rl.data.episode_store import EpisodeProvenance
     from robot_rl.sim.env import make_env
-    from robot_rl.teleop.devices import make_device
+    from robot_rl.teleop.devices import DeviceUnavailableError, make_device
     from robot_rl.teleop.display import LineDisplay, RichLiveDisplay
     from robot_rl.teleop.recorder import Recorder
 
@@ -190,9 +190,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
             events_out = run_dir / events_out
         events_out.parent.mkdir(parents=True, exist_ok=True)
 
-    env = make_env(cfg.task, cfg.robot, cfg.sim)
-    store = open_or_create_store(cfg, env)
-    n_before = store.n_episodes
+    # The device first: one that cannot open must leave no store behind.
     try:
         device = make_device(
             cfg.teleop,
@@ -201,9 +199,17 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
             noise_seed=seed,
             events_out=events_out,
         )
+    except DeviceUnavailableError:
+        raise
     except (RuntimeError, ValueError) as e:
-        store.close()
         raise ConfigError(f"teleop={cfg.teleop.device}: {e}") from None
+    try:
+        env = make_env(cfg.task, cfg.robot, cfg.sim)
+        store = open_or_create_store(cfg, env)
+    except BaseException:
+        device.close()
+        raise
+    n_before = store.n_episodes
     if cfg.seed is None and getattr(device, "reset_seed", None) is not None:
         seed = int(device.reset_seed)  # a replay resets as its episode did
     try:
@@ -280,6 +286,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
 @hydra.main(config_path=str(CONF_DIR), config_name="record", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_library_loggers()
+    from robot_rl.teleop.devices import DeviceUnavailableError
     from robot_rl.teleop.recorder import RecorderError
 
     with fail_on_config_error():
@@ -288,6 +295,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         try:
             run_record(config, run_dir, resolved)
+        except DeviceUnavailableError as e:
+            console.print(f"[bold red]error:[/bold red] {e} Nothing was recorded.")
+            sys.exit(1)
         except RecorderError as e:
             console.print(f"[bold red]recording stopped:[/bold red] {e}")
             sys.exit(1)

@@ -304,7 +304,8 @@ def test_train_reward_defaults_are_the_configs(capsys):
     # shows those defaults, read from the configs.
     from robot_rl.algos.rewards import PreferenceConfig, SuccessConfig
     from robot_rl.cli.common import given
-    from robot_rl.cli.data import REWARD_OPTIONS, build_parser
+    from robot_rl.cli.data import build_parser
+    from robot_rl.cli.data_commands.labels import REWARD_OPTIONS
 
     parser = build_parser()
     args = parser.parse_args(["train-reward", "s", "--kind", "success", "--out", "m"])
@@ -319,3 +320,38 @@ def test_train_reward_defaults_are_the_configs(capsys):
     steps = f"preference {PreferenceConfig().steps}, success {SuccessConfig().steps}"
     assert f"gradient steps (default: {steps})" in text
     assert f"seed (default: {PreferenceConfig().seed})" in text
+
+
+# ---------------------------------------------------------------- import: bad sources
+
+
+def _bad_sources(tmp_path):
+    (tmp_path / "not.hdf5").write_text("not an HDF5 file")
+    (tmp_path / "empty").mkdir()
+    return [
+        # (argv, what the one line must say)
+        (["gym", "Pendulum-v9"], ["gym env id 'Pendulum-v9'", "close registered ids: Pendulum-v1"]),
+        (["gym", "nosuchpkg/Arm-v0"], ["Namespace nosuchpkg not found", "'module:id'"]),
+        (["robomimic", str(tmp_path / "none.hdf5")], ["none.hdf5: no robomimic HDF5 file"]),
+        (["robomimic", str(tmp_path / "not.hdf5")], ["not.hdf5: not an HDF5 file"]),
+        (["minari", str(tmp_path / "empty")], ["empty: not a Minari dataset directory"]),
+        (["zarr", str(tmp_path / "none.zarr")], ["none.zarr: no such file or directory"]),
+        (["zarr", str(tmp_path / "empty")], ["empty: not a zarr group"]),
+        (
+            ["robomimic", str(tmp_path / "not.hdf5"), "--seed", "1"],
+            ["--seed applies to import gym"],
+        ),
+        (["gym", "Pendulum-v1", "--action-key", "a"], ["--action-key applies to import zarr"]),
+    ]
+
+
+def test_import_of_a_bad_source_is_one_line_and_writes_nothing(tmp_path, capsys):
+    for argv, wanted in _bad_sources(tmp_path):
+        dst = tmp_path / "dst.zarr"
+        assert main(["import", argv[0], argv[1], str(dst), *argv[2:]]) == 2, argv
+        out = capsys.readouterr()
+        text = (out.out + out.err).strip()
+        assert len(text.splitlines()) == 1 and text.startswith("error:"), (argv, text)
+        for w in wanted:
+            assert w in text, (argv, text)
+        assert not dst.exists(), argv

@@ -6,15 +6,21 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
 from robot_rl.teleop.events import RawEvent, read_event_log
 
 
 def run_record(tmp_path, *args, env_extra=None):
+    """robot-rl-record in a subprocess; ``env_extra`` values of None unset the variable."""
     env = {**os.environ, "ROBOT_RL_PSEUDONYM_SALT_FILE": str(tmp_path / "salt")}
     env.pop("ROBOT_RL_OPERATOR", None)
-    env.update(env_extra or {})
+    for key, value in (env_extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return subprocess.run(
         [sys.executable, "-m", "robot_rl.cli.record", *args],
         stdin=subprocess.DEVNULL,
@@ -213,3 +219,94 @@ def test_chunk_size_of_an_existing_store_is_refused_not_ignored(tmp_path):
         open_or_create_store(config(7), env)
     open_or_create_store(config(0), env).close()
     env.close()
+
+
+# ------------------------------------------------------------ devices that cannot open
+
+NO_DISPLAY = {"DISPLAY": None, "WAYLAND_DISPLAY": None, "SDL_VIDEODRIVER": None}
+
+
+def _tree(path):
+    """Every file under path with its size and modification time."""
+    return {
+        str(f.relative_to(path)): (f.stat().st_size, f.stat().st_mtime_ns)
+        for f in sorted(path.rglob("*"))
+    }
+
+
+def _assert_refused(proc, device, reason):
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"teleop={device} cannot open" in proc.stdout, out
+    assert reason in proc.stdout, out
+    assert "teleop.events_in=<event log>" in proc.stdout and "Traceback" not in out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11/Wayland display")
+@pytest.mark.parametrize(
+    "display_env, reason",
+    [
+        # No display at all: refused before SDL starts.
+        ({}, "there is no display to open it on (DISPLAY and WAYLAND_DISPLAY are unset)"),
+        # A video driver asked for that cannot start: pygame.error.
+        ({"SDL_VIDEODRIVER": "x11"}, "SDL could not open its input window (x11 not available)"),
+        # A display nobody serves: SDL falls back to a window that gets no keys.
+        ({"DISPLAY": ":987"}, "SDL fell back to its 'offscreen' video driver"),
+    ],
+    ids=["unset", "x11-driver", "unreachable"],
+)
+def test_a_keyboard_without_a_display_is_an_error_and_records_nothing(
+    tmp_path, display_env, reason
+):
+    store_path = tmp_path / "kb.zarr"
+    proc = run_record(
+        tmp_path,
+        "teleop=keyboard",
+        f"store.path={store_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env_extra={**NO_DISPLAY, **display_env},
+    )
+    _assert_refused(proc, "keyboard", reason)
+    assert "Run it in a desktop session, or set DISPLAY" in proc.stdout
+    assert not store_path.exists()
+    assert not (tmp_path / "run" / "session.json").exists()
+
+
+def test_a_gamepad_that_is_not_there_is_an_error_and_leaves_the_store_alone(tmp_path):
+    pygame = pytest.importorskip("pygame")
+    pygame.joystick.init()
+    try:
+        if pygame.joystick.get_count():
+            pytest.skip("a joystick is connected")
+    finally:
+        pygame.joystick.quit()
+    store_path = tmp_path / "s.zarr"
+    with EpisodeStore.create(
+        store_path,
+        obs_spec={"x": ((2,), "float32")},
+        action_dim=4,
+        control_hz=20.0,
+        robot="panda",
+        task="lift",
+    ) as store:
+        store.append_episode(
+            {
+                "x": np.zeros((3, 2), np.float32),
+                "action": np.zeros((3, 4), np.float32),
+                "reward": np.zeros(3, np.float32),
+                "terminated": np.zeros(3, bool),
+                "truncated": np.array([0, 0, 1], bool),
+            },
+            EpisodeProvenance(source="scripted"),
+        )
+    before = _tree(store_path)
+    proc = run_record(
+        tmp_path,
+        "teleop=gamepad",
+        f"store.path={store_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env_extra=NO_DISPLAY,
+    )
+    _assert_refused(proc, "gamepad", "no joystick #0 (teleop.joystick_index); 0 connected")
+    assert "Plug a gamepad in" in proc.stdout
+    assert _tree(store_path) == before

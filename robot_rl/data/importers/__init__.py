@@ -1,4 +1,5 @@
-"""Importers into the episode store: Minari datasets, robomimic HDF5, Gymnasium rollouts.
+"""Importers into the episode store: Minari datasets, robomimic HDF5, Gymnasium rollouts,
+plain Zarr stores in Diffusion Policy's layout.
 
 Every importer:
 
@@ -7,11 +8,13 @@ Every importer:
 - stores float64 observations as float32 (other dtypes as they are), actions as float32
   vectors of the action space's size, rewards as float32;
 - keeps ``terminated``/``truncated`` as the source has them, and marks the last row
-  truncated where an episode ends with neither;
+  truncated where an episode ends with neither (the zarr importer: truncated or
+  terminated, as asked);
 - records ``source="import"`` provenance with the origin in ``robot_id`` (the env or
-  robot: ``"gym:FetchReach-v4"``, ``"minari:<env id>"``, ``"robomimic:<env name>"``) and
-  ``policy_id`` (what produced the episode: ``"minari:<dataset id>#episode_<i>"``,
-  ``"robomimic:<file name>#demo_<k>"``, ``"gym:random"``); file sources are named by
+  robot: ``"gym:FetchReach-v4"``, ``"minari:<env id>"``, ``"robomimic:<env name>"``,
+  ``"zarr:<robot>"``) and ``policy_id`` (what produced the episode:
+  ``"minari:<dataset id>#episode_<i>"``, ``"robomimic:<file name>#demo_<k>"``,
+  ``"zarr2:<store name>#episode_<i>"``, ``"gym:random"``); file sources are named by
   their base name only;
 - keeps actions in the source's units. Where the action space is not [-1, 1], the
   bounds are returned in :class:`ImportResult` and written into the store's
@@ -30,12 +33,14 @@ from robot_rl.data.importers.base import ImportResult, flatten_obs
 from robot_rl.data.importers.gym_rollouts import record_gym_rollouts
 from robot_rl.data.importers.minari import import_minari, load_minari_dataset
 from robot_rl.data.importers.robomimic import import_robomimic
+from robot_rl.data.importers.zarr_replay import import_zarr
 
 __all__ = [
     "ImportResult",
     "flatten_obs",
     "import_minari",
     "import_robomimic",
+    "import_zarr",
     "load_minari_dataset",
     "record_gym_rollouts",
 ]

@@ -22,11 +22,14 @@ import numpy as np
 
 from robot_rl.data.action_bounds import action_unit
 from robot_rl.data.episode_store import (
+    OPTIONAL_FLAG_KEYS,
     RESERVED_KEYS,
+    TIMESTAMP_KEY,
     EpisodeProvenance,
     EpisodeStore,
     StoreFormatError,
 )
+from robot_rl.data.provenance import REWARD_NONE, REWARD_RECORDED
 
 # Observation key of a source whose observation is a single array (a Box space).
 SINGLE_OBS_KEY = "observation"
@@ -123,12 +126,13 @@ def action_bounds(low: np.ndarray, high: np.ndarray) -> tuple[list[float], list[
 def make_frames(
     obs: Mapping[str, np.ndarray],
     action: np.ndarray,
-    reward: np.ndarray,
+    reward: np.ndarray | None,
     terminated: np.ndarray,
     truncated: np.ndarray,
     where: str,
 ) -> dict[str, np.ndarray]:
-    """One episode's frames from flat observations and per-step arrays.
+    """One episode's frames from flat observations and per-step arrays (``reward`` None:
+    a source without rewards, the frames have no ``reward``).
 
     An episode whose last row is neither terminated nor truncated was cut short (a
     demo stopped by its operator, a dataset without end flags): its last row is marked
@@ -155,26 +159,50 @@ def make_frames(
         and not (terminated[-1] or truncated[-1])
     ):
         truncated[-1] = 1
-    return {
-        **obs,
-        "action": action,
-        "reward": np.asarray(reward),
-        "terminated": terminated,
-        "truncated": truncated,
-    }
+    frames = {**obs, "action": action}
+    if reward is not None:
+        frames["reward"] = np.asarray(reward)
+    frames["terminated"] = terminated
+    frames["truncated"] = truncated
+    return frames
 
 
 def check_frames(
-    frames: dict[str, np.ndarray], obs_spec: ObsSpec, action_dim: int, where: str
+    frames: dict[str, np.ndarray],
+    obs_spec: ObsSpec,
+    action_dim: int,
+    where: str,
+    *,
+    rewards: bool = True,
+    timestamps: bool = False,
 ) -> dict[str, np.ndarray]:
     """Check one episode against the target schema and cast it to the stored dtypes.
+
+    Args:
+        frames: the episode's arrays: every key of ``obs_spec``, ``action``, ``reward``
+            (exactly when ``rewards``), ``terminated``, ``truncated``, ``timestamp``
+            (float seconds, exactly when ``timestamps``), and optionally the per-frame
+            flags ``clipped`` and ``intervention``.
+        obs_spec: the target's observation schema.
+        action_dim: size of the action vector.
+        where: the episode's origin, for messages.
+        rewards: the target store has rewards.
+        timestamps: the target store has control-row timestamps.
 
     Raises:
         ValueError: naming ``where`` and the key: a missing or unexpected key, a wrong
             per-step shape, lengths that differ between keys, an empty episode, a NaN or
             inf, a dtype of the wrong kind, or flags that are not 0/1.
     """
-    expected = [*obs_spec, "action", "reward", "terminated", "truncated"]
+    expected = [
+        *obs_spec,
+        "action",
+        *(["reward"] if rewards else []),
+        "terminated",
+        "truncated",
+        *([TIMESTAMP_KEY] if timestamps else []),
+    ]
+    expected += [k for k in OPTIONAL_FLAG_KEYS if k in frames]
     missing = [k for k in expected if k not in frames]
     extra = [k for k in frames if k not in expected]
     if missing or extra:
@@ -191,6 +219,8 @@ def check_frames(
         "reward": ((), "float32"),
         "terminated": ((), "bool"),
         "truncated": ((), "bool"),
+        TIMESTAMP_KEY: ((), "float64"),
+        **{k: ((), "bool") for k in OPTIONAL_FLAG_KEYS},
     }
     out: dict[str, np.ndarray] = {}
     for key in expected:
@@ -220,7 +250,7 @@ def check_frames(
                 raise ValueError(f"{label}: NaN or inf at step {step}; expected finite values")
         if target.kind == "f":
             compatible = x.dtype.kind == "f" or (
-                x.dtype.kind in "iub" and key in ("action", "reward")
+                x.dtype.kind in "iub" and key in ("action", "reward", TIMESTAMP_KEY)
             )
         else:
             compatible = x.dtype.kind in "iu"
@@ -279,6 +309,10 @@ class StoreTarget:
         append: add to an existing episode store at ``path`` (its schema must match);
             without it an existing store is an error (unless ``overwrite``).
         overwrite: replace an existing episode store at ``path``.
+        rewards: the source has rewards; without, a new store is created without them
+            (``reward_source="none"``) and episodes come without ``reward``.
+        timestamps: the source has control-row timestamps (seconds); a new store keeps
+            them in ``data/timestamp``.
     """
 
     path: Path
@@ -287,6 +321,8 @@ class StoreTarget:
     task: str
     append: bool = False
     overwrite: bool = False
+    rewards: bool = True
+    timestamps: bool = False
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -333,6 +369,8 @@ class StoreTarget:
             task=self.task,
             units=units or None,
             overwrite=self.overwrite,
+            timestamps=self.timestamps,
+            reward_source=REWARD_RECORDED if self.rewards else REWARD_NONE,
         )
 
 
@@ -358,6 +396,13 @@ def _check_compatible(
                 problems.append(f"{key!r} is {shape} {dtype}, the store has {store.obs_spec[key]}")
     if store.action_dim != action_dim:
         problems.append(f"action_dim {action_dim} vs the store's {store.action_dim}")
+    if store.has_rewards != target.rewards:
+        problems.append(
+            f"{'rewards' if target.rewards else 'no rewards'} vs the store's "
+            f"{'rewards' if store.has_rewards else 'none'}"
+        )
+    if store.has_timestamps != target.timestamps:
+        problems.append(f"timestamps {target.timestamps} vs the store's {store.has_timestamps}")
     store_unit = (store.attrs.get("units") or {}).get("action")
     if store_unit != units.get("action"):
         problems.append(f"action units {units.get('action')!r} vs the store's {store_unit!r}")
@@ -373,6 +418,7 @@ def write_episodes(
     bounds: tuple[list[float], list[float]] | None,
     obs_spec: ObsSpec | None = None,
     check_first: bool = True,
+    units: dict[str, str] | None = None,
 ) -> ImportResult:
     """Check a source's episodes and append them to the target store.
 
@@ -382,6 +428,8 @@ def write_episodes(
         action_dim: size of the action vector.
         bounds: raw action bounds (see :func:`action_bounds`), or None.
         obs_spec: the schema; None takes it from the first episode.
+        units: key -> unit string for a new store (besides the action unit that
+            ``bounds`` gives).
         check_first: check every episode before writing any (the source is read twice),
             so bad input leaves the store unchanged. Without it (a live source such as
             env rollouts, which cannot be replayed) episodes are checked and committed
@@ -393,7 +441,9 @@ def write_episodes(
             source, or a target store whose schema does not match.
     """
     target.check_writable()
-    units = {"action": u} if (u := action_unit(bounds)) else {}
+    units = dict(units or {})
+    if u := action_unit(bounds):
+        units["action"] = u
 
     def checked(it: Iterator[SourceEpisode]) -> Iterator[SourceEpisode]:
         nonlocal obs_spec
@@ -402,7 +452,15 @@ def write_episodes(
                 obs_spec = obs_spec_of(
                     {k: v for k, v in frames.items() if k not in RESERVED_KEYS}, where
                 )
-            yield where, check_frames(frames, obs_spec, action_dim, where), prov
+            checked_frames = check_frames(
+                frames,
+                obs_spec,
+                action_dim,
+                where,
+                rewards=target.rewards,
+                timestamps=target.timestamps,
+            )
+            yield where, checked_frames, prov
 
     if check_first:
         n = sum(1 for _ in checked(iter(episodes())))

@@ -11,6 +11,9 @@ the episode's success label.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import io
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,15 +36,44 @@ from robot_rl.data.importers.base import (
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make``, registering gymnasium-robotics' envs when the id is not yet known."""
+    """``gym.make``, registering gymnasium-robotics' envs when the id is not yet known.
+
+    Raises:
+        ValueError: Gymnasium cannot make ``env_id`` (unknown id, namespace or version,
+            or a missing dependency); one line naming the id, the close registered ids
+            and where ids of other packages come from.
+    """
+    robotics = True
     if env_id not in gym.registry:
         try:
-            import gymnasium_robotics
+            # Its import prints a notice about Adroit rewards to stderr, whatever env
+            # is made; it would bury this command's own output.
+            with contextlib.redirect_stderr(io.StringIO()):
+                import gymnasium_robotics
 
             gym.register_envs(gymnasium_robotics)
         except ImportError:
-            pass
-    return gym.make(env_id, **kwargs)
+            robotics = False
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise ValueError(_unknown_env_message(env_id, e, robotics)) from None
+
+
+def _unknown_env_message(env_id: str, error: Exception, robotics: bool) -> str:
+    name = env_id.rpartition(":")[2]
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
+    hints = [f"close registered ids: {', '.join(close)}"] if close else []
+    if not robotics:
+        hints.append(
+            "gymnasium-robotics ids (FetchPush-v4, ...) need the gymnasium_robotics package"
+        )
+    hints.append(
+        "an env of another package is registered when its module is imported: give the "
+        "id as 'module:id' (robot_rl's own tasks: 'robot_rl.sim:robot_rl/Lift-v0')"
+    )
+    reason = " ".join(str(error).split())
+    return f"gym env id {env_id!r}: {reason}; " + "; ".join(hints)
 
 
 def _policy_fn(policy: Any, env: gym.Env, seed: int) -> tuple[Callable[[Any], Any], str]:
@@ -161,7 +193,10 @@ def _record(
     action_dim = int(np.prod(space.shape, dtype=np.int64))
     limit = max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
     if not limit:
-        raise ValueError(f"{env_id}: the env has no episode limit; pass max_episode_steps")
+        raise ValueError(
+            f"{env_id}: the env has no episode limit; pass max_episode_steps "
+            "(CLI: --max-episode-steps)"
+        )
     if control_hz is None:
         dt = getattr(env.unwrapped, "dt", None)
         control_hz = 1.0 / float(dt) if dt else env.metadata.get("render_fps")

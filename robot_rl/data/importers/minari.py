@@ -58,7 +58,13 @@ def load_minari_dataset(dataset: Any):
     path = Path(dataset)
     if path.is_dir():
         data = path / "data" if (path / "data").is_dir() else path
-        return minari.MinariDataset(data)
+        try:
+            return minari.MinariDataset(data)
+        except (ValueError, OSError) as e:
+            raise ValueError(
+                f"{path}: not a Minari dataset directory ({e}); expected a dataset's "
+                "directory as Minari writes it, or a local dataset id"
+            ) from None
     try:
         return minari.load_dataset(str(dataset), download=False)
     except FileNotFoundError as e:

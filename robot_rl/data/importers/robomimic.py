@@ -129,7 +129,11 @@ def import_robomimic(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no robomimic HDF5 file here")
     name = source_name(path)
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path}: not an HDF5 file ({e}); expected robomimic's layout") from None
+    with f:
         demos = _demo_names(f, path, filter_key)
         if max_episodes is not None:
             demos = demos[: max(0, int(max_episodes))]

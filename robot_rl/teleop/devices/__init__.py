@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from robot_rl.teleop.devices.base import COMMANDS, Device, InputDevice
+from robot_rl.teleop.devices.base import COMMANDS, Device, DeviceUnavailableError, InputDevice
 from robot_rl.teleop.devices.gamepad import DEFAULT_GAMEPAD_AXES, GamepadDevice
 from robot_rl.teleop.devices.keyboard import KeyboardDevice
 from robot_rl.teleop.devices.scripted import PolicyDevice, ReplayDevice, scripted_device
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMANDS",
     "Device",
+    "DeviceUnavailableError",
     "GamepadDevice",
     "InputDevice",
     "KeyboardDevice",
@@ -51,7 +52,11 @@ def make_device(
         events_out: write the input device's raw events to this JSON-lines log.
 
     Raises:
-        RuntimeError: the hardware cannot be opened (the message says why).
+        DeviceUnavailableError: the input device cannot be opened (no display for the
+            keyboard window, no joystick, no SpaceMouse); the message says why and what
+            to do.
+        RuntimeError: another device could not be made (a replay store that cannot be
+            read).
         ValueError: a malformed setting (axes, bindings).
     """
     if cfg.device == "scripted":

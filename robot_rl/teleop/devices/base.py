@@ -86,6 +86,32 @@ class Device(abc.ABC):
         self.close()
 
 
+#: Devices a person drives live; an unavailable one suggests the others.
+LIVE_DEVICES = ("keyboard", "gamepad", "spacemouse")
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A teleop device cannot be opened: no display for the keyboard window, no
+    joystick, no SpaceMouse, or the driver library refused.
+
+    The message is one paragraph: ``teleop=<device> cannot open: <why>. <fix>, use
+    another device (...), or replay recorded input with teleop.events_in=<event log>.``
+
+    Args:
+        device: the ``teleop`` device name.
+        why: what failed, as the system reported it.
+        fix: what makes this device open (starts with a capital, no final period).
+    """
+
+    def __init__(self, device: str, why: str, fix: str):
+        others = "|".join([d for d in LIVE_DEVICES if d != device] + ["scripted"])
+        super().__init__(
+            f"teleop={device} cannot open: {why}. {fix}; or use another device "
+            f"(teleop={others}), or replay recorded input with teleop.events_in=<event log>."
+        )
+        self.device = device
+
+
 def parse_axis_map(spec: Sequence[str], where: str) -> list[tuple[str, float] | None]:
     """Parse three source-axis names (``"x"``, ``"-y"``, ``"1"``, ``""``) for dx, dy, dz.
 

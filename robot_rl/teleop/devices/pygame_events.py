@@ -4,14 +4,22 @@ The keyboard needs a focused pygame window (key-up events need one); the gamepad
 without a window (SDL's background joystick events), so it runs on a headless robot PC.
 ``pygame`` is imported only when a live source is opened: adapters, logs and tests need
 only the plain event data.
+
+A source that cannot open raises :class:`~robot_rl.teleop.devices.base.DeviceUnavailableError`.
+Without a display SDL does not fail: it falls back to its ``offscreen`` video driver, whose
+window never gets the keyboard focus, so a keyboard session would wait forever for keys.
+The keyboard therefore refuses a headless video driver that SDL chose by itself (one set
+in ``SDL_VIDEODRIVER`` on purpose, as the tests do to post events, is kept).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
+from robot_rl.teleop.devices.base import DeviceUnavailableError
 from robot_rl.teleop.events import RawEvent
 
 # Attributes of pygame's joystick events (pygame 2 docs: "pygame.event"); values are ints,
@@ -27,15 +35,18 @@ JOY_EVENT_TYPES = (
 )
 KEY_EVENT_TYPES = ("KeyDown", "KeyUp")
 WINDOW_EVENT_TYPES = ("Quit", "WindowFocusLost")
+# SDL video drivers that open no window a person can type into.
+HEADLESS_VIDEO_DRIVERS = ("offscreen", "dummy")
+_KEYBOARD_FIX = "Run it in a desktop session, or set DISPLAY to a reachable X display (ssh -X)"
 
 
-def _import_pygame() -> Any:
+def _import_pygame(device: str = "keyboard") -> Any:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     try:
         import pygame
     except ImportError as e:  # pragma: no cover - pygame is a dependency
-        raise RuntimeError(
-            "the keyboard and gamepad devices need pygame (pip install pygame)"
+        raise DeviceUnavailableError(
+            device, "pygame is not installed", "Install it (pip install pygame)"
         ) from e
     return pygame
 
@@ -74,13 +85,48 @@ class PygameKeyboardSource:
     Args:
         title: window caption, shown to the operator.
         size: window size in pixels.
+
+    Raises:
+        DeviceUnavailableError: no display to open the window on (see the module
+            docstring), or SDL could not open it.
     """
 
     def __init__(self, title: str = "robot_rl teleop: keep this window focused", size=(480, 80)):
+        chosen_driver = os.environ.get("SDL_VIDEODRIVER", "")
+        if (
+            not chosen_driver
+            and sys.platform.startswith("linux")
+            and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY")
+        ):
+            # Checked before SDL starts: it would print its own probing errors, then
+            # fall back to a window nobody can see.
+            raise DeviceUnavailableError(
+                "keyboard",
+                "it reads keys from a small window, and there is no display to open it on "
+                "(DISPLAY and WAYLAND_DISPLAY are unset)",
+                _KEYBOARD_FIX,
+            )
         pygame = _import_pygame()
-        pygame.display.init()
-        self._screen = pygame.display.set_mode(size)
-        pygame.display.set_caption(title)
+        try:
+            pygame.display.init()
+            self._screen = pygame.display.set_mode(size)
+            pygame.display.set_caption(title)
+        except pygame.error as e:
+            pygame.display.quit()
+            raise DeviceUnavailableError(
+                "keyboard", f"SDL could not open its input window ({e})", _KEYBOARD_FIX
+            ) from None
+        driver = pygame.display.get_driver()
+        if not chosen_driver and driver in HEADLESS_VIDEO_DRIVERS:
+            pygame.display.quit()
+            raise DeviceUnavailableError(
+                "keyboard",
+                f"no display could be reached (DISPLAY={os.environ.get('DISPLAY', '')!r}), "
+                f"so SDL fell back to its {driver!r} video driver, whose window gets no key "
+                "presses",
+                _KEYBOARD_FIX,
+            )
         self._pygame = pygame
         self._t0 = time.monotonic()
 
@@ -104,7 +150,8 @@ class PygameJoystickSource:
         index: which connected joystick (0: the first).
 
     Raises:
-        RuntimeError: no joystick with that index is connected.
+        DeviceUnavailableError: no joystick with that index is connected, or SDL could
+            not start its joystick subsystem.
     """
 
     def __init__(self, index: int = 0):
@@ -113,15 +160,31 @@ class PygameJoystickSource:
         os.environ.setdefault("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        pygame = _import_pygame()
-        pygame.display.init()
-        pygame.joystick.init()
-        n = pygame.joystick.get_count()
-        if not 0 <= index < n:
-            raise RuntimeError(
-                f"gamepad: no joystick #{index} (teleop.joystick_index); {n} connected"
-            )
-        self._js = pygame.joystick.Joystick(index)
+        pygame = _import_pygame("gamepad")
+        fix = (
+            "Plug a gamepad in (it appears as /dev/input/js* or /dev/input/event*, which "
+            "this user must be allowed to read) or pick a connected one with "
+            "teleop.joystick_index"
+        )
+        try:
+            pygame.display.init()
+            pygame.joystick.init()
+            n = pygame.joystick.get_count()
+            if not 0 <= index < n:
+                raise DeviceUnavailableError(
+                    "gamepad", f"no joystick #{index} (teleop.joystick_index); {n} connected", fix
+                )
+            self._js = pygame.joystick.Joystick(index)
+        except pygame.error as e:
+            pygame.joystick.quit()
+            pygame.display.quit()
+            raise DeviceUnavailableError(
+                "gamepad", f"SDL could not open the joystick ({e})", fix
+            ) from None
+        except DeviceUnavailableError:
+            pygame.joystick.quit()
+            pygame.display.quit()
+            raise
         self._id = self._js.get_instance_id()
         self.name = self._js.get_name()
         self._pygame = pygame

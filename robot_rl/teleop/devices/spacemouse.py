@@ -15,7 +15,12 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from robot_rl.teleop.devices.base import InputDevice, apply_deadzone, parse_axis_map
+from robot_rl.teleop.devices.base import (
+    DeviceUnavailableError,
+    InputDevice,
+    apply_deadzone,
+    parse_axis_map,
+)
 from robot_rl.teleop.events import EventSource, RawEvent
 
 STATE_FIELDS = ("t", "x", "y", "z", "roll", "pitch", "yaw")
@@ -103,6 +108,10 @@ class SpaceMouseSource:
         device: pyspacemouse device name (None: the first one found).
         axis_convention: pyspacemouse ``AxisConvention`` value (``ros``, ``hid_z_up`` ...).
         read_period_s: pause between reads on the thread.
+
+    Raises:
+        DeviceUnavailableError: pyspacemouse is missing or no SpaceMouse could be opened.
+        ValueError: an unknown ``axis_convention``.
     """
 
     def __init__(
@@ -114,7 +123,11 @@ class SpaceMouseSource:
         try:
             import pyspacemouse
         except ImportError as e:  # pragma: no cover - pyspacemouse is a dependency
-            raise RuntimeError("the SpaceMouse device needs pyspacemouse") from e
+            raise DeviceUnavailableError(
+                "spacemouse",
+                "pyspacemouse is not installed",
+                "Install it (pip install pyspacemouse)",
+            ) from e
         try:
             convention = pyspacemouse.AxisConvention(axis_convention)
         except ValueError:
@@ -125,10 +138,12 @@ class SpaceMouseSource:
         try:
             self._dev = pyspacemouse.open(device=device, axis_convention=convention)
         except Exception as e:
-            raise RuntimeError(
-                f"could not open a SpaceMouse ({type(e).__name__}: {e}); is it plugged in, "
-                "is the system hidapi library installed (libhidapi-hidraw0), and may this "
-                "user read /dev/hidraw*?"
+            raise DeviceUnavailableError(
+                "spacemouse",
+                f"could not open a SpaceMouse ({type(e).__name__}: {str(e).rstrip('.')})",
+                "Plug it in, install the system hidapi library (libhidapi-hidraw0) and let "
+                "this user read /dev/hidraw* (a udev rule), or name it with "
+                "teleop.spacemouse_name",
             ) from None
         self._period = read_period_s
         self._events: deque[RawEvent] = deque()
