@@ -357,7 +357,8 @@ def test_calql_keeps_q_values_up_to_the_monte_carlo_returns():
         for step in range(150):
             metrics = algo.update(data, step)
         q[calibrated] = q_data_and_ood(algo, data)[0]
-    assert "bound_rate" in metrics and 0 <= metrics["bound_rate"] <= 1
+    # Q of the policy's actions is below the Monte Carlo return of 5 everywhere: floored.
+    assert metrics["bound_rate"] > 0.9
     assert q[True] > q[False] + 1.0, q
 
 

@@ -1,6 +1,7 @@
 """robot-rl-pipeline end to end, as a user runs it: a real process, real files."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,41 +13,47 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.policies import load_policy
 
 
-def run_cli(module, *args, cwd=None):
+def run_cli(module, *args, cwd=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", f"robot_rl.cli.{module}", *args],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=cwd,
+        env=env,
     )
+
+
+#: What the BC policy of ``profile=quick`` (lift, 50 scripted demos, 3000 BC steps) reaches
+#: on its 30 fixed evaluation seeds is 30/30, the same on every run measured; the guard sits
+#: a few points below, so a change that makes the pipeline learn worse fails here.
+QUICK_BC_MIN_SUCCESS = 0.9
 
 
 @pytest.mark.slow
-def test_pipeline_produces_a_consistent_run_directory(tmp_path):
+def test_quick_profile_learns_and_produces_a_consistent_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(
-        "pipeline",
-        "profile=quick",
-        "dataset.n_episodes=6",
-        "train.steps=60",
-        "eval.n_episodes=4",
-        "eval.video_episodes=1",
-        f"hydra.run.dir={run_dir}",
-    )
+    # As a user runs it; one torch thread, as every test worker computes (see conftest.py).
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = run_cli("pipeline", "profile=quick", f"hydra.run.dir={run_dir}", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for stage in ("[1/4] record", "[2/4] train", "[3/4] evaluate", "[4/4] report"):
         assert stage in proc.stdout
-
-    store = EpisodeStore.open(run_dir / "demos.zarr")
-    assert store.n_episodes == 6 and store.validate().ok
-    assert all(store.provenance(i).source == "scripted" for i in range(6))
 
     summary = json.loads((run_dir / "summary.json").read_text())
     evals = summary["evaluations"]
     assert set(evals) == {"BC policy", "scripted expert"}
     bc = evals["BC policy"]["stats"]
-    assert bc["n"] == 4 and 0.0 <= bc["success_rate"] <= 1.0
+    assert bc["n"] == 30
+    assert bc["success_rate"] >= QUICK_BC_MIN_SUCCESS, (
+        f"BC success {bc['success_rate']:.1%} on profile=quick's fixed seeds; it reached 100% "
+        f"when measured (guard {QUICK_BC_MIN_SUCCESS:.0%})\n{proc.stdout}"
+    )
+
+    store = EpisodeStore.open(run_dir / "demos.zarr")
+    assert store.n_episodes == 50 and store.validate().ok
+    assert all(store.provenance(i).source == "scripted" for i in range(50))
+
     report = (run_dir / "report.md").read_text()
     assert f"{bc['success_rate']:.1%}" in report
     assert "evaluation.png" in report and "rollout.mp4" in report
@@ -59,7 +66,7 @@ def test_pipeline_produces_a_consistent_run_directory(tmp_path):
 
     policy = load_policy(run_dir / "policy")
     assert policy.manifest.dataset_hash == store.content_hash()
-    assert policy.manifest.metrics["eval/n_episodes"] == 4
+    assert policy.manifest.metrics["eval/n_episodes"] == 30
     obs = {k: np.zeros(s, np.float32) for k, s in policy.manifest.obs_shapes.items()}
     assert policy.act(obs).shape == (4,)
 

@@ -24,7 +24,7 @@ from robot_rl.data.governance import EpisodeFilter, filter_episodes, merge, purg
 def test_pseudonym_deterministic_per_salt():
     a = gov.pseudonymize("Alice Example", b"s" * 32)
     assert a == gov.pseudonymize("  Alice Example ", b"s" * 32)  # same name typed again
-    assert len(a) == 16 and int(a, 16) >= 0
+    assert len(a) == 16 and set(a) <= set("0123456789abcdef")  # 64 bits, hex
     assert a != gov.pseudonymize("Alice Example", b"t" * 32)
     assert a != gov.pseudonymize("Bob Example", b"s" * 32)
     assert "alice" not in a.lower()

@@ -87,7 +87,7 @@ def test_bc_pretrains_on_an_imported_store(tmp_path):
     import_zarr(tmp_path / "pusht.zarr", tmp_path / "store", control_hz=10)
     cfg = compose_pretrain("algo=bc", *TINY)
     with open_store(tmp_path / "store") as store:
-        result = pretrain(store, cfg.algo, tmp_path / "run", progress=False)
+        result = pretrain(store, cfg.algo, tmp_path / "run", train=cfg.train, progress=False)
     policy = load_policy(result.policy_dir)
     assert policy.manifest.obs_keys == ["agent_pos"]
     # Pixel-space actions: the policy acts within the data's range, not [-1, 1].
