@@ -19,8 +19,9 @@ For each algorithm, in one run and interleaved (so machine load hits both alike)
 
 Before timing, each algorithm's plain update is checked against robot_rl's: from the
 same weights, on the same batch (normalized for the plain one) and with the same random
-draws, three updates must give the same losses (relative difference <= 1e-4; recorded
-as ``loss_max_rel_diff``), or the script stops: the two do the same work.
+draws, three updates must give the same losses (relative difference <= 1e-4) and move
+every weight the same way (<= 1e-3 of its change), or the script stops; the largest
+differences are recorded (``loss_max_rel_diff``, ``weight_max_rel_diff``).
 
 Reported per algorithm: updates/s of both, their ratio (goal >= 0.9), and the share of
 robot_rl's step time spent getting the batch (sampling + transfer; goal <= 5%), timed
@@ -301,23 +302,31 @@ def build_plain(name: str, o: int, a: int, steps: int):
     return PlainIQL(o, a, steps) if name == "iql" else PLAIN[name](o, a)
 
 
-def check_same_losses(name: str, learner, batch, steps: int = 3) -> float:
+def check_same_update(name: str, learner, batch, steps: int = 3) -> dict[str, float]:
     """Runs ``learner`` (a fresh robot_rl algorithm) and the plain update of the same
     algorithm from the same weights on ``batch`` for ``steps`` updates with the same
     random draws, the plain one given the batch normalized as the learner normalizes it;
-    returns the largest relative difference between their losses.
+    then every weight of the plain update (networks, targets, log-std, entropy
+    temperature) must have moved as the learner's did, which checks the optimizers and
+    target updates too.
 
-    Past the first step this also compares the optimizers and target updates: both must
-    have moved the same weights the same way for the losses to agree again.
+    Returns:
+        The largest relative difference of a loss, and of a weight tensor's change (the
+        norm of the difference over the norm of the learner's change).
 
     Raises:
-        SystemExit: A loss differs by more than 1e-4 (relative): the two would not be
-            doing the same work, and their speeds could not be compared.
+        SystemExit: A loss differs by more than 1e-4 (relative), or a weight tensor's
+            change by more than 1e-3 of it: the two would not be doing the same work,
+            and their speeds could not be compared. (Float rounding alone gave at most
+            2e-5, from CQL's actor, whose mean and log-std heads are one layer in the
+            plain update.)
     """
     device = batch.obs.device
     with device:
         plain = build_plain(name, learner.policy.normalizer.dim, batch.action.shape[1], steps)
     plain.load_from(learner)
+    start = {k: v.clone() for k, v in _tensors(plain).items()}
+    worst_w = 0.0
     learner.on_train_start(steps)
     norm = learner.policy.normalizer
     with torch.no_grad():
@@ -343,7 +352,32 @@ def check_same_losses(name: str, learner, batch, steps: int = 3) -> float:
                     f"robot_rl's is {ref:.6g}: they do not compute the same update"
                 )
             worst = max(worst, diff)
-    return worst
+    with device:
+        reference = build_plain(name, learner.policy.normalizer.dim, batch.action.shape[1], steps)
+    reference.load_from(learner)
+    ours, theirs = _tensors(reference), _tensors(plain)
+    for key, value in theirs.items():
+        moved = (ours[key] - start[key]).norm()
+        gap = (value - ours[key]).norm()
+        if gap > 1e-3 * moved + 1e-6:
+            raise SystemExit(
+                f"{name}: after {steps} updates the plain update's {key} is {gap:.3g} away "
+                f"from robot_rl's, which moved {moved:.3g} from the shared start: they do "
+                "not compute the same update"
+            )
+        worst_w = max(worst_w, float(gap / moved) if moved > 0 else 0.0)
+    return {"loss_max_rel_diff": worst, "weight_max_rel_diff": worst_w}
+
+
+def _tensors(plain) -> dict[str, torch.Tensor]:
+    """Every parameter of a plain update, by attribute name."""
+    out = {}
+    for attr, value in vars(plain).items():
+        if isinstance(value, nn.Parameter):
+            out[attr] = value.detach()
+        elif isinstance(value, nn.Module):
+            out.update({f"{attr}.{k}": v.detach() for k, v in value.state_dict().items()})
+    return out
 
 
 def store_path(episodes: int) -> Path:
@@ -394,9 +428,7 @@ def main() -> None:
         o, a = sampler.obs_dim, sampler.action_dim
         first = sampler.sample()
         fixed = type(first)(*(t.to(device) for t in first))
-        loss_diff = check_same_losses(
-            name, algo_cls(o, a, config_cls(), normalizer).to(device), fixed
-        )
+        same = check_same_update(name, algo_cls(o, a, config_cls(), normalizer).to(device), fixed)
         learner = algo_cls(o, a, config_cls(), normalizer).to(device)
         with device:  # every tensor the plain update owns, IQL's log-std parameter too
             plain = build_plain(name, o, a, args.steps)
@@ -436,7 +468,7 @@ def main() -> None:
             "plain_updates_per_s": args.steps / plain_t,
             "ratio": plain_t / ours,
             "data_share_of_step": data_t / ours,
-            "loss_max_rel_diff": loss_diff,
+            **same,
         }
         r = rows[name]
         print(
