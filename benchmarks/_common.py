@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def command() -> str:
+    """This process's command line, as one could paste it into a shell."""
+    return shlex.join(["python", *sys.argv])
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the code that runs, with ``+dirty`` when tracked files outside
+    ``benchmarks/results/`` differ from it; None outside a git checkout. Read once per
+    process, at import (below): a long run records the code it loaded, not a later
+    checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        dirty = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+git_commit()
 
 
 def machine_info() -> dict:
@@ -23,6 +58,7 @@ def machine_info() -> dict:
         "mujoco": mujoco.__version__,
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": git_commit(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -30,7 +66,8 @@ def machine_info() -> dict:
 def write_result(name: str, result: dict) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine_info(), **result}, indent=2) + "\n")
+    record = {"command": command(), "machine": machine_info(), **result}
+    path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return path
 
@@ -104,7 +141,7 @@ def train_and_evaluate(
 def write_run(path: Path, result: dict) -> None:
     """Write one run's JSON atomically (a killed run leaves no half file to skip)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.write_text(json.dumps({"command": command(), **result}, indent=2) + "\n")
     tmp.replace(path)
     lo, hi = result["success_ci"]
     print(
