@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, write_result
 
-WORK_DIR = RESULTS_DIR / "offline_quality" / "work"
+WORK_DIR = RESULTS_DIR / "offline_quality" / "runs_scratch"
 DATA = RESULTS_DIR / "offline_data" / "push_mixed_1000.zarr"
 
 

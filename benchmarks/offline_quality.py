@@ -104,7 +104,7 @@ def run_one(task: str, recipe: str, algo: str, seed: int, args: argparse.Namespa
         raise SystemExit(f"--set {unknown}: not settings of {config_cls.__name__} ({algo})")
     cfg = config_cls(**args.overrides)
     train = benchmark_train_config(args.steps, seed)
-    out_dir = RESULTS_DIR / "offline_quality" / "work" / work
+    out_dir = RESULTS_DIR / "offline_quality" / "runs_scratch" / work
     result = train_and_evaluate(
         store_path, task, cfg, train, out_dir, args.eval_episodes, args.threads
     )

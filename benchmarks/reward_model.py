@@ -313,7 +313,7 @@ def reward_quality(learned_store: Path) -> dict:
 def run_one(kind: str, store_path: Path, seed: int, args: argparse.Namespace) -> dict:
     from robot_rl.config.algos import IQLConfig
 
-    out_dir = WORK_DIR / "work" / f"iql_{kind}_s{seed}_k{args.steps}"
+    out_dir = WORK_DIR / "runs_scratch" / f"iql_{kind}_s{seed}_k{args.steps}"
     train = benchmark_train_config(args.steps, seed)
     result = train_and_evaluate(
         store_path, "push", IQLConfig(), train, out_dir, args.eval_episodes, args.threads
