@@ -75,7 +75,7 @@ class RobotConfig:
     #: MJCF scene, relative to ``sim_assets/``.
     scene_xml: str = "scenes/table_cube.xml"
     #: Limits YAML, relative to ``hardware/``.
-    limits_file: str = "franka_panda/limits.yaml"
+    limits_file: str = "franka_panda/robot.yaml"
     #: Name of the MJCF site that is the tool centre point (end effector).
     tcp_site: str = "tcp"
 

@@ -8,7 +8,7 @@ one call. Observations, rewards and success are computed for all worlds at once 
 returned states and sensor data, and come back as torch tensors.
 
 Where the numbers live: the per-step code (actions, IK, targets, observations, rewards,
-success) is written once against the array API (:mod:`robot_rl.sim.arrays`) and runs in
+success) is written once against the array API (:mod:`robot_rl.arrays`) and runs in
 the physics backend's own arrays: float64 numpy on the host for ``cpu`` (bit-identical to
 the single env), float32 torch tensors on the Warp device for ``warp``, whose state is
 read and written in place on the device (``warp.to_torch`` views), never copied to the
@@ -49,9 +49,9 @@ from robot_rl.config.schema import (
     SimConfig,
     TaskConfig,
 )
-from robot_rl.sim.arrays import array_namespace, device_of, is_numpy_array
+from robot_rl.arrays import array_namespace, device_of, is_numpy_array
 from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
-from robot_rl.sim.kinematics import mat_to_quat
+from robot_rl.kinematics import mat_to_quat
 from robot_rl.sim.randomization import ActionDelay
 from robot_rl.sim.scene import Measurements
 

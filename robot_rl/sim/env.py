@@ -22,9 +22,9 @@ import mujoco
 import numpy as np
 
 from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
-from robot_rl.sim.arrays import Array, array_namespace, const
+from robot_rl.arrays import Array, array_namespace, const
 from robot_rl.sim.ik import DifferentialIK
-from robot_rl.sim.kinematics import SerialChain, quat_to_mat
+from robot_rl.kinematics import SerialChain, quat_to_mat
 from robot_rl.sim.randomization import ActionDelay, DomainRandomizer, episode_rng
 from robot_rl.sim.scene import TabletopScene
 from robot_rl.sim.tasks import TASKS
@@ -65,7 +65,7 @@ def arm_targets(
     which stays in the workspace and within ``MAX_TARGET_LEAD_M`` of the measured TCP, and
     one IK iteration turns it into joint targets; joint deltas move the joint targets.
     numpy arrays (float64, host) or torch tensors (their device), see
-    :mod:`robot_rl.sim.arrays`.
+    :mod:`robot_rl.arrays`.
     """
     xp = array_namespace(q_cmd, a)
     if cfg.action_mode == "joint_delta":

@@ -1,6 +1,6 @@
 """Differential inverse kinematics for the arm: damped least squares with a posture task,
 batched over worlds, on numpy arrays (host, float64; no ``MjData``, so the robot-side bridge
-runs it too) or torch tensors (their device; see :mod:`robot_rl.sim.arrays`).
+runs it too) or torch tensors (their device; see :mod:`robot_rl.arrays`).
 
 Each iteration linearizes the TCP pose at the current joint guess, solves
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.sim.arrays import Array, array_namespace, as_float, const, device_of, is_numpy_array
-from robot_rl.sim.kinematics import SerialChain, quat_to_mat
+from robot_rl.arrays import Array, array_namespace, as_float, const, device_of, is_numpy_array
+from robot_rl.kinematics import SerialChain, quat_to_mat
 
 
 def quat_error(target: Array, current: Array) -> Array:

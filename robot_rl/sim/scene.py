@@ -13,7 +13,8 @@ import numpy as np
 
 from robot_rl.config.schema import RobotConfig
 from robot_rl.paths import SIM_ASSETS_DIR
-from robot_rl.safety.limits import RobotLimits, load_limits
+from robot_rl.safety.description import load_limits
+from robot_rl.safety.limits import RobotLimits
 
 GRIPPER_JOINTS = ("finger_joint1", "finger_joint2")
 #: The cube's half edge length in the scene (a 4 cm cube), metres.

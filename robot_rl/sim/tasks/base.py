@@ -30,7 +30,7 @@ class Task(ABC):
     functions of one instant, so batched backends and relabelling can call them freely.
     They are vectorized: the :class:`Measurements` arrays may carry a leading batch axis
     (one row per world), and so do the results; they are numpy arrays or torch tensors
-    (written against the array API, :mod:`robot_rl.sim.arrays`), and results follow.
+    (written against the array API, :mod:`robot_rl.arrays`), and results follow.
 
     Attributes:
         name: registry name.

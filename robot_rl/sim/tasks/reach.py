@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from robot_rl.sim.arrays import array_namespace
+from robot_rl.arrays import array_namespace
 from robot_rl.sim.scene import Measurements, TabletopScene
 from robot_rl.sim.tasks.base import CUBE_REST_Z_M, Task
 

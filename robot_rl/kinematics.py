@@ -3,7 +3,7 @@
 One call computes forward kinematics, the site Jacobian and damped-least-squares IK steps
 for any number of worlds at once (arrays with a leading batch axis), which the batched
 simulator needs and MuJoCo's per-``MjData`` functions cannot give without a Python loop
-over worlds. Written against the array API (:mod:`robot_rl.sim.arrays`): numpy arrays
+over worlds. Written against the array API (:mod:`robot_rl.arrays`): numpy arrays
 run on the host (no torch, no ``MjData``, so the robot-side bridge can use it too), torch
 tensors on their device.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from robot_rl.sim.arrays import Array, array_namespace, as_float, const
+from robot_rl.arrays import Array, array_namespace, as_float, const
 
 _EYE3 = np.eye(3)  # long-lived: ``const`` caches device copies by the array's identity
 
@@ -129,13 +129,14 @@ class SerialChain:
         mujoco.mj_kinematics(model, data)
         base = int(model.body_parentid[bodies[0]])
         previous_post = _homogeneous(data.xmat[base].reshape(3, 3), data.xpos[base])
-        pre = []
+        pre, post = [], []
         for body, j in zip(bodies, ids, strict=True):
             frame = _frame_with_z(model.jnt_axis[j])
             anchor = model.jnt_pos[j]
             body_t = _homogeneous(quat_to_mat(model.body_quat[body]), model.body_pos[body])
             pre.append(previous_post @ body_t @ _homogeneous(frame, anchor))
             previous_post = _homogeneous(frame.T, -frame.T @ anchor)
+            post.append(previous_post)
         # The site's fixed pose in the last joint's body, through joint-free bodies.
         site_t = _homogeneous(quat_to_mat(model.site_quat[site_id]), model.site_pos[site_id])
         body = int(model.site_bodyid[site_id])
@@ -145,6 +146,10 @@ class SerialChain:
             site_t = _homogeneous(quat_to_mat(model.body_quat[body]), model.body_pos[body]) @ site_t
             body = int(model.body_parentid[body])
         self._pre = np.array(pre)  # (n, 4, 4)
+        # Joint frame i -> body i (the body's own frame, in which its geoms are placed).
+        self._post = np.array(post)  # (n, 4, 4)
+        self.bodies = tuple(bodies)
+        self.base_pose = _homogeneous(data.xmat[base].reshape(3, 3), data.xpos[base])
         self._tip = previous_post @ site_t
         self.n_joints = len(ids)
 
@@ -161,8 +166,14 @@ class SerialChain:
         q = as_float(q)
         if q.ndim == 1:
             q = q[None]
+        frames = self._frames(q)
+        end = frames[:, -1] @ const(self._tip, q)
+        return end[:, :3, 3], end[:, :3, :3], frames[:, :, :3, 3], frames[:, :, :3, 2]
+
+    def _frames(self, q: Array) -> Array:
+        """Joint frames (N, n, 4, 4) in the world: frame i is pre[0]·Rz(q0)···pre[i]·Rz(q_i)."""
         xp = array_namespace(q)
-        pre, tip = const(self._pre, q), const(self._tip, q)
+        pre = const(self._pre, q)
         # Every link's pre[i] · Rz(q_i) at once: Rz mixes only the first two columns, so
         # the product's columns are c·x + s·y, c·y − s·x, z, p of pre[i]. Built for all
         # joints in a few array operations, not a few per joint: on a GPU each operation
@@ -182,9 +193,16 @@ class SerialChain:
         for i in range(1, self.n_joints):
             t = t @ links[:, i]
             frames.append(t)
-        end = t @ tip
-        frames = xp.stack(frames, axis=1)  # (N, n, 4, 4)
-        return end[:, :3, 3], end[:, :3, :3], frames[:, :, :3, 3], frames[:, :, :3, 2]
+        return xp.stack(frames, axis=1)
+
+    def body_poses(self, q: Array) -> Array:
+        """World poses (N, n, 4, 4) of the chain's joint bodies (the body of joint i, in
+        its own frame, where its geoms are placed), for joint positions (N, n)."""
+        q = as_float(q)
+        if q.ndim == 1:
+            q = q[None]
+        frames = self._frames(q)  # (N, n, 4, 4)
+        return frames @ const(self._post, q)
 
     def jacobian(self, q: Array) -> tuple[Array, Array, Array]:
         """Site position (N, 3), rotation (N, 3, 3) and Jacobian (N, 6, n): rows are the

@@ -6,7 +6,7 @@ import pytest
 
 from robot_rl.config.schema import RobotConfig
 from robot_rl.sim.ik import DifferentialIK, quat_error
-from robot_rl.sim.kinematics import SerialChain, mat_to_quat, quat_to_mat
+from robot_rl.kinematics import SerialChain, mat_to_quat, quat_to_mat
 from robot_rl.sim.scene import TabletopScene
 
 # (a_{i-1}, d_i, alpha_{i-1}) for joints 1..7, then the flange (theta = 0).
@@ -175,7 +175,7 @@ def test_torch_path_reuses_its_device_constants(scene):
     the per-step code neither re-uploads them nor grows the cache."""
     import torch
 
-    from robot_rl.sim import arrays
+    from robot_rl import arrays
 
     chain = SerialChain(scene.model, scene.limits.joint_names, "tcp")
     q = torch.tensor([[0.9, 0.1, -0.3, 0.3]])

@@ -1,0 +1,308 @@
+"""The safety filter: one deterministic guard on every joint command, in sim and on the
+robot.
+
+``SafetyFilter.filter(state, command) -> (safe_command, report)`` takes the measured
+robot state and the proposed joint-position targets for the next period ``dt``, batched
+over worlds (leading axis), and returns targets that keep, on the commanded trajectory:
+
+- joint positions inside the range shrunk by the margin, joint velocity, acceleration
+  and jerk inside their limits (judged by finite differences of the commands issued,
+  one per ``dt``), and always a stop within the acceleration and jerk limits that stays
+  inside the position range (:mod:`robot_rl.safety.braking`,
+  :mod:`robot_rl.safety.joint_space`);
+- with the robot's MJCF: the TCP and the finger pads inside the envelope's workspace box,
+  the TCP's speed under the Cartesian limit, and the arm's collision geoms clear of the
+  table and of each other (:mod:`robot_rl.safety.geometry`);
+- a controlled stop (the braking policy) for a world whose measured torque is beyond its
+  limit, or whose state or command is non-finite, wrongly shaped or wrongly typed.
+
+Targets already inside every limit pass unchanged, bit for bit. The only state kept is
+the last three commands issued (their finite differences are the commanded velocity and
+acceleration). Nothing in ``filter`` raises: an unexpected error becomes a controlled
+stop of every world, reported as ``internal_error``.
+
+The same code runs on numpy arrays (the host: the single env, the CPU batched simulator,
+the robot-side bridge at the driver rate) and on torch tensors on the Warp simulator's
+device, without copying to the host. This package never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from robot_rl.arrays import Array, array_namespace, const, device_of, is_numpy_array
+from robot_rl.safety.braking import JointBounds
+from robot_rl.safety.description import RobotDescription, load_description
+from robot_rl.safety.joint_space import Motion, joint_step, search
+
+#: Bumped whenever the filter's behaviour changes; recorded in provenance.
+VERSION = "1.0"
+
+#: Every constraint a report can name, in a fixed order.
+CONSTRAINTS = (
+    "invalid_input",
+    "torque",
+    "position",
+    "velocity",
+    "acceleration",
+    "jerk",
+    "stop",
+    "workspace",
+    "cartesian_speed",
+    "table",
+    "self_distance",
+    "internal_error",
+)
+
+
+class RobotState(NamedTuple):
+    """Measured joint state, each ``(W, n)``: positions (rad), velocities (rad/s) and
+    torques (Nm)."""
+
+    q: Array
+    dq: Array
+    tau: Array
+
+
+@dataclass
+class SafetyReport:
+    """Which constraints acted, per world: ``acted[name]`` is a ``(W,)`` bool array of the
+    filter's array library; ``clipped`` is true where the command was changed."""
+
+    acted: dict[str, Array]
+    clipped: Array
+
+    def counts(self) -> dict[str, int]:
+        """Worlds each constraint acted in (copies to the host)."""
+        return {k: int(np.asarray(_host(v)).sum()) for k, v in self.acted.items()}
+
+    def constraints(self, world: int) -> list[str]:
+        """Names of the constraints that acted in ``world`` (copies to the host)."""
+        return [k for k, v in self.acted.items() if bool(_host(v)[world])]
+
+
+def _host(x: Array) -> np.ndarray:
+    return x if is_numpy_array(x) else x.detach().cpu().numpy()
+
+
+class SafetyFilter:
+    """See the module docstring.
+
+    Args:
+        description: the robot's description.
+        dt: the period between commands in seconds (the driver period on the robot, the
+            control period in simulation).
+        envelope: a named envelope of the description (``nominal``, ``canary``...).
+        geometry: check the Cartesian and distance constraints (needs the description's
+            MJCF); default: whenever the description names one.
+    """
+
+    def __init__(
+        self,
+        description: RobotDescription,
+        dt: float,
+        envelope: str = "nominal",
+        *,
+        geometry: bool | None = None,
+    ) -> None:
+        if not (isinstance(dt, (int, float)) and 0 < dt <= 1.0):
+            raise ValueError(f"dt: expected a period in (0, 1] seconds, got {dt!r}")
+        self.description = description
+        self.envelope = description.envelope(envelope)
+        self.dt = float(dt)
+        lim = description.limits
+        margin = description.joint_pos_margin_rad
+        self.bounds = JointBounds(
+            dt=self.dt,
+            pos_min=lim.joint_pos_min_rad + margin,
+            pos_max=lim.joint_pos_max_rad - margin,
+            vel=lim.joint_vel_max_rad_s * self.envelope.speed_scale,
+            acc=lim.joint_acc_max_rad_s2,
+            jerk=lim.joint_jerk_max_rad_s3,
+        )
+        self.n_joints = lim.n_joints
+        self._torque_max = np.asarray(lim.joint_torque_max_nm, dtype=np.float64)
+        if geometry is None:
+            geometry = description.mjcf is not None
+        if geometry and description.mjcf is None:
+            raise ValueError(
+                f"{description.path}: the Cartesian and distance constraints need 'mjcf'"
+            )
+        self.geometry = None
+        if geometry:
+            from robot_rl.safety.geometry import ArmGeometry
+
+            self.geometry = ArmGeometry(description, self.envelope, self.dt)
+        self._history: Array | None = None  # (3, W, n): last, previous, one before
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | Path, dt: float, envelope: str = "nominal", **kwargs: Any
+    ) -> SafetyFilter:
+        """A filter for the description at ``path`` (relative to ``hardware/`` or
+        absolute)."""
+        return cls(load_description(path), dt, envelope, **kwargs)
+
+    @property
+    def n_worlds(self) -> int:
+        return 0 if self._history is None else int(self._history.shape[1])
+
+    # --- reset ---------------------------------------------------------------------------
+    def reset(self, state: RobotState, worlds: Sequence[int] | Array | None = None) -> None:
+        """Starts the commanded trajectory of ``worlds`` (default: all, which also sets
+        the number of worlds, the array library, dtype and device) at the measured
+        positions, moving at the measured velocities (clipped to the limits).
+
+        Raises:
+            ValueError: the state is wrongly shaped or not finite in a world being reset.
+        """
+        q, dq = state.q, state.dq
+        xp = array_namespace(q)
+        if q.ndim != 2 or q.shape[-1] != self.n_joints or tuple(dq.shape) != tuple(q.shape):
+            raise ValueError(
+                f"reset: state.q and state.dq must be (worlds, {self.n_joints}), got "
+                f"{tuple(q.shape)} and {tuple(dq.shape)}"
+            )
+        if worlds is None:
+            rows_q, rows_dq = q, dq
+        else:
+            idx = worlds if not isinstance(worlds, Sequence) else np.asarray(worlds, dtype=np.int64)
+            rows_q, rows_dq = q[idx], dq[idx]
+        finite = xp.all(xp.isfinite(rows_q)) & xp.all(xp.isfinite(rows_dq))
+        if not bool(finite):
+            raise ValueError("reset: the measured state has non-finite values")
+        vel = const(self.bounds.vel, rows_q)
+        v = xp.clip(rows_dq, -vel, vel)
+        hist = xp.stack([rows_q, rows_q - v * self.dt, rows_q - 2 * v * self.dt])
+        if worlds is None:
+            self._history = hist
+        else:
+            if self._history is None:
+                raise ValueError("reset(state, worlds): reset all worlds once first")
+            self._history[:, idx] = hist
+
+    # --- filter --------------------------------------------------------------------------
+    def filter(self, state: RobotState, command: Array) -> tuple[Array, SafetyReport]:
+        """Safe joint targets for the next period, and what acted (see the module doc)."""
+        if self._history is None:
+            raise RuntimeError(
+                "SafetyFilter.filter before reset(): the filter needs the measured state once "
+                "to know where the commanded trajectory starts"
+            )
+        try:
+            return self._filter(state, command)
+        except Exception:  # the control path never raises: it stops instead
+            return self._stop_all("internal_error")
+
+    def _stop_all(self, reason: str) -> tuple[Array, SafetyReport]:
+        hist = self._history
+        xp = array_namespace(hist)
+        m = Motion.from_commands(hist[0], hist[1], hist[2], self.dt)
+        from robot_rl.safety.braking import brake_accel
+
+        out = m.step(brake_accel(m.v, m.a, self.bounds), self.dt).q
+        self._push(out)
+        w = hist.shape[1]
+        acted = {k: xp.zeros(w, dtype=xp.bool, device=device_of(hist)) for k in CONSTRAINTS}
+        acted[reason] = xp.ones(w, dtype=xp.bool, device=device_of(hist))
+        return out, SafetyReport(acted, acted[reason])
+
+    def _push(self, out: Array) -> None:
+        xp = array_namespace(out)
+        self._history = xp.stack([out, self._history[0], self._history[1]])
+
+    def _well_formed(self, x: Any) -> bool:
+        """Same array library, dtype, device and shape as the commands issued."""
+        hist = self._history
+        return (
+            type(x) is type(hist)
+            and x.dtype == hist.dtype
+            and tuple(x.shape) == tuple(hist.shape[1:])
+            and device_of(x) == device_of(hist)
+        )
+
+    def _filter(self, state: RobotState, command: Array) -> tuple[Array, SafetyReport]:
+        hist = self._history
+        xp = array_namespace(hist)
+        w = hist.shape[1]
+        if not self._well_formed(command):
+            return self._stop_all("invalid_input")
+        fields_ok = isinstance(state, tuple) and len(state) == 3
+        if not fields_ok or not all(self._well_formed(x) for x in state):
+            return self._stop_all("invalid_input")
+        m = Motion.from_commands(hist[0], hist[1], hist[2], self.dt)
+        finite_cmd = xp.isfinite(command)
+        state_ok = xp.all(
+            xp.isfinite(state.q) & xp.isfinite(state.dq) & xp.isfinite(state.tau), axis=-1
+        )
+        invalid = ~xp.all(finite_cmd, axis=-1) | ~state_ok
+        torque = xp.any(xp.abs(state.tau) > const(self._torque_max, hist), axis=-1)
+        stop = invalid | torque
+        from robot_rl.safety.braking import brake_accel
+
+        a_brake = brake_accel(m.v, m.a, self.bounds)
+        q_brake = m.step(a_brake, self.dt).q
+        cmd = xp.where(stop[:, None] | ~finite_cmd, q_brake, command)
+        fast = is_numpy_array(hist)
+        js = joint_step(m, cmd, self.bounds, fast=fast)
+        accel = xp.where(stop[:, None], a_brake, js.accel)
+        exact = js.exact & ~stop[:, None]
+        acted = dict(js.acted)
+        if self.geometry is not None:
+            accel, exact, cart = self._cartesian(m, a_brake, accel, exact, js, fast)
+            acted.update(cart)
+        for k in acted:
+            acted[k] = acted[k] & ~stop
+        out = xp.where(exact, command, m.step(accel, self.dt).q)
+        self._push(out)
+        zeros = xp.zeros(w, dtype=xp.bool, device=device_of(hist))
+        report = {k: acted.get(k, zeros) for k in CONSTRAINTS}
+        report["invalid_input"] = invalid
+        report["torque"] = torque & ~invalid
+        clipped = ~xp.all(exact, axis=-1)
+        return out, SafetyReport(report, clipped)
+
+    def _cartesian(self, m, a_brake, accel, exact, js, fast):
+        """Per world, the largest step ``μ`` from the braking acceleration towards the
+        joint stage's choice whose next point and braking rest point keep the Cartesian
+        and distance constraints (and the joint ones: the search segment changes)."""
+        from robot_rl.safety.braking import brake_extremes
+
+        xp = array_namespace(accel)
+        geo, dt, b = self.geometry, self.dt, self.bounds
+        tcp_now = geo.tcp(m.q)
+
+        def check(acc_: Array) -> tuple[Array, dict[str, Array]]:
+            nxt = (
+                m.step(acc_, dt)
+                if acc_.ndim == 2
+                else Motion(m.q + (m.v + acc_ * dt) * dt, m.v + acc_ * dt, acc_)
+            )
+            ex = brake_extremes(nxt.q, nxt.v, nxt.a, b)
+            joint_ok = xp.all(js.admissible(ex), axis=-1)
+            bad = geo.violations(nxt.q, ex.rest, tcp_now)
+            ok = joint_ok
+            for v in bad.values():
+                ok = ok & ~v
+            return ok, bad
+
+        ok_full, bad_full = check(accel)
+
+        def fraction_ok(mu: Array) -> Array:
+            acc_ = a_brake[None] + mu[..., None] * (accel - a_brake)[None]
+            return check(acc_)[0]
+
+        w = accel.shape[0]
+        if fast and bool(np.all(ok_full)):
+            mu = np.ones(w)
+        else:
+            mu = xp.where(ok_full, 1.0, search(fraction_ok, accel, (w,)))
+        new_accel = xp.where(mu[:, None] >= 1.0, accel, a_brake + mu[:, None] * (accel - a_brake))
+        new_exact = exact & (mu[:, None] >= 1.0)
+        acted = {k: v & ~ok_full for k, v in bad_full.items()}
+        return new_accel, new_exact, acted
