@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from robot_rl.config.schema import RobotConfig
-from robot_rl.sim.ik import DifferentialIK, quat_error
 from robot_rl.kinematics import SerialChain, mat_to_quat, quat_to_mat
+from robot_rl.sim.ik import DifferentialIK, quat_error
 from robot_rl.sim.scene import TabletopScene
 
 # (a_{i-1}, d_i, alpha_{i-1}) for joints 1..7, then the flange (theta = 0).

@@ -43,15 +43,15 @@ import torch
 from gymnasium.utils import seeding
 from mujoco import rollout
 
+from robot_rl.arrays import array_namespace, device_of, is_numpy_array
 from robot_rl.config.schema import (
     RandomizationConfig,
     RobotConfig,
     SimConfig,
     TaskConfig,
 )
-from robot_rl.arrays import array_namespace, device_of, is_numpy_array
-from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
 from robot_rl.kinematics import mat_to_quat
+from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
 from robot_rl.sim.randomization import ActionDelay
 from robot_rl.sim.scene import Measurements
 

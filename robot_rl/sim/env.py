@@ -21,10 +21,10 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
 from robot_rl.arrays import Array, array_namespace, const
-from robot_rl.sim.ik import DifferentialIK
+from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
 from robot_rl.kinematics import SerialChain, quat_to_mat
+from robot_rl.sim.ik import DifferentialIK
 from robot_rl.sim.randomization import ActionDelay, DomainRandomizer, episode_rng
 from robot_rl.sim.scene import TabletopScene
 from robot_rl.sim.tasks import TASKS
