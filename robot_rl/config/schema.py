@@ -148,6 +148,11 @@ class SimConfig:
     warp_device: str = "auto"
     #: Physics step in seconds; the control period must be a whole number of these.
     physics_dt_s: float = 0.002
+    #: Run every joint command through the safety filter (robot_rl.safety), once per
+    #: control step. false turns it off, and the episodes' provenance then says "off".
+    safety_filter: bool = True
+    #: The robot description's envelope the filter enforces (nominal, canary, ...).
+    safety_envelope: str = "nominal"
 
     def __post_init__(self) -> None:
         _check(self.backend in ("cpu", "warp"), "sim.backend", self.backend, "'cpu' or 'warp'")

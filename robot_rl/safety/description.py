@@ -41,6 +41,7 @@ _OPTIONAL = (
     "table_clearance_m",
     "finger_table_clearance_m",
     "link_clearance_m",
+    "ignored_link_pairs",
     "envelopes",
     "notes",
 )
@@ -73,6 +74,8 @@ class RobotDescription:
     table_clearance_m: float = 0.0
     finger_table_clearance_m: float = 0.0
     link_clearance_m: float = 0.0
+    #: Pairs of MJCF body names whose distance is not checked.
+    ignored_link_pairs: tuple[tuple[str, str], ...] = ()
 
     @property
     def mjcf_path(self) -> Path | None:
@@ -199,6 +202,12 @@ def load_description(path_or_name: str | Path) -> RobotDescription:
             extras[key] = _number(raw, key, where, minimum=0.0)
     if "table_height_m" in raw:
         extras["table_height_m"] = _number(raw, "table_height_m", where)
+    pairs = raw.get("ignored_link_pairs") or []
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(b, str) for b in p) for p in pairs
+    ):
+        raise ValueError(f"{where}: 'ignored_link_pairs' must be a list of [body, body] pairs")
+    extras["ignored_link_pairs"] = tuple((a, b) for a, b in pairs)
     description = RobotDescription(
         path=path,
         limits=RobotLimits(**values),

@@ -15,8 +15,9 @@ Checked for any number of postures at once (arrays ``(..., n)``, numpy or torch)
 - ``table``: every geom of the moving arm at least its clearance above the table top
   (finger pads: their own, smaller clearance);
 - ``self_distance``: every pair of geoms on links that are not neighbours in the chain
-  at least ``link_clearance_m`` apart (pairs already closer at the home posture are part
-  of the arm's build, not a collision, and are left out).
+  at least ``link_clearance_m`` apart, except the description's ``ignored_link_pairs``
+  (pairs already closer at the home posture are part of the arm's build, not a
+  collision, and are left out too).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class ArmGeometry:
             if j not in chain_joints and model.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE:
                 finger_bodies.add(int(model.jnt_bodyid[j]))
 
-        seg_slot, seg_a, seg_b, seg_r = [], [], [], []
+        seg_slot, seg_body, seg_a, seg_b, seg_r = [], [], [], [], []
         pt_slot, pt_local, pt_clear = [], [], []
         pad_slot, pad_local = [], []
         for g in range(model.ngeom):
@@ -116,6 +117,7 @@ class ArmGeometry:
                     "safety filter does not model (capsule, cylinder, sphere or box only)"
                 )
             seg_slot.append(slot)
+            seg_body.append(int(model.geom_bodyid[g]))
             a, b = _apply(rel, ends)
             seg_a.append(a), seg_b.append(b), seg_r.append(radius)
             if slot:  # the base does not move: its distance to the table is its build
@@ -137,6 +139,14 @@ class ArmGeometry:
         # Pairs on links two or more apart in the chain, not already touching at home.
         i, j = np.triu_indices(len(seg_slot), k=1)
         far = np.abs(self._seg_slot[i] - self._seg_slot[j]) >= 2
+        ignored = {
+            frozenset(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in pair)
+            for pair in description.ignored_link_pairs
+        }
+        body = np.array(seg_body)
+        far &= np.array(
+            [frozenset((body[a], body[b])) not in ignored for a, b in zip(i, j, strict=True)]
+        )
         self._pair_i, self._pair_j = i[far], j[far]
         home = np.asarray(lim.home_joint_pos_rad)[None]
         at_home = _host(self.pair_distances(home))[0]

@@ -51,7 +51,14 @@ from robot_rl.config.schema import (
     TaskConfig,
 )
 from robot_rl.kinematics import mat_to_quat
-from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
+from robot_rl.safety.filter import RobotState
+from robot_rl.sim.env import (
+    CommandFilter,
+    RobotEnv,
+    arm_targets,
+    make_safety_filter,
+    safety_filter_version,
+)
 from robot_rl.sim.randomization import ActionDelay
 from robot_rl.sim.scene import Measurements
 
@@ -196,9 +203,13 @@ class BatchedSim:
             ``sim_config.backend`` picks ``cpu`` or ``warp``.
         seed: batch seed (see the module docstring for the per-world episode seeds).
         n_threads: physics threads of the ``cpu`` backend (default: all cores).
-        command_filter: the safety filter's hook, called once per control step with
-            batched (measured joints, proposed targets, control period), as arrays of the
-            backend (numpy float64 for ``cpu``, torch float32 on the device for ``warp``).
+        command_filter: the joint-command hook (:class:`robot_rl.sim.env.CommandFilter`),
+            called once per control step with the measured state and the proposed targets
+            of every world, as arrays of the backend (numpy float64 for ``cpu``, torch
+            float32 on the device for ``warp``). Default: the safety filter of the
+            robot's description at the control period, as ``sim_config`` asks; off only
+            when the config turns it off. ``step`` returns what it did in
+            ``info["clipped"]`` and ``info["safety"]`` (constraint -> bool per world).
         device: torch device of the returned tensors.
         randomization: domain randomization, re-sampled per world at every reset; the
             current values are in :attr:`randomization_log`, and ``step`` returns those of
@@ -237,7 +248,12 @@ class BatchedSim:
         self.horizon_steps = p.horizon_steps
         self.success_steps_needed = p.success_steps_needed
         self.action_space, self.observation_space = p.action_space, p.observation_space
-        self.command_filter = command_filter
+        self.command_filter = (
+            command_filter
+            if command_filter is not None
+            else make_safety_filter(p.scene, p.sim_config, self.control_dt_s)
+        )
+        self.safety_filter_version = safety_filter_version(self.command_filter, p.sim_config)
         self.device = torch.device(device)
         if seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {seed}")
@@ -346,6 +362,8 @@ class BatchedSim:
             self._episode[:] = 0
         self._started = True
         self._reset_worlds(np.arange(self.n_worlds))
+        if self.command_filter is not None:
+            self.command_filter.reset(self._robot_state())
         return self._obs()
 
     def step(
@@ -364,14 +382,12 @@ class BatchedSim:
         r = self.randomizer
         if r is not None and self._delay is not None:
             a = self._delay.push(a)
-        q_meas = self._physics.qpos[:, self._arm_q]
-        if r is not None:
-            q_meas = q_meas + self._joint_offset
         q_target, self._tcp_target = arm_targets(
             self.task_config, self.ik, self._q_cmd, self._tcp_target, self._ee_pos, a[:, :-1]
         )
+        safety = None
         if self.command_filter is not None:
-            q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
+            q_target, safety = self.command_filter.filter(self._robot_state(), q_target)
         arm = self._q_cmd[:, None] + self._ramp[None, :, None] * (q_target - self._q_cmd)[:, None]
         if r is not None:
             arm = arm - self._joint_offset[:, None]
@@ -408,12 +424,17 @@ class BatchedSim:
             self._episode[done] += 1
             self._explicit_seed[done] = -1
             self._reset_worlds(done)
+            if self.command_filter is not None:
+                self.command_filter.reset(self._robot_state(), worlds=done)
         obs = self._obs() if done.size else final_obs
         info: dict[str, Any] = {
             "is_success": self._out(success),
             "final_obs": final_obs,
             "episode_seed": self._seeds_out.clone(),
         }
+        if safety is not None:
+            info["clipped"] = self._out(safety.clipped)
+            info["safety"] = {k: self._out(v) for k, v in safety.acted.items()}
         if r is not None:
             info["randomization"] = {
                 "worlds": done,
@@ -592,6 +613,19 @@ class BatchedSim:
             target[idx] = self._host_to_backend(host[name])
         if r is not None:
             self._joint_offset[idx] = self._host_to_backend(host["offset"])
+
+    def _robot_state(self) -> RobotState:
+        """Every world's sensor readings, in the encoders' frame, as the single env's
+        :meth:`RobotEnv._robot_state`: joint positions, velocities and servo torques."""
+        q = self._physics.qpos[:, self._arm_q]
+        dq = self._physics.qvel[:, self._arm_v]
+        ctrl = self._q_cmd
+        if self.randomizer is not None:
+            ctrl = ctrl - self._joint_offset
+        tau = self.scene.arm_torque(q, dq, ctrl)
+        if self.randomizer is not None:
+            q = q + self._joint_offset
+        return RobotState(q, dq, tau)
 
     def _update_ee_pose(self) -> None:
         xp = self.xp

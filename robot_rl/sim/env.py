@@ -13,9 +13,8 @@ scaling, ``joint_delta`` is ``[dq1..dq7, gripper]``; ``gripper`` maps -1 -> clos
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import mujoco
@@ -24,6 +23,8 @@ import numpy as np
 from robot_rl.arrays import Array, array_namespace, const
 from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
 from robot_rl.kinematics import SerialChain, quat_to_mat
+from robot_rl.safety.filter import VERSION as SAFETY_VERSION
+from robot_rl.safety.filter import RobotState, SafetyFilter, SafetyReport
 from robot_rl.sim.ik import DifferentialIK
 from robot_rl.sim.randomization import ActionDelay, DomainRandomizer, episode_rng
 from robot_rl.sim.scene import TabletopScene
@@ -81,8 +82,30 @@ def arm_targets(
     return ik.solve(q_cmd, target, target_rot=EE_DOWN_ROT, iters=1), target
 
 
-CommandFilter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
-"""(measured joint positions, proposed joint targets, control period s) -> safe targets."""
+class CommandFilter(Protocol):
+    """The joint-command hook: the safety filter (:class:`robot_rl.safety.SafetyFilter`)
+    or anything with its two methods, batched over worlds (leading axis)."""
+
+    def reset(self, state: RobotState, worlds: Any = None) -> None: ...
+
+    def filter(self, state: RobotState, command: Any) -> tuple[Any, SafetyReport]: ...
+
+
+def make_safety_filter(scene: TabletopScene, sim: SimConfig, dt: float) -> SafetyFilter | None:
+    """The filter ``sim.safety_filter`` asks for: the robot description's, enforcing
+    ``sim.safety_envelope`` at the control period ``dt``; None when turned off."""
+    if not sim.safety_filter:
+        return None
+    return SafetyFilter(scene.description, dt, sim.safety_envelope)
+
+
+def safety_filter_version(command_filter: CommandFilter | None, sim: SimConfig) -> str:
+    """What an episode's provenance records about the filter that vetted its actions."""
+    if command_filter is None:
+        return "off"
+    if isinstance(command_filter, SafetyFilter):
+        return f"{SAFETY_VERSION} ({command_filter.envelope.name})"
+    return f"custom:{type(command_filter).__name__}"
 
 
 class RobotEnv(gym.Env):
@@ -96,8 +119,11 @@ class RobotEnv(gym.Env):
         render_mode: None or "rgb_array".
         camera: scene camera used by ``render``.
         width, height: rendered frame size in pixels.
-        command_filter: called once per control step on the joint targets; the safety
-            filter plugs in here. None passes targets through.
+        command_filter: the joint-command hook, called once per control step with the
+            measured state and the proposed joint targets (see :class:`CommandFilter`).
+            Default: the safety filter of the robot's description, as ``sim_config``
+            asks (``sim.safety_filter``, ``sim.safety_envelope``); off only when the
+            config turns it off.
         randomization: domain randomization, re-sampled at every reset from the reset
             seed (see :mod:`robot_rl.sim.randomization`); None or a config that
             randomizes nothing leaves the env exactly as without it.
@@ -161,7 +187,13 @@ class RobotEnv(gym.Env):
         # The start posture: the arm's ready posture moved (by IK) to put the TCP at the
         # start point; deterministic, so it is the same in every env and backend.
         self.start_q = self.ik.solve(self.home_q, START_TCP_M, EE_DOWN_QUAT, iters=300)
-        self.command_filter = command_filter
+        self.command_filter = (
+            command_filter
+            if command_filter is not None
+            else make_safety_filter(self.scene, self.sim_config, self.control_dt_s)
+        )
+        #: Recorded as the episodes' ``safety_filter_version`` ("off" without a filter).
+        self.safety_filter_version = safety_filter_version(self.command_filter, self.sim_config)
         self.randomizer = (
             DomainRandomizer(randomization, self.scene, {k: s for k, (s, _) in OBS_SPEC.items()})
             if randomization is not None and randomization.enabled
@@ -237,6 +269,8 @@ class RobotEnv(gym.Env):
         self.data.ctrl[self.scene.arm_actuators] = q0
         self.data.ctrl[self.scene.gripper_actuator] = self.scene.gripper_width_max_m / 2
         mujoco.mj_forward(self.model, self.data)
+        if self.command_filter is not None:
+            self.command_filter.reset(self._robot_state())
         self._update_ee_pose()
         self._tcp_target = self._ee_pos.copy()
         self._steps = 0
@@ -260,12 +294,14 @@ class RobotEnv(gym.Env):
         r = self.randomizer
         if self._delay is not None:
             a = self._delay.push(a[None])[0]
-        q_meas = self.data.qpos[self.scene.arm_qpos_adr].copy()
-        if r is not None:
-            q_meas += self._joint_offset
         q_target = self._arm_targets(a[:-1])
+        safety: dict[str, bool] = {}
+        clipped = False
         if self.command_filter is not None:
-            q_target = self.command_filter(q_meas, q_target, self.control_dt_s)
+            safe, report = self.command_filter.filter(self._robot_state(), q_target[None])
+            q_target = np.asarray(safe[0], dtype=np.float64)
+            clipped = bool(report.clipped[0])
+            safety = {k: bool(v[0]) for k, v in report.acted.items()}
         self.data.ctrl[self.scene.gripper_actuator] = (
             (a[-1] + 1.0) / 2.0 * (self.scene.gripper_width_max_m / 2)
         )
@@ -304,7 +340,8 @@ class RobotEnv(gym.Env):
                 f"physics diverged at control step {self._steps} (non-finite qpos); "
                 "check sim.physics_dt_s and model parameters"
             )
-        return self._obs(), float(reward), terminated, truncated, {"is_success": success}
+        info = {"is_success": success, "clipped": clipped, "safety": safety}
+        return self._obs(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -329,6 +366,17 @@ class RobotEnv(gym.Env):
             self._renderer = None
 
     # --- internals -----------------------------------------------------------------------
+    def _robot_state(self) -> RobotState:
+        """What the robot's sensors report, in the encoders' frame (offset by the
+        calibration error under randomization): joint positions, velocities, torques."""
+        s = self.scene
+        q = self.data.qpos[s.arm_qpos_adr].copy()
+        dq = self.data.qvel[s.arm_dof_adr].copy()
+        tau = s.arm_torque(q, dq, self.data.ctrl[s.arm_actuators])
+        if self.randomizer is not None:
+            q += self._joint_offset
+        return RobotState(q[None], dq[None], tau[None])
+
     def _arm_targets(self, a: np.ndarray) -> np.ndarray:
         q_target, tcp_target = arm_targets(
             self.task_config, self.ik, self._q_cmd[None], self._tcp_target[None],

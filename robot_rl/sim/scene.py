@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from robot_rl.arrays import Array, array_namespace, const
 from robot_rl.config.schema import RobotConfig
 from robot_rl.paths import SIM_ASSETS_DIR
-from robot_rl.safety.description import load_limits
+from robot_rl.safety.description import RobotDescription, load_description
 from robot_rl.safety.limits import RobotLimits
 
 GRIPPER_JOINTS = ("finger_joint1", "finger_joint2")
@@ -54,7 +55,8 @@ class TabletopScene:
             raise FileNotFoundError(f"robot.scene_xml: no MJCF at sim_assets/{robot.scene_xml}")
         self.model = mujoco.MjModel.from_xml_path(str(path))
         self.model.opt.timestep = physics_dt_s
-        self.limits: RobotLimits = load_limits(robot.limits_file)
+        self.description: RobotDescription = load_description(robot.limits_file)
+        self.limits: RobotLimits = self.description.limits
         m = self.model
         joints = [_id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.limits.joint_names]
         self.arm_qpos_adr = np.array([m.jnt_qposadr[j] for j in joints])
@@ -84,6 +86,20 @@ class TabletopScene:
         self.arm_pos_min = m.jnt_range[joints, 0].copy()
         self.arm_pos_max = m.jnt_range[joints, 1].copy()
         self.gripper_width_max_m = 2 * float(m.jnt_range[fingers[0], 1])
+        # Position servos: force = kp (ctrl - q) - kv qdot, clamped to the force range.
+        act = self.arm_actuators
+        self._kp, self._kv = m.actuator_gainprm[act, 0].copy(), -m.actuator_biasprm[act, 2].copy()
+        limited = m.actuator_forcelimited[act].astype(bool)
+        self._force_lo = np.where(limited, m.actuator_forcerange[act, 0], -np.inf)
+        self._force_hi = np.where(limited, m.actuator_forcerange[act, 1], np.inf)
+
+    def arm_torque(self, q: Array, dq: Array, ctrl: Array) -> Array:
+        """Joint torques (..., 7) the arm's servos apply at joint positions ``q``,
+        velocities ``dq`` and position targets ``ctrl`` (the servo frame): what a torque
+        sensor measures in sim. Array-generic (numpy or torch)."""
+        xp = array_namespace(q)
+        force = const(self._kp, q) * (ctrl - q) - const(self._kv, q) * dq
+        return xp.clip(force, const(self._force_lo, q), const(self._force_hi, q))
 
     def new_data(self) -> mujoco.MjData:
         return mujoco.MjData(self.model)

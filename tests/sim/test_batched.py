@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from robot_rl.config.schema import TaskConfig
+from robot_rl.safety import SafetyReport
 from robot_rl.sim.batched import BatchedSim
 from robot_rl.sim.env import OBS_SPEC, RobotEnv
 
@@ -83,23 +84,34 @@ def test_bad_actions_are_refused_with_the_worlds_named():
 
 
 def test_command_filter_hook_is_batched_and_called_once_per_control_step():
-    calls = []
+    calls, resets = [], []
 
-    def hold_joint1(q_meas, q_target, dt):
-        calls.append((q_meas.shape, q_target.shape, dt))
-        out = q_target.copy()
-        out[:, 0] = q_meas[:, 0]
-        return out
+    class HoldJoint1:
+        """A custom hook with the safety filter's interface."""
+
+        def reset(self, state, worlds=None):
+            resets.append((state.q.shape, worlds))
+
+        def filter(self, state, command):
+            calls.append((state.q.shape, state.dq.shape, state.tau.shape, command.shape))
+            out = command.copy()
+            out[:, 0] = state.q[:, 0]
+            clipped = np.ones(len(out), dtype=bool)
+            return out, SafetyReport({"position": clipped}, clipped)
 
     sim = BatchedSim(
-        2, TaskConfig(name="reach", init_joint_noise_rad=0.0), command_filter=hold_joint1
+        2, TaskConfig(name="reach", init_joint_noise_rad=0.0), command_filter=HoldJoint1()
     )
+    assert sim.safety_filter_version == "custom:HoldJoint1"
     obs = sim.reset()
     q1 = obs["joint_pos"][:, 0].clone()
     for _ in range(5):
-        obs, *_ = sim.step(np.tile([0, 1.0, 0, 1.0], (2, 1)))  # +y needs joint 1 to turn
-    assert calls == [((2, 7), (2, 7), pytest.approx(0.05))] * 5
+        obs, _, _, _, info = sim.step(np.tile([0, 1.0, 0, 1.0], (2, 1)))  # +y turns joint 1
+    assert resets == [((2, 7), None)]
+    assert calls == [((2, 7),) * 4] * 5
     torch.testing.assert_close(obs["joint_pos"][:, 0], q1, atol=2e-3, rtol=0)
+    assert info["clipped"].tolist() == [True, True]
+    assert info["safety"]["position"].tolist() == [True, True]
 
 
 def test_render_chosen_worlds_matches_the_single_env_frame():

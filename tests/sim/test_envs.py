@@ -7,6 +7,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import robot_rl.sim
+from robot_rl.config.schema import SimConfig
+from robot_rl.safety import VERSION as SAFETY_VERSION
+from robot_rl.safety import SafetyReport
 from robot_rl.sim.env import OBS_SPEC, RobotEnv
 
 ENV_IDS = sorted(robot_rl.sim.ENV_IDS.values())
@@ -130,7 +133,9 @@ def test_gripper_command_maps_to_width():
 
 
 def test_joint_delta_mode_moves_joints_within_limits():
-    env = RobotEnv("reach", action_mode="joint_delta")
+    # The IK's own clamp alone: the safety filter (on by default) would stop the arm
+    # earlier, where its fingers leave the workspace box (tests/safety/test_in_sim.py).
+    env = RobotEnv("reach", action_mode="joint_delta", sim_config=SimConfig(safety_filter=False))
     assert env.action_space.shape == (8,)
     obs, _ = env.reset(seed=0)
     q0 = obs["joint_pos"].copy()
@@ -147,20 +152,40 @@ def test_joint_delta_mode_moves_joints_within_limits():
 
 
 def test_command_filter_hook_sees_every_control_step():
-    calls = []
+    calls, resets = [], []
 
-    def clamp_joint1(q_meas, q_target, dt):
-        calls.append(dt)
-        out = q_target.copy()
-        out[0] = 0.0
-        return out
+    class ClampJoint1:
+        """A custom hook with the safety filter's interface."""
 
-    env = RobotEnv("reach", command_filter=clamp_joint1, init_joint_noise_rad=0.0)
+        def reset(self, state, worlds=None):
+            resets.append(state.q.shape)
+
+        def filter(self, state, command):
+            calls.append((state.q.shape, state.tau.shape, command.shape))
+            out = command.copy()
+            out[:, 0] = 0.0
+            return out, SafetyReport({"position": np.ones(1, bool)}, np.ones(1, bool))
+
+    env = RobotEnv("reach", command_filter=ClampJoint1(), init_joint_noise_rad=0.0)
+    assert env.safety_filter_version == "custom:ClampJoint1"
     env.reset(seed=0)
     for _ in range(20):
-        obs, *_ = env.step(np.array([0, 1.0, 0, 1.0]))  # +y needs joint 1 to turn
-    assert calls == [pytest.approx(0.05)] * 20
+        obs, _, _, _, info = env.step(np.array([0, 1.0, 0, 1.0]))  # +y needs joint 1 to turn
+    assert resets == [(1, 7)]
+    assert calls == [((1, 7), (1, 7), (1, 7))] * 20
     assert abs(obs["joint_pos"][0]) < 0.01
+    assert info["clipped"] and info["safety"] == {"position": True}
+
+
+def test_the_safety_filter_is_on_by_default_and_off_only_by_config():
+    assert RobotEnv("reach").safety_filter_version == f"{SAFETY_VERSION} (nominal)"
+    canary = RobotEnv("reach", sim_config=SimConfig(safety_envelope="canary"))
+    assert canary.safety_filter_version == f"{SAFETY_VERSION} (canary)"
+    off = RobotEnv("reach", sim_config=SimConfig(safety_filter=False))
+    assert off.command_filter is None and off.safety_filter_version == "off"
+    off.reset(seed=0)
+    info = off.step(np.zeros(4))[-1]
+    assert info["clipped"] is False and info["safety"] == {}
 
 
 def test_rgb_render():
