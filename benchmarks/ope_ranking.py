@@ -95,7 +95,7 @@ def dataset(args: argparse.Namespace, work: Path) -> Path:
 
 def train_config(args: argparse.Namespace) -> Any:
     """The training run of every policy here: it keeps every periodic checkpoint."""
-    from robot_rl.config.schema import TrainConfig
+    from robot_rl.config.train import TrainConfig
 
     return TrainConfig(
         steps=args.train_steps,

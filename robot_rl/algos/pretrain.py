@@ -18,7 +18,8 @@ from robot_rl.algos import (
     seed_everything,
 )
 from robot_rl.config.algos import AlgorithmConfig
-from robot_rl.config.schema import ConfigError, TrainConfig
+from robot_rl.config.train import TrainConfig
+from robot_rl.config.validation import ConfigError
 from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.sampler import TransitionSampler, resolve_obs_keys, return_range_scale

@@ -3,7 +3,7 @@
 The Hydra group ``algo`` selects one of the algorithm dataclasses here (registered in
 :mod:`robot_rl.config.store`), so ``algo.<field>`` is a field of the chosen algorithm and
 nothing else; the run's own settings (steps, batch size, seed, device, logging) are
-``train.<field>`` (:class:`~robot_rl.config.schema.TrainConfig`). Defaults live here
+``train.<field>`` (:class:`~robot_rl.config.train.TrainConfig`). Defaults live here
 and only here. This module imports no torch, so configs compose and are checked before
 any training code loads; ``robot_rl.algos`` re-exports the algorithm configs next to
 their algorithms.
@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from robot_rl.config.schema import ConfigError, _check
+from robot_rl.config.validation import ConfigError, _check
 
 #: Hidden activations the networks know (keys of ``robot_rl.policies.network.ACTIVATIONS``;
 #: a test keeps the two in step).

@@ -43,12 +43,8 @@ import torch
 from gymnasium.utils import seeding
 from mujoco import rollout
 
-from robot_rl.config.schema import (
-    RandomizationConfig,
-    RobotConfig,
-    SimConfig,
-    TaskConfig,
-)
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.arrays import array_namespace, device_of, is_numpy_array
 from robot_rl.sim.env import CommandFilter, RobotEnv, arm_targets
 from robot_rl.sim.kinematics import mat_to_quat

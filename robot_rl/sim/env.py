@@ -21,7 +21,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
 from robot_rl.sim.arrays import Array, array_namespace, const
 from robot_rl.sim.ik import DifferentialIK
 from robot_rl.sim.kinematics import SerialChain, quat_to_mat

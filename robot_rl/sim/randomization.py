@@ -40,7 +40,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from robot_rl.config.schema import ConfigError, ParamRange, RandomizationConfig
+from robot_rl.config.randomization import ParamRange, RandomizationConfig
+from robot_rl.config.validation import ConfigError
 from robot_rl.sim.arrays import array_namespace, device_of, is_numpy_array
 from robot_rl.sim.scene import TabletopScene
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from robot_rl.config.schema import RobotConfig
+from robot_rl.config.sim import RobotConfig
 from robot_rl.paths import SIM_ASSETS_DIR
 from robot_rl.safety.limits import RobotLimits, load_limits
 
