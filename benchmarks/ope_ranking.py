@@ -133,8 +133,8 @@ def artifact_policies(store: Any, args: argparse.Namespace, work: Path) -> dict[
     """Trains the runs and exports their checkpoints; ``{policy name: artifact dir}``."""
     import torch
 
+    from robot_rl.algos.checkpoint import iter_checkpoints
     from robot_rl.algos.pretrain import export_checkpoint
-    from robot_rl.algos.trainer import iter_checkpoints
     from robot_rl.config.algos import ALGORITHM_CONFIGS
 
     dirs: dict[str, Path] = {}
