@@ -61,7 +61,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     final = {k: round(v[-1][1], 5) for k, v in result.history.items() if v}
     console.print(f"[bold green]done[/bold green]: policy -> {result.policy_dir}; {final}")
     from robot_rl.data.action_bounds import is_unit
-    from robot_rl.policies.artifact import read_manifest
+    from robot_rl.policies.manifest import read_manifest
 
     manifest = read_manifest(result.policy_dir)
     if not is_unit(manifest.action_low, manifest.action_high):
