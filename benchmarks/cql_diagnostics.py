@@ -88,7 +88,8 @@ def load_run(algo_name: str, run: Path, store):
 def data_rows(store, cfg, n: int, seed: int, cache: dict):
     """The ``n`` fixed transitions (with Monte-Carlo returns) a run is measured on, on
     the run's reward scale and discount; built once per scale and discount."""
-    from robot_rl.data.sampler import TransitionSampler, return_range_scale
+    from robot_rl.data.returns import return_range_scale
+    from robot_rl.data.sampler import TransitionSampler
 
     normalization = getattr(cfg, "reward_normalization", "none")
     key = (normalization, cfg.discount)

@@ -31,7 +31,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         config = to_object(cfg, PretrainConfig)
     from robot_rl.algos.pretrain import pretrain
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.data.sampler import resolve_obs_keys
+    from robot_rl.data.sampler_rows import resolve_obs_keys
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with fail_on_user_error(), EpisodeStore.open(config.dataset.path, mode="r") as store:
