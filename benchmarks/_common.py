@@ -79,7 +79,7 @@ EVAL_SEED = 10_000
 def benchmark_train_config(steps: int, seed: int):
     """The training run of every offline-RL quality benchmark: ``steps`` gradient steps
     of 256 transitions, 20 log points."""
-    from robot_rl.config.schema import TrainConfig
+    from robot_rl.config.train import TrainConfig
 
     return TrainConfig(steps=steps, batch_size=256, seed=seed, log_every=max(1, steps // 20))
 
@@ -100,7 +100,7 @@ def train_and_evaluate(
     import torch
 
     from robot_rl.algos.pretrain import pretrain
-    from robot_rl.config.schema import TaskConfig
+    from robot_rl.config.sim import TaskConfig
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.eval.batched import evaluate_batched
     from robot_rl.policies import load_policy

@@ -62,7 +62,8 @@ def load_run(algo_name: str, run: Path, store):
     from safetensors.torch import load_file
 
     from robot_rl.algos import ALGORITHMS
-    from robot_rl.algos.trainer import AlgorithmState, iter_checkpoints
+    from robot_rl.algos.algorithm import AlgorithmState
+    from robot_rl.algos.checkpoint import iter_checkpoints
     from robot_rl.policies import Normalizer
 
     algo_cls, config_cls = ALGORITHMS[algo_name]
@@ -87,7 +88,8 @@ def load_run(algo_name: str, run: Path, store):
 def data_rows(store, cfg, n: int, seed: int, cache: dict):
     """The ``n`` fixed transitions (with Monte-Carlo returns) a run is measured on, on
     the run's reward scale and discount; built once per scale and discount."""
-    from robot_rl.data.sampler import TransitionSampler, return_range_scale
+    from robot_rl.data.returns import return_range_scale
+    from robot_rl.data.sampler import TransitionSampler
 
     normalization = getattr(cfg, "reward_normalization", "none")
     key = (normalization, cfg.discount)
@@ -150,7 +152,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from robot_rl.algos.trainer import iter_checkpoints
+    from robot_rl.algos.checkpoint import iter_checkpoints
     from robot_rl.data.episode_store import EpisodeStore
 
     names = args.runs.split(",") if args.runs else None

@@ -11,7 +11,7 @@ For each algorithm, in one run and interleaved (so machine load hits both alike)
   pre-built batch already on the device, CORL-style: no trainer, no sampler, no
   normalization, no checks, no metrics. It uses the same best practice as the trainer,
   so that the ratio measures the trainer's overhead and nothing else: fused Adam (as
-  ``robot_rl.algos.trainer.adam``, on the CPU and on CUDA), twin critics with their
+  ``robot_rl.algos.algorithm.adam``, on the CPU and on CUDA), twin critics with their
   weights stacked per layer and run as robot_rl's ``QEnsemble`` runs them (one batched
   matmul per layer on CUDA, a member at a time on the CPU), one fused multi-tensor
   Polyak update, and CQL's policy samples at s and s' drawn in one pass and all its
@@ -57,7 +57,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def adam(params, lr: float) -> torch.optim.Optimizer:
-    """Adam as the trainer builds it (``robot_rl.algos.trainer.adam``): the fused
+    """Adam as the trainer builds it (``robot_rl.algos.algorithm.adam``): the fused
     implementation, on the CPU and on CUDA alike."""
     return torch.optim.Adam(params, lr, fused=True)
 

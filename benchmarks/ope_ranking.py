@@ -95,7 +95,7 @@ def dataset(args: argparse.Namespace, work: Path) -> Path:
 
 def train_config(args: argparse.Namespace) -> Any:
     """The training run of every policy here: it keeps every periodic checkpoint."""
-    from robot_rl.config.schema import TrainConfig
+    from robot_rl.config.train import TrainConfig
 
     return TrainConfig(
         steps=args.train_steps,
@@ -133,8 +133,8 @@ def artifact_policies(store: Any, args: argparse.Namespace, work: Path) -> dict[
     """Trains the runs and exports their checkpoints; ``{policy name: artifact dir}``."""
     import torch
 
+    from robot_rl.algos.checkpoint import iter_checkpoints
     from robot_rl.algos.pretrain import export_checkpoint
-    from robot_rl.algos.trainer import iter_checkpoints
     from robot_rl.config.algos import ALGORITHM_CONFIGS
 
     dirs: dict[str, Path] = {}

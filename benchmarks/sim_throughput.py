@@ -82,7 +82,8 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
-from robot_rl.config.schema import RandomizationConfig, SimConfig, TaskConfig
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import SimConfig, TaskConfig
 from robot_rl.sim.batched import BatchedSim
 from robot_rl.sim.env import RobotEnv
 from robot_rl.sim.vec_env import SB3VecEnv

@@ -2,7 +2,7 @@
 evaluation in sim -> report (Markdown), plots (PNG), rollout video (mp4), summary (JSON).
 
 :func:`run_pipeline` runs the four stages into a run directory from a
-:class:`~robot_rl.config.schema.PipelineConfig`; ``robot-rl-pipeline``
+:class:`~robot_rl.config.commands.PipelineConfig`; ``robot-rl-pipeline``
 (:mod:`robot_rl.cli.pipeline`) parses its Hydra config into one and calls it. Each stage
 prints what it did and how long it took.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from robot_rl.config.schema import PipelineConfig
+from robot_rl.config.commands import PipelineConfig
 from robot_rl.paths import code_version
 
 console = Console(highlight=False, soft_wrap=True)

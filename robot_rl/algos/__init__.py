@@ -6,19 +6,18 @@ live in :mod:`robot_rl.config.algos` (no torch there, so the Hydra ``algo`` grou
 select them before training code loads) and are re-exported here.
 """
 
+from robot_rl.algos.algorithm import AlgorithmState, OfflineAlgorithm
 from robot_rl.algos.bc import BC, BCConfig
+from robot_rl.algos.checkpoint import latest_checkpoint
 from robot_rl.algos.cql import CQL, CQLConfig
 from robot_rl.algos.iql import IQL, IQLConfig
 from robot_rl.algos.td3bc import TD3BC, TD3BCConfig
 from robot_rl.algos.trainer import (
-    AlgorithmState,
     BatchSource,
     History,
     NonFiniteError,
-    OfflineAlgorithm,
     OfflineTrainer,
     TrainerConfig,
-    latest_checkpoint,
     resolve_device,
     seed_everything,
 )

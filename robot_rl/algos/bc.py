@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.algos.trainer import OfflineAlgorithm, adam
+from robot_rl.algos.algorithm import OfflineAlgorithm, adam
 from robot_rl.config.algos import BCConfig
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import DeterministicActor

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robot_rl.algos.trainer import OfflineAlgorithm, adam
+from robot_rl.algos.algorithm import OfflineAlgorithm, adam
 from robot_rl.config.algos import IQLConfig
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import (

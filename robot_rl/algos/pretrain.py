@@ -18,10 +18,13 @@ from robot_rl.algos import (
     seed_everything,
 )
 from robot_rl.config.algos import AlgorithmConfig
-from robot_rl.config.schema import ConfigError, TrainConfig
+from robot_rl.config.train import TrainConfig
+from robot_rl.config.validation import ConfigError
 from robot_rl.data.action_bounds import store_action_bounds
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.sampler import TransitionSampler, resolve_obs_keys, return_range_scale
+from robot_rl.data.returns import return_range_scale
+from robot_rl.data.sampler import TransitionSampler
+from robot_rl.data.sampler_rows import resolve_obs_keys
 from robot_rl.policies import Normalizer, PolicyManifest, save_policy
 
 
@@ -71,7 +74,7 @@ def pretrain(
         train: the training run (steps, batch size, seed, device, ...); default
             ``TrainConfig()``.
         obs_keys: observation keys the policy sees (default: every key of at most one
-            dimension, :func:`~robot_rl.data.sampler.resolve_obs_keys`).
+            dimension, :func:`~robot_rl.data.sampler_rows.resolve_obs_keys`).
         progress: show a progress bar.
         run_config: the full resolved run config, recorded in the manifest for lineage.
 

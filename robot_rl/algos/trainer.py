@@ -1,44 +1,59 @@
-"""The one training loop every offline algorithm runs in, and the interface they implement.
+"""The one training loop every offline algorithm runs in.
 
 An algorithm (BC, later TD3+BC, IQL, CQL/Cal-QL, FQE) is a small ``OfflineAlgorithm``
-subclass: it owns its networks and optimizers and does one gradient step in ``update``.
-Everything else lives here, once: seeding, device placement, mixed precision, the
-NaN/inf guard, TensorBoard logging, progress display, periodic evaluation, checkpoints
-and resume. As in SB3 the shared machinery sits in one place; unlike SB3's ``train()``,
-extending an algorithm never means copying the loop.
-
-Checkpoints (under ``<log_dir>/checkpoints/step_<N>/``) hold ``state.safetensors`` (every
-module's ``state_dict``, optimizer tensors, RNG states) and ``trainer.json`` (step count,
-algorithm name and config, optimizer hyper-parameters, the batch source's state, logged
-history). Nothing is pickled. Each checkpoint is written to a hidden temp dir and renamed
-into place, so a crash never leaves a half checkpoint that resume would pick up.
+subclass (:mod:`robot_rl.algos.algorithm`): it owns its networks and optimizers and does
+one gradient step in ``update``. Everything else lives here, once: seeding, device
+placement, mixed precision, the NaN/inf guard, TensorBoard logging, progress display,
+periodic evaluation, checkpoints and resume (the files: :mod:`robot_rl.algos.checkpoint`).
+As in SB3 the shared machinery sits in one place; unlike SB3's ``train()``, extending an
+algorithm never means copying the loop.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import random
-import shutil
 import time
-from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
+from robot_rl.algos.algorithm import AlgorithmState, OfflineAlgorithm, adam
+from robot_rl.algos.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT_VERSION,
+    iter_checkpoints,
+    latest_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
 from robot_rl.data.batch import TransitionBatch
 
-CHECKPOINT_FORMAT = "robot_rl.offline_checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
+# The algorithm interface and the checkpoint helpers were defined here before they got
+# modules of their own; they stay importable from here.
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "AlgorithmState",
+    "BatchSource",
+    "History",
+    "NonFiniteError",
+    "OfflineAlgorithm",
+    "OfflineTrainer",
+    "TrainerConfig",
+    "adam",
+    "iter_checkpoints",
+    "latest_checkpoint",
+    "resolve_device",
+    "seed_everything",
+]
+
 
 #: Logged history: tag (e.g. ``"train/loss"``) -> ``[(step, value), ...]``.
 History = dict[str, list[tuple[int, float]]]
@@ -60,171 +75,6 @@ class BatchSource(Protocol):
     def sample(self) -> TransitionBatch:
         """Returns the next batch (a NamedTuple of tensors such as ``TransitionBatch``)."""
         ...
-
-
-class AlgorithmState(NamedTuple):
-    """An algorithm's full training state, split the way it is stored."""
-
-    tensors: dict[str, torch.Tensor]  # -> safetensors
-    metadata: dict[str, Any]  # JSON-able -> trainer.json
-
-
-class OfflineAlgorithm(ABC):
-    """Base class of offline algorithms: one gradient step per ``update`` call.
-
-    Subclasses implement ``update``, ``actor``, ``modules`` and ``optimizers``. Everything
-    listed by ``modules()`` and ``optimizers()`` (target networks included) is
-    checkpointed and moved to the device by the base class; other state goes through
-    ``extra_state``/``load_extra_state`` (JSON-able). Hooks with no-op defaults:
-    ``on_train_start``.
-
-    Subclasses should run forward passes inside ``with self.autocast():`` so the
-    trainer's mixed-precision flag applies, and compute losses in float32.
-    """
-
-    #: Short name recorded in checkpoints and policy manifests ("bc", "td3bc", ...).
-    name: ClassVar[str] = ""
-    #: Whether ``update`` reads ``batch.reward``. Learners that do not (BC) train on
-    #: stores without rewards, whose batches carry NaN there.
-    uses_rewards: ClassVar[bool] = True
-
-    def __init__(self) -> None:
-        self.device = torch.device("cpu")
-        self.mixed_precision = False
-
-    # --- what every algorithm implements -------------------------------------------
-
-    @abstractmethod
-    def update(self, batch: TransitionBatch, step: int) -> Mapping[str, float | torch.Tensor]:
-        """Does one gradient step on ``batch`` (already on ``self.device``).
-
-        Args:
-            batch: The batch.
-            step: 0-based index of this gradient step across the whole run (resume
-                included); use it for delayed/target updates and schedules.
-
-        Returns:
-            Scalar metrics to log, e.g. ``{"loss": loss.detach()}``: 0-dim tensors (left
-            on the device: the trainer reads them back only when it logs, evaluates or
-            checkpoints, so a GPU step never waits for the host) or floats. The trainer
-            rejects NaN/inf, naming the step.
-        """
-
-    @abstractmethod
-    def actor(self) -> nn.Module:
-        """The deployable actor (raw flat obs -> action in [-1, 1]) to save as a policy."""
-
-    @abstractmethod
-    def modules(self) -> dict[str, nn.Module]:
-        """Every module with state to checkpoint, by a stable name (targets included)."""
-
-    @abstractmethod
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Every optimizer, by a stable name."""
-
-    # --- optional hooks ------------------------------------------------------------
-
-    def config_dict(self) -> dict[str, Any]:
-        """The algorithm's config as a JSON-able dict (checked on resume)."""
-        return {}
-
-    def extra_state(self) -> dict[str, Any]:
-        """JSON-able state not held in modules/optimizers (counters, schedules)."""
-        return {}
-
-    def load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
-        """Restores ``extra_state()``."""
-
-    def on_train_start(self, num_steps: int) -> None:  # noqa: B027 (optional hook)
-        """Called once before the first step of ``OfflineTrainer.train`` (also on resume)."""
-
-    # --- provided ------------------------------------------------------------------
-
-    def to(self, device: str | torch.device) -> OfflineAlgorithm:
-        """Moves every module to ``device`` (before the first update or after loading)."""
-        self.device = torch.device(device)
-        for module in self.modules().values():
-            module.to(self.device)
-        return self
-
-    def train_mode(self, mode: bool = True) -> None:
-        """Puts every module in train (``True``) or eval mode."""
-        for module in self.modules().values():
-            module.train(mode)
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on this algorithm's device when mixed precision is on."""
-        if not self.mixed_precision:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
-    def state_dict(self) -> AlgorithmState:
-        """Everything needed to continue training exactly, as tensors + JSON."""
-        tensors: dict[str, torch.Tensor] = {}
-        for mod_name, module in self.modules().items():
-            for key, value in module.state_dict().items():
-                # Clone: safetensors refuses tensors that share storage (tied weights).
-                tensors[f"module.{mod_name}.{key}"] = value.detach().cpu().contiguous().clone()
-        optim_meta: dict[str, Any] = {}
-        for opt_name, optimizer in self.optimizers().items():
-            sd = optimizer.state_dict()
-            scalars: dict[str, dict[str, Any]] = {}
-            for idx, param_state in sd["state"].items():
-                for key, value in param_state.items():
-                    if torch.is_tensor(value):
-                        tensors[f"optim.{opt_name}.{idx}.{key}"] = (
-                            value.detach().cpu().contiguous().clone()
-                        )
-                    else:
-                        scalars.setdefault(str(idx), {})[key] = value
-            optim_meta[opt_name] = {"param_groups": sd["param_groups"], "scalars": scalars}
-        metadata = {
-            "algorithm": self.name,
-            "optimizers": optim_meta,
-            "extra": self.extra_state(),
-        }
-        return AlgorithmState(tensors, metadata)
-
-    def load_state_dict(self, state: AlgorithmState) -> None:
-        """Restores ``state_dict()`` output (strict: names and shapes must match).
-
-        Raises:
-            ValueError: The state is for another algorithm or its tensors do not match.
-        """
-        tensors, metadata = state
-        if metadata.get("algorithm") != self.name:
-            raise ValueError(
-                f"state is for algorithm {metadata.get('algorithm')!r}, not {self.name!r}"
-            )
-        for mod_name, module in self.modules().items():
-            prefix = f"module.{mod_name}."
-            sub = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(sub, strict=True)
-            except RuntimeError as exc:
-                raise ValueError(f"checkpoint does not match module {mod_name!r}: {exc}") from exc
-        for opt_name, optimizer in self.optimizers().items():
-            meta = metadata["optimizers"].get(opt_name)
-            if meta is None:
-                raise ValueError(f"checkpoint has no state for optimizer {opt_name!r}")
-            prefix = f"optim.{opt_name}."
-            per_param: dict[int, dict[str, Any]] = defaultdict(dict)
-            for key, value in tensors.items():
-                if key.startswith(prefix):
-                    idx, field_name = key[len(prefix) :].split(".", 1)
-                    per_param[int(idx)][field_name] = value
-            for idx, fields in meta["scalars"].items():
-                per_param[int(idx)].update(fields)
-            optimizer.load_state_dict(
-                {"state": dict(per_param), "param_groups": meta["param_groups"]}
-            )
-            # The implementation (fused or not) is this code's choice, not the checkpoint's:
-            # a run checkpointed before ``adam()`` was fused resumes fused.
-            for group in optimizer.param_groups:
-                for flag in ("fused", "foreach"):
-                    if flag in optimizer.defaults:
-                        group[flag] = optimizer.defaults[flag]
-        self.load_extra_state(metadata.get("extra", {}))
 
 
 @dataclass
@@ -272,18 +122,6 @@ class TrainerConfig:
             )
 
 
-def adam(params: Any, lr: float, *, weight_decay: float | None = None) -> torch.optim.Optimizer:
-    """Adam, or AdamW with ``weight_decay``, as every learner here builds it: PyTorch's
-    fused implementation, which updates all parameters in one kernel (on CUDA, and in one
-    vectorized loop on the CPU) rather than a few small kernels per parameter tensor. The
-    2x256 networks' updates are bound by kernel launches on a GPU, so this matters there.
-    Same algorithm and hyperparameters as ``torch.optim.Adam``'s default implementation,
-    equal to float rounding."""
-    if weight_decay is None:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-
-
 def seed_everything(seed: int) -> None:
     """Seeds python ``random``, numpy's global RNG and torch (CPU and CUDA).
 
@@ -307,45 +145,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available here")
     return resolved
-
-
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"rng.torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.torch_cuda.{i}"] = state
-    np_state = np.random.get_state()
-    meta = {
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-    return tensors, meta
-
-
-def _set_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng.torch_cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.torch_cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    name, keys, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def iter_checkpoints(log_dir: str | os.PathLike[str]) -> list[Path]:
-    """Complete checkpoint dirs under ``<log_dir>/checkpoints``, oldest first."""
-    root = Path(log_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    done = [p for p in root.glob("step_*") if p.is_dir() and (p / "trainer.json").is_file()]
-    return sorted(done, key=lambda p: int(p.name.removeprefix("step_")))
-
-
-def latest_checkpoint(log_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint dir under ``<log_dir>/checkpoints``, or ``None``."""
-    done = iter_checkpoints(log_dir)
-    return done[-1] if done else None
 
 
 class _PendingMetrics:
@@ -581,38 +380,14 @@ class OfflineTrainer:
         """
         if self.log_dir is None:
             raise ValueError("save_checkpoint needs a log_dir")
-        root = self.log_dir / "checkpoints"
-        final = root / f"step_{self.step:09d}"
-        tmp = root / f".step_{self.step:09d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-
-        algo_state = self.algo.state_dict()
-        rng_tensors, rng_meta = _rng_state()
-        tensors = {**{f"algo.{k}": v for k, v in algo_state.tensors.items()}, **rng_tensors}
-        save_file(tensors, str(tmp / "state.safetensors"))
-        source_state = (
-            self.source.state_dict() if callable(getattr(self.source, "state_dict", None)) else None
+        return write_checkpoint(
+            self.log_dir,
+            self.step,
+            self.algo,
+            self.source,
+            self.history,
+            self.config.keep_checkpoints,
         )
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "step": self.step,
-            "algorithm": self.algo.name,
-            "algo_config": self.algo.config_dict(),
-            "algo_state": algo_state.metadata,
-            "rng": rng_meta,
-            "source_state": source_state,
-            "history": {k: [list(e) for e in v] for k, v in self.history.items()},
-        }
-        (tmp / "trainer.json").write_text(json.dumps(meta))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-
-        for old in iter_checkpoints(self.log_dir)[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
 
     def _resume(self) -> Path | None:
         assert self.log_dir is not None
@@ -628,47 +403,6 @@ class OfflineTrainer:
         Raises:
             ValueError: Wrong format, another algorithm, or a different algorithm config.
         """
-        ckpt = Path(checkpoint_dir)
-        meta_path = ckpt / "trainer.json"
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{meta_path}: unreadable checkpoint metadata ({exc})") from exc
-        if (
-            meta.get("format") != CHECKPOINT_FORMAT
-            or meta.get("format_version") != CHECKPOINT_FORMAT_VERSION
-        ):
-            raise ValueError(
-                f"{meta_path}: format {meta.get('format')!r} v{meta.get('format_version')!r}; "
-                f"expected {CHECKPOINT_FORMAT!r} v{CHECKPOINT_FORMAT_VERSION}"
-            )
-        if meta["algorithm"] != self.algo.name:
-            raise ValueError(
-                f"{ckpt}: checkpoint is for algorithm {meta['algorithm']!r}, "
-                f"not {self.algo.name!r}; use another log dir or resume=False"
-            )
-        # Compare through JSON so tuples and lists compare equal.
-        current = json.loads(json.dumps(self.algo.config_dict()))
-        if meta["algo_config"] != current:
-            diff = sorted(
-                k
-                for k in set(current) | set(meta["algo_config"])
-                if current.get(k) != meta["algo_config"].get(k)
-            )
-            raise ValueError(
-                f"{ckpt}: algorithm config differs from the checkpoint's in {diff}; "
-                "use another log dir or resume=False"
-            )
-        tensors = load_file(str(ckpt / "state.safetensors"))
-        algo_tensors = {k[5:]: v for k, v in tensors.items() if k.startswith("algo.")}
-        self.algo.load_state_dict(AlgorithmState(algo_tensors, meta["algo_state"]))
-        self.algo.to(self.device)
-        _set_rng_state(tensors, meta["rng"])
-        if meta.get("source_state") is not None and callable(
-            getattr(self.source, "load_state_dict", None)
-        ):
-            self.source.load_state_dict(meta["source_state"])
-        self.step = int(meta["step"])
-        self.history = defaultdict(list)
-        for tag, entries in meta.get("history", {}).items():
-            self.history[tag] = [(int(s), float(v)) for s, v in entries]
+        self.step, self.history = read_checkpoint(
+            checkpoint_dir, self.algo, self.source, self.device
+        )

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from robot_rl.config.schema import ConfigError
+from robot_rl.config.validation import ConfigError
 
 console = Console(highlight=False, soft_wrap=True)
 

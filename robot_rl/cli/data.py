@@ -254,7 +254,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 
 def _add_make_dataset_args(p: argparse.ArgumentParser) -> None:
-    from robot_rl.config.schema import TASK_NAMES
+    from robot_rl.config.sim import TASK_NAMES
     from robot_rl.teleop.make_dataset import RECIPES
 
     p.add_argument("--task", required=True, choices=list(TASK_NAMES))

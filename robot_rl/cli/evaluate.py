@@ -21,7 +21,7 @@ from robot_rl.cli.common import (
     quiet_library_loggers,
     show_progress,
 )
-from robot_rl.config.schema import EvaluateConfig
+from robot_rl.config.commands import EvaluateConfig
 from robot_rl.config.store import register_configs, to_object
 from robot_rl.paths import CONF_DIR
 

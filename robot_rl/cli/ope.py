@@ -28,7 +28,7 @@ import numpy as np
 from rich.table import Table
 
 from robot_rl.cli.common import console, defaults_from_configs, fail_on_user_error, given
-from robot_rl.config.schema import TaskConfig
+from robot_rl.config.sim import TaskConfig
 
 
 def thin_ess(results: Sequence[Any]) -> list[str]:

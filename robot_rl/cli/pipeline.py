@@ -22,7 +22,7 @@ from robot_rl.cli.common import (
     quiet_library_loggers,
     show_progress,
 )
-from robot_rl.config.schema import PipelineConfig
+from robot_rl.config.commands import PipelineConfig
 from robot_rl.config.store import check_overrides, register_configs, to_object
 from robot_rl.paths import CONF_DIR
 

@@ -27,7 +27,8 @@ def _fmt(value: object) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from robot_rl.policies.artifact import load_policy, read_manifest
+    from robot_rl.policies.artifact import load_policy
+    from robot_rl.policies.manifest import read_manifest
 
     manifest = read_manifest(args.policy_dir)
     if args.verify:

@@ -19,7 +19,7 @@ from robot_rl.cli.common import (
     quiet_library_loggers,
     show_progress,
 )
-from robot_rl.config.schema import PretrainConfig
+from robot_rl.config.commands import PretrainConfig
 from robot_rl.config.store import check_overrides, register_configs, to_object
 from robot_rl.paths import CONF_DIR
 
@@ -31,7 +31,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         config = to_object(cfg, PretrainConfig)
     from robot_rl.algos.pretrain import pretrain
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.data.sampler import resolve_obs_keys
+    from robot_rl.data.sampler_rows import resolve_obs_keys
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with fail_on_user_error(), EpisodeStore.open(config.dataset.path, mode="r") as store:
@@ -61,7 +61,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     final = {k: round(v[-1][1], 5) for k, v in result.history.items() if v}
     console.print(f"[bold green]done[/bold green]: policy -> {result.policy_dir}; {final}")
     from robot_rl.data.action_bounds import is_unit
-    from robot_rl.policies.artifact import read_manifest
+    from robot_rl.policies.manifest import read_manifest
 
     manifest = read_manifest(result.policy_dir)
     if not is_unit(manifest.action_low, manifest.action_high):

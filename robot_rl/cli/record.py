@@ -28,8 +28,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.cli.common import console, fail_on_config_error, quiet_library_loggers
-from robot_rl.config.schema import ConfigError, RecordConfig
+from robot_rl.config.commands import RecordConfig
 from robot_rl.config.store import register_configs, to_object
+from robot_rl.config.validation import ConfigError
 from robot_rl.paths import CONF_DIR, code_version
 
 log = logging.getLogger(__name__)

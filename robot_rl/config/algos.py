@@ -3,7 +3,7 @@
 The Hydra group ``algo`` selects one of the algorithm dataclasses here (registered in
 :mod:`robot_rl.config.store`), so ``algo.<field>`` is a field of the chosen algorithm and
 nothing else; the run's own settings (steps, batch size, seed, device, logging) are
-``train.<field>`` (:class:`~robot_rl.config.schema.TrainConfig`). Defaults live here
+``train.<field>`` (:class:`~robot_rl.config.train.TrainConfig`). Defaults live here
 and only here. This module imports no torch, so configs compose and are checked before
 any training code loads; ``robot_rl.algos`` re-exports the algorithm configs next to
 their algorithms.
@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from robot_rl.config.schema import ConfigError, _check
+from robot_rl.config.validation import ConfigError, _check
 
 #: Hidden activations the networks know (keys of ``robot_rl.policies.network.ACTIVATIONS``;
 #: a test keeps the two in step).
@@ -205,7 +205,7 @@ class IQLConfig:
             ``tanh(mean)`` either way.
         reward_normalization: "none", or "return_range" (the paper's for D4RL
             locomotion): the batch source scales rewards by ``1000 / (max - min episode
-            return)`` of the dataset (``robot_rl.data.sampler.return_range_scale``), so
+            return)`` of the dataset (``robot_rl.data.returns.return_range_scale``), so
             the advantage weights do not depend on the reward's units. Off by default:
             on mixed push at 10k steps it lowered success from 69% to 52% without
             LayerNorm and from 77% to 50% with it (one seed each), the sharper weights
@@ -297,7 +297,7 @@ class CQLConfig:
             ``mc_return`` field (see ``robot_rl.algos.CQL``).
         reward_normalization: "none", or "return_range": the batch source scales
             rewards by ``1000 / (max - min episode return)`` of the dataset
-            (``robot_rl.data.sampler.return_range_scale``). The regularizer's pull on Q
+            (``robot_rl.data.returns.return_range_scale``). The regularizer's pull on Q
             does not scale with the reward, so ``cql_alpha`` means more conservatism the
             smaller the rewards are; this puts rewards on the scale the defaults were
             tuned for (D4RL locomotion, per-step rewards of a few units).

@@ -12,14 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from robot_rl.config.algos import ALGORITHM_CONFIGS
-from robot_rl.config.schema import (
-    MOVED_TO_TRAIN,
-    ConfigError,
-    EvaluateConfig,
-    PipelineConfig,
-    PretrainConfig,
-    RecordConfig,
-)
+from robot_rl.config.commands import EvaluateConfig, PipelineConfig, PretrainConfig, RecordConfig
+from robot_rl.config.train import MOVED_TO_TRAIN
+from robot_rl.config.validation import ConfigError
 from robot_rl.paths import CONF_DIR
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from robot_rl.data.labels import Preference, SuccessLabel
 
 _LAZY = {
     "TransitionSampler": "robot_rl.data.sampler",
-    "WindowSampler": "robot_rl.data.sampler",
+    "WindowSampler": "robot_rl.data.window_sampler",
     "TransitionBatch": "robot_rl.data.batch",
     "WindowBatch": "robot_rl.data.batch",
 }

@@ -31,121 +31,28 @@ import numpy as np
 import torch
 
 from robot_rl.data.action_bounds import is_unit, to_unit
-from robot_rl.data.batch import MCTransitionBatch, TransitionBatch, WindowBatch
+from robot_rl.data.batch import MCTransitionBatch, TransitionBatch
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.sampler_cache import RowCache, open_row_cache
+from robot_rl.data.returns import discounted_returns, return_range_scale
+from robot_rl.data.sampler_rows import (
+    _gap_rows,
+    _load_rows,
+    _obs_dim,
+    _to_device,
+    resolve_obs_keys,
+)
+from robot_rl.data.window_sampler import WindowSampler
 
-
-def resolve_obs_keys(
-    store: EpisodeStore, obs_keys: list[str] | None = None, *, images: bool = True
-) -> list[str]:
-    """``obs_keys`` checked against ``store``, or by default all of its keys in store order;
-    ``images=False`` leaves keys of two or more dimensions out of that default, which is
-    what an MLP learner should see unless told otherwise (pretraining, reward models).
-
-    Raises:
-        ValueError: A key not in the store or named twice, an empty list, or no key left.
-    """
-    if obs_keys is None:
-        keys = [k for k in store.obs_keys if images or len(store.obs_spec[k][0]) <= 1]
-        if not keys:
-            raise ValueError(
-                f"store {store.path} has no observation key of at most one dimension "
-                f"({ {k: tuple(store.obs_spec[k][0]) for k in store.obs_keys} }); name the "
-                "keys to flatten in"
-            )
-        return keys
-    keys = list(obs_keys)
-    unknown = [k for k in keys if k not in store.obs_keys]
-    if unknown or not keys:
-        raise ValueError(
-            f"obs_keys: {unknown or keys} not observation keys of {store.path}; "
-            f"expected a non-empty subset of {store.obs_keys}"
-        )
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise ValueError(
-            f"obs_keys: {repeated} named more than once in {keys}; each key is flattened "
-            "into the observation once"
-        )
-    return keys
-
-
-def _flat_obs(store: EpisodeStore, keys: list[str]) -> np.ndarray:
-    """float32 (N, obs_dim) of every committed row: keys concatenated in ``keys`` order,
-    each flattened."""
-    parts = []
-    for k in keys:
-        x = store.array(k)
-        parts.append(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
-    return np.concatenate(parts, axis=1)
-
-
-def _gap_rows(store: EpisodeStore) -> np.ndarray:
-    """Store rows after which a recording gap lies (sorted, int64): rows ``start + r`` for
-    each episode's provenance ``gap_rows`` r inside the episode."""
-    out = []
-    for i in range(store.n_episodes):
-        gaps = getattr(store.recorded_provenance(i), "gap_rows", None) or []
-        if not gaps:
-            continue
-        start, end = store.episode_bounds(i)
-        r = np.asarray(gaps, dtype=np.int64) + start
-        out.append(r[(r >= start) & (r < end)])
-    return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
-
-
-def _load_rows(
-    store: EpisodeStore,
-    keys: list[str],
-    in_memory: bool,
-    cache_dir: str | os.PathLike[str] | None,
-    require_rewards: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, RowCache | None]:
-    """(flat obs, action, reward) of every committed row, float32: arrays in memory, or
-    read-only maps of the row cache (returned too) when not ``in_memory``. A store
-    without rewards raises NoRewardsError, or gives NaN rewards if not
-    ``require_rewards``."""
-    if not store.has_rewards:
-        if require_rewards or not in_memory:
-            # The row cache holds rewards: out of core needs them too.
-            store.require_rewards()
-        action = store.array("action").astype(np.float32, copy=False)
-        reward = np.full(store.n_steps, np.nan, dtype=np.float32)
-        return _flat_obs(store, keys), action, reward, None
-    if not in_memory:
-        cache = open_row_cache(store, keys, cache_dir)
-        return cache.obs, cache.action, cache.reward, cache
-    action = store.array("action").astype(np.float32, copy=False)
-    reward = store.array("reward").astype(np.float32, copy=False)
-    return _flat_obs(store, keys), action, reward, None
-
-
-def discounted_returns(reward: np.ndarray, episode_ends: np.ndarray, gamma: float) -> np.ndarray:
-    """Per row, ``sum_{k>=t} gamma^(k-t) r_k`` over the rest of its episode (float32)."""
-    out = np.empty(len(reward), dtype=np.float64)
-    start = 0
-    for end in np.asarray(episode_ends, dtype=np.int64):
-        acc = 0.0
-        for t in range(end - 1, start - 1, -1):
-            acc = float(reward[t]) + gamma * acc
-            out[t] = acc
-        start = end
-    return out.astype(np.float32)
-
-
-def return_range_scale(store: EpisodeStore, target: float = 1000.0) -> float:
-    """``target / (max - min episode return)`` of ``store`` (1.0 when all returns are
-    equal): IQL's reward normalization for dense-reward data (Kostrikov et al. 2022, as
-    for D4RL locomotion), which makes advantage weights independent of the reward's
-    units."""
-    store.require_rewards()
-    reward, ends = store.array("reward").astype(np.float64), np.asarray(store.episode_ends)
-    if len(ends) == 0:
-        return 1.0
-    returns = np.add.reduceat(reward, np.r_[0, ends[:-1]])
-    spread = float(returns.max() - returns.min())
-    return target / spread if spread > 0 else 1.0
+# These were defined here before they got modules of their own; they stay importable
+# from here.
+__all__ = [
+    "PICK_BLOCK",
+    "TransitionSampler",
+    "WindowSampler",
+    "discounted_returns",
+    "resolve_obs_keys",
+    "return_range_scale",
+]
 
 
 #: Batches whose row picks TransitionSampler draws at once: one numpy call (and on a GPU
@@ -155,22 +62,6 @@ PICK_BLOCK = 64
 
 def _all_finite(*arrays: np.ndarray | None) -> bool:
     return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
-
-
-def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``x`` as a tensor on ``device``. A copy to a CUDA GPU does not wait for the GPU:
-    CUDA stages pageable host memory before the call returns, so ``x`` may go at once,
-    while a blocking copy would make every batch wait for all the training work queued
-    before it. Other devices copy blocking (a non-blocking copy from memory freed right
-    after is not safe on all of them, MPS for one)."""
-    if not isinstance(x, np.ndarray):  # a tensor here is a bug the CPU would not show
-        raise TypeError(f"_to_device: expected a numpy array, got {type(x).__name__}")
-    tensor = torch.from_numpy(np.ascontiguousarray(x))
-    return tensor.to(device, non_blocking=device.type == "cuda")
-
-
-def _obs_dim(store: EpisodeStore, keys: list[str]) -> int:
-    return int(sum(np.prod(store.obs_spec[k][0], dtype=np.int64) for k in keys))
 
 
 class TransitionSampler:
@@ -435,97 +326,3 @@ class TransitionSampler:
 
     def _to_torch(self, x: np.ndarray) -> torch.Tensor:
         return _to_device(x, self.device)
-
-
-class WindowSampler:
-    """Uniform batches of ``horizon``-step windows from within single episodes.
-
-    Every committed row starts a window; rows past the episode's end (or past a recording
-    gap, see the module docstring) repeat the last step before it (edge padding, as
-    Diffusion Policy's sequence sampler) with mask 0.
-
-    Args:
-        store: the episode store.
-        horizon: steps per window (H).
-        obs_keys: observation keys of the flat obs, in order; default all.
-        batch_size: windows per batch.
-        device: torch device of the returned tensors.
-        seed: seed of the index generator.
-        in_memory: load the committed arrays into RAM once; False gathers from a
-            memory-mapped uncompressed copy on disk (built on first use, then reused),
-            for stores larger than RAM. Same batches either way.
-        cache_dir: root directory of that copy when not ``in_memory``; default
-            ``$ROBOT_RL_CACHE_DIR/sampler`` or ``~/.cache/robot_rl/sampler``. It needs
-            about ``4 * (obs_dim + action_dim + 1) + 1`` bytes per committed row.
-        require_rewards: refuse a store without rewards (NoRewardsError, naming
-            ``robot-rl-data relabel``); False, for learners that ignore rewards (BC),
-            gives NaN rewards instead (in memory only).
-    """
-
-    def __init__(
-        self,
-        store: EpisodeStore,
-        horizon: int,
-        *,
-        obs_keys: list[str] | None = None,
-        batch_size: int = 256,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        in_memory: bool = True,
-        cache_dir: str | os.PathLike[str] | None = None,
-        require_rewards: bool = True,
-    ):
-        if horizon <= 0 or batch_size <= 0:
-            raise ValueError(
-                f"horizon and batch_size: expected positive ints, got {horizon}, {batch_size}"
-            )
-        if require_rewards:
-            store.require_rewards()
-        self.store = store
-        self.horizon = int(horizon)
-        self.obs_keys = resolve_obs_keys(store, obs_keys)
-        self.batch_size = int(batch_size)
-        self.device = torch.device(device)
-        self._rng = np.random.default_rng(seed)
-        self.obs_dim = _obs_dim(store, self.obs_keys)
-        self.action_dim = store.action_dim
-        self.in_memory = in_memory
-        # Segments: episodes, cut after every recording gap. End row (exclusive) of the
-        # segment each row belongs to.
-        seg_ends = np.union1d(store.episode_ends, _gap_rows(store) + 1).astype(np.int64)
-        lengths = np.diff(seg_ends, prepend=0)
-        self._episode_end = np.repeat(seg_ends, lengths)
-        self._obs, self._action, self._reward, self.cache = _load_rows(
-            store, self.obs_keys, in_memory, cache_dir, require_rewards
-        )
-
-    @property
-    def n_windows(self) -> int:
-        """Number of distinct windows (one per committed row)."""
-        return len(self._episode_end)
-
-    def sample(self) -> WindowBatch:
-        """A batch of ``batch_size`` windows, start rows drawn uniformly with replacement."""
-        if self.n_windows == 0:
-            raise ValueError(f"{self.store.path}: no committed steps to sample windows from")
-        starts = self._rng.integers(0, self.n_windows, size=self.batch_size)
-        return self.gather(starts)
-
-    def gather(self, starts: np.ndarray) -> WindowBatch:
-        """The windows starting at store rows ``starts``."""
-        starts = np.asarray(starts, dtype=np.int64)
-        idx = starts[:, None] + np.arange(self.horizon)[None, :]
-        end = self._episode_end[starts][:, None]
-        mask = idx < end
-        idx = np.minimum(idx, end - 1)
-
-        def t(x: np.ndarray) -> torch.Tensor:
-            return _to_device(x, self.device)
-
-        obs, action, reward = self._obs[idx], self._action[idx], self._reward[idx]
-        return WindowBatch(
-            obs=t(obs),
-            action=t(action),
-            reward=t(reward),
-            mask=t(mask.astype(np.float32)),
-        )

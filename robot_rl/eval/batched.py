@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
 from robot_rl.eval.metrics import summarize_episodes
 from robot_rl.eval.runner import EpisodeRecord, EvalResult
 from robot_rl.sim.batched import BatchedSim

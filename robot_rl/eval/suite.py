@@ -9,7 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.config.schema import EvalConfig
+from robot_rl.config.eval import EvalConfig
 from robot_rl.eval.plots import plot_evaluations, plot_training_curves
 from robot_rl.eval.runner import EvalResult, evaluate
 from robot_rl.eval.video import write_mp4

@@ -13,12 +13,12 @@ _EXPORTS = {
     "DeterministicActor": "robot_rl.policies.network",
     "build_mlp": "robot_rl.policies.network",
     "build_actor": "robot_rl.policies.network",
-    "PolicyManifest": "robot_rl.policies.artifact",
-    "LoadedPolicy": "robot_rl.policies.artifact",
+    "PolicyManifest": "robot_rl.policies.manifest",
+    "LoadedPolicy": "robot_rl.policies.loaded_policy",
     "save_policy": "robot_rl.policies.artifact",
     "load_policy": "robot_rl.policies.artifact",
-    "read_manifest": "robot_rl.policies.artifact",
-    "update_manifest": "robot_rl.policies.artifact",
+    "read_manifest": "robot_rl.policies.manifest",
+    "update_manifest": "robot_rl.policies.manifest",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -57,7 +57,8 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from robot_rl.policies.artifact import LoadedPolicy, load_policy
+from robot_rl.policies.artifact import load_policy
+from robot_rl.policies.loaded_policy import LoadedPolicy
 from robot_rl.policies.network import ACTIVATIONS, DeterministicActor
 
 ALGOS = ("td3", "sac")

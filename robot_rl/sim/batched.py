@@ -1,4 +1,4 @@
-"""Many worlds of one tabletop task stepped together: the batched simulator, CPU backend.
+"""Many worlds of one tabletop task stepped together: the batched simulator.
 
 One :meth:`BatchedSim.step` is one control step of every world: the actions go through
 the same pipeline as the single env (:func:`robot_rl.sim.env.arm_targets`: end-effector
@@ -13,7 +13,10 @@ the physics backend's own arrays: float64 numpy on the host for ``cpu`` (bit-ide
 the single env), float32 torch tensors on the Warp device for ``warp``, whose state is
 read and written in place on the device (``warp.to_torch`` views), never copied to the
 host while stepping. Resets run through the template env on the host and write the reset
-worlds' states to the device.
+worlds' states to the device. The two physics are :mod:`robot_rl.sim.backends.cpu` and
+:mod:`robot_rl.sim.backends.warp_physics`; resets are written by
+:mod:`robot_rl.sim.batched_resets`, observations computed by
+:mod:`robot_rl.sim.batched_observations`.
 
 Seeding, so that a single :class:`~robot_rl.sim.env.RobotEnv` reproduces any world:
 world ``w`` of a batch seeded ``s`` resets its ``k``-th episode with the seed
@@ -40,18 +43,18 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
-from gymnasium.utils import seeding
-from mujoco import rollout
 
 from robot_rl.arrays import array_namespace, device_of, is_numpy_array
-from robot_rl.config.schema import (
-    RandomizationConfig,
-    RobotConfig,
-    SimConfig,
-    TaskConfig,
-)
-from robot_rl.kinematics import mat_to_quat
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
 from robot_rl.safety.filter import RobotState
+from robot_rl.sim.backends.cpu import CpuPhysics as _CpuPhysics
+from robot_rl.sim.backends.state_layout import FULL_PHYSICS as _FULL
+from robot_rl.sim.backends.state_layout import state_offsets as _state_offsets
+from robot_rl.sim.backends.warp_physics import WarpPhysics as _WarpPhysics
+from robot_rl.sim.backends.warp_physics import resolve_warp_device as _warp_device
+from robot_rl.sim.batched_observations import BatchedObservations
+from robot_rl.sim.batched_resets import BatchedResets
 from robot_rl.sim.env import (
     CommandFilter,
     RobotEnv,
@@ -60,141 +63,9 @@ from robot_rl.sim.env import (
     safety_filter_version,
 )
 from robot_rl.sim.randomization import ActionDelay
-from robot_rl.sim.scene import Measurements
-
-_FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
-def _warp_device(sim: SimConfig) -> str:
-    if sim.warp_device != "auto":
-        return sim.warp_device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _state_offsets(model: mujoco.MjModel) -> dict[str, int]:
-    """Where each component of a full-physics state vector starts."""
-    offsets, at = {}, 0
-    elements = [
-        (name, int(value))
-        for name, value in mujoco.mjtState.__members__.items()
-        if bin(int(value)).count("1") == 1  # single components, in bit order below
-    ]
-    for name, bit in sorted(elements, key=lambda e: e[1]):
-        if int(_FULL) & bit:
-            offsets[name] = at
-            at += mujoco.mj_stateSize(model, bit)
-    return offsets
-
-
-class _CpuPhysics:
-    """All worlds' states as one float64 numpy array, stepped by ``mujoco.rollout``."""
-
-    #: No buffers to overflow (MuJoCo on the CPU grows its own); see ``_WarpPhysics``.
-    overflow = None
-
-    def __init__(self, model: mujoco.MjModel, n_worlds: int, n_threads: int) -> None:
-        self.model = model
-        self._datas = [mujoco.MjData(model) for _ in range(n_threads)]
-        self._rollout = rollout.Rollout(nthread=n_threads)
-        off = _state_offsets(model)
-        self._qpos = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + model.nq)
-        self._qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + model.nv)
-        self.state = np.zeros((n_worlds, mujoco.mj_stateSize(model, _FULL)))
-        self.sensordata = np.zeros((n_worlds, model.nsensordata))
-        self._zero_warmstart = np.zeros((n_worlds, model.nv))
-
-    @property
-    def qpos(self) -> np.ndarray:
-        return self.state[:, self._qpos]
-
-    @property
-    def qvel(self) -> np.ndarray:
-        return self.state[:, self._qvel]
-
-    def step(self, models: list[mujoco.MjModel], control: np.ndarray) -> None:
-        states, sensordata = self._rollout.rollout(
-            models,
-            self._datas,
-            self.state,
-            control,
-            nstep=control.shape[1],
-            initial_warmstart=self._zero_warmstart,
-        )
-        self.state = states[:, -1].copy()
-        self.sensordata = sensordata[:, -1].copy()
-
-    def set_worlds(self, worlds: np.ndarray, states: np.ndarray) -> None:
-        self.state[worlds] = states
-
-    def set_models(
-        self, worlds: np.ndarray, models: list[mujoco.MjModel], fields: tuple[str, ...] | None
-    ) -> None:
-        """Nothing to do: ``mujoco.rollout`` reads each world's ``MjModel`` directly."""
-
-    def world_state(self, world: int) -> np.ndarray:
-        return self.state[world].copy()
-
-    def close(self) -> None:
-        self._rollout.close()
-
-
-class _WarpPhysics:
-    """MuJoCo Warp's device state, seen as float32 torch tensors (zero-copy views): the
-    per-step code reads and resets worlds in place on the device."""
-
-    def __init__(self, model: mujoco.MjModel, n_worlds: int, device: str) -> None:
-        import warp as wp  # optional extra
-
-        from robot_rl.sim.backends.warp import WarpBackend
-
-        self.backend = b = WarpBackend(model, n_worlds, device=device)
-        self.qpos, self.qvel = wp.to_torch(b.d.qpos), wp.to_torch(b.d.qvel)
-        self.sensordata = wp.to_torch(b.d.sensordata)
-        self._time = wp.to_torch(b.d.time)
-        self._act = wp.to_torch(b.d.act) if model.na else None
-        self._warmstart = wp.to_torch(b.d.qacc_warmstart)
-        #: Per-world overflow bits of the last step (int32), read with the step's one sync.
-        self.overflow = wp.to_torch(b.d.overflow)
-        off = _state_offsets(model)
-        self._cols = {
-            "qpos": slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + model.nq),
-            "qvel": slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + model.nv),
-            "act": slice(off["mjSTATE_ACT"], off["mjSTATE_ACT"] + model.na),
-        }
-        self._time_col = off["mjSTATE_TIME"]
-
-    def step(self, models: list[mujoco.MjModel], control: torch.Tensor) -> None:
-        self.backend.step_device(control, check_overflow=False)  # see BatchedSim.step
-
-    def set_models(
-        self, worlds: np.ndarray, models: list[mujoco.MjModel], fields: tuple[str, ...] | None
-    ) -> None:
-        """Per-world model parameters (domain randomization) onto the device."""
-        self.backend.set_world_model(worlds, [models[w] for w in worlds], fields=fields)
-
-    def set_worlds(self, worlds: np.ndarray, states: np.ndarray) -> None:
-        """Writes full-physics states into ``worlds`` on the device (as mj_setState: the
-        rest of the data, warm start included, is recomputed from them)."""
-        idx = torch.as_tensor(worlds, device=self.qpos.device)
-
-        def put(target: torch.Tensor, values: np.ndarray) -> None:
-            target[idx] = torch.as_tensor(values, dtype=target.dtype, device=target.device)
-
-        put(self.qpos, states[:, self._cols["qpos"]])
-        put(self.qvel, states[:, self._cols["qvel"]])
-        if self._act is not None:
-            put(self._act, states[:, self._cols["act"]])
-        put(self._time, states[:, self._time_col])
-        self._warmstart[idx] = 0.0
-
-    def world_state(self, world: int) -> np.ndarray:
-        return self.backend.get_state()[world]
-
-    def close(self) -> None:
-        pass
-
-
-class BatchedSim:
+class BatchedSim(BatchedResets, BatchedObservations):
     """``n_worlds`` worlds of one task, with per-world auto-reset.
 
     Args:
@@ -546,74 +417,6 @@ class BatchedSim:
         self._steps[idx] = 0
         self._condition_steps[idx] = 0
 
-    def _reset_worlds_fast(self, worlds: np.ndarray) -> None:
-        """Without randomization a reset is a few seeded draws into a copy of the reset
-        state (:meth:`RobotEnv.reset`'s draws, in its order, written to a state row instead
-        of an ``MjData``), then one batched forward-kinematics call for all the worlds:
-        no ``mj_forward`` per world, which the state does not depend on."""
-        p, s, k = self.proto, self.scene, len(worlds)
-        qpos, qvel = self._state_qpos, self._state_qvel
-        states = np.tile(self._reset_state, (k, 1))
-        goals, q0s = np.empty((k, 3)), np.empty((k, 7))
-        noise = self.task_config.init_joint_noise_rad
-        for i, w in enumerate(worlds):
-            rng, _ = seeding.np_random(int(self._seeds[w]))
-            q0 = p.start_q + rng.uniform(-noise, noise, size=p.start_q.shape)
-            q0s[i] = np.clip(q0, self.ik.q_lo, self.ik.q_hi)
-            row = _StateRow(states[i, qpos], states[i, qvel], self._reset_mocap.copy())
-            row.qpos[s.arm_qpos_adr] = q0s[i]
-            row.qpos[s.finger_qpos_adr] = s.gripper_width_max_m / 2
-            self.task.reset(s, row, rng)
-            goals[i] = row.mocap_pos[s.goal_mocap]
-        pos, rot = self.ik.forward(q0s)
-        quat = mat_to_quat(rot)
-        self._physics.set_worlds(worlds, states)
-        idx = self._index(worlds)
-        for target, values in ((self._q_cmd, q0s), (self._tcp_target, pos), (self._ee_pos, pos),
-                               (self._ee_quat, np.where(quat[:, 1:2] < 0, -quat, quat)),
-                               (self._tcp_true_pos, pos), (self._goal, goals)):  # fmt: skip
-            target[idx] = self._host_to_backend(values)
-
-    def _reset_worlds_through_proto(self, worlds: np.ndarray) -> None:
-        """Resets ``worlds`` through the template env (the single env's own reset: with
-        randomization it also samples and applies each world's parameters)."""
-        p, r, k = self.proto, self.randomizer, len(worlds)
-        states = np.empty((k, mujoco.mj_stateSize(self.model, _FULL)))
-        host = {
-            name: np.empty((k, n))
-            for name, n in (("q_cmd", 7), ("tcp", 3), ("ee_pos", 3), ("ee_quat", 4),
-                            ("tcp_true", 3), ("goal", 3), ("offset", 7))
-        }  # fmt: skip
-        for i, w in enumerate(worlds):
-            p.reset(seed=int(self._seeds[w]))
-            mujoco.mj_getState(self.model, p.data, states[i], _FULL)
-            host["q_cmd"][i], host["tcp"][i] = p._q_cmd, p._tcp_target
-            host["ee_pos"][i], host["ee_quat"][i] = p._ee_pos, p._ee_quat
-            host["tcp_true"][i], host["goal"][i] = p._tcp_true_pos, p.scene.goal(p.data)
-            if r is not None:
-                params = p.randomization_params
-                r.apply(self.models[w], params)
-                self._dr_rngs[w] = p._dr_rng
-                host["offset"][i] = params["joint_offset_rad"]
-                if p._obs_noise is not None:
-                    self._obs_noise[w] = p._obs_noise
-                if self._delay is not None:
-                    self._delay.reset_world(int(w), int(params["action_latency_steps"][0]))
-                for key, v in params.items():
-                    if key not in self.randomization_log:
-                        self.randomization_log[key] = np.zeros((self.n_worlds, *v.shape), v.dtype)
-                    self.randomization_log[key][w] = v
-        self._physics.set_worlds(worlds, states)
-        if r is not None:
-            self._physics.set_models(worlds, self.models, None)
-        idx = self._index(worlds)
-        for name, target in (("q_cmd", self._q_cmd), ("tcp", self._tcp_target),
-                             ("ee_pos", self._ee_pos), ("ee_quat", self._ee_quat),
-                             ("tcp_true", self._tcp_true_pos), ("goal", self._goal)):  # fmt: skip
-            target[idx] = self._host_to_backend(host[name])
-        if r is not None:
-            self._joint_offset[idx] = self._host_to_backend(host["offset"])
-
     def _robot_state(self) -> RobotState:
         """Every world's sensor readings, in the encoders' frame, as the single env's
         :meth:`RobotEnv._robot_state`: joint positions, velocities and servo torques."""
@@ -626,20 +429,6 @@ class BatchedSim:
         if self.randomizer is not None:
             q = q + self._joint_offset
         return RobotState(q, dq, tau)
-
-    def _update_ee_pose(self) -> None:
-        xp = self.xp
-        q = self._physics.qpos[:, self._arm_q]  # checked finite in _read_flags
-        pos, rot = self.ik.forward(q)
-        # As in the single env: the task scores the true TCP, the policy sees the pose the
-        # (possibly miscalibrated) encoders imply.
-        self._tcp_true_pos = pos
-        if self.randomizer is not None and self.randomizer.has_joint_offset:
-            pos, rot = self.ik.forward(q + self._joint_offset)
-        quat = mat_to_quat(rot)
-        # Same sign convention as the single env: the pointing-down side, x >= 0.
-        self._ee_pos = pos
-        self._ee_quat = xp.where(quat[:, 1:2] < 0, -quat, quat)
 
     def _read_flags(self, ended: Any) -> np.ndarray:
         """The one host read of a step, which waits for the device: the worlds whose
@@ -657,48 +446,6 @@ class BatchedSim:
             bad = np.flatnonzero(host[1])
             raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
         return np.flatnonzero(host[0])
-
-    def _measure(self) -> Measurements:
-        qpos = self._physics.qpos
-        left, right = self.scene.pad_contacts(self._physics.sensordata)
-        return Measurements(
-            ee_pos=self._tcp_true_pos,
-            cube_pos=qpos[:, self._cube_q[:3]],
-            goal=self._goal,
-            gripper_width_m=self.xp.sum(qpos[:, self._finger_q], axis=1),
-            left_pad_touches_cube=left,
-            right_pad_touches_cube=right,
-        )
-
-    def _obs(self) -> dict[str, torch.Tensor]:
-        xp, s = self.xp, self.scene
-        qpos, qvel = self._physics.qpos, self._physics.qvel
-        cube_quat = qpos[:, self._cube_q[3:]]
-        width = xp.sum(qpos[:, self._finger_q], axis=1, keepdims=True)
-        obs = {
-            "joint_pos": qpos[:, self._arm_q],
-            "joint_vel": qvel[:, self._arm_v],
-            "gripper_width": xp.clip(width, min=0.0, max=s.gripper_width_max_m),
-            "ee_pos": self._ee_pos,
-            "ee_quat": self._ee_quat,
-            "object_pos": qpos[:, self._cube_q[:3]],
-            "object_quat": xp.where(cube_quat[:, :1] < 0, -cube_quat, cube_quat),
-            "goal": self._goal,
-        }
-        if self.randomizer is not None:
-            obs["joint_pos"] = obs["joint_pos"] + self._joint_offset
-            if self.randomizer.has_obs_noise:
-                noise = self._host_to_backend(self._obs_noise)
-                self.randomizer.add_obs_noise(obs, noise)
-        return {k: self._out(xp.astype(v, xp.float32)) for k, v in obs.items()}
-
-
-class _StateRow:
-    """What a task's ``reset`` writes to (``qpos``, ``qvel``, ``mocap_pos``), as views of
-    one world's state row: the part of ``MjData`` the tasks touch."""
-
-    def __init__(self, qpos: np.ndarray, qvel: np.ndarray, mocap_pos: np.ndarray) -> None:
-        self.qpos, self.qvel, self.mocap_pos = qpos, qvel, mocap_pos
 
 
 def _to_numpy(x: Any) -> np.ndarray:

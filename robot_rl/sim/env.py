@@ -21,7 +21,8 @@ import mujoco
 import numpy as np
 
 from robot_rl.arrays import Array, array_namespace, const
-from robot_rl.config.schema import RandomizationConfig, RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
 from robot_rl.kinematics import SerialChain, quat_to_mat
 from robot_rl.safety.filter import VERSION as SAFETY_VERSION
 from robot_rl.safety.filter import RobotState, SafetyFilter, SafetyReport

@@ -41,7 +41,8 @@ import mujoco
 import numpy as np
 
 from robot_rl.arrays import array_namespace, device_of, is_numpy_array
-from robot_rl.config.schema import ConfigError, ParamRange, RandomizationConfig
+from robot_rl.config.randomization import ParamRange, RandomizationConfig
+from robot_rl.config.validation import ConfigError
 from robot_rl.sim.scene import TabletopScene
 
 #: Mixed into every episode seed, so the randomization stream never coincides with the

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.arrays import Array, array_namespace, const
-from robot_rl.config.schema import RobotConfig
+from robot_rl.config.sim import RobotConfig
 from robot_rl.paths import SIM_ASSETS_DIR
 from robot_rl.safety.description import RobotDescription, load_description
 from robot_rl.safety.limits import RobotLimits

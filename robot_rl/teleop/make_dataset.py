@@ -5,7 +5,7 @@ lift), so that no learning bar can be met by tuning the data. Recorded with
 A recipe is data (:data:`RECIPES`); the only knobs are the task, the number of episodes,
 the seed and where the store goes. Every recipe runs the task's scripted expert
 (:mod:`robot_rl.sim.experts`) in the ``ee_delta`` action mode, with every other task
-setting at the schema's default (:class:`~robot_rl.config.schema.TaskConfig`):
+setting at the schema's default (:class:`~robot_rl.config.sim.TaskConfig`):
 
 ========================  ================================================================
 ``expert``                every episode: expert + Gaussian noise σ = 0.1 on the
@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robot_rl.config.schema import TASK_NAMES, RobotConfig, SimConfig, TaskConfig
+from robot_rl.config.sim import TASK_NAMES, RobotConfig, SimConfig, TaskConfig
 
 if TYPE_CHECKING:
     from robot_rl.teleop.recorder import RecordSummary

@@ -57,6 +57,11 @@ The env is anything with ``reset(seed=...) -> (obs, info)`` and
 hardware bridge later. Optional ``info`` keys: ``is_success``; ``clipped`` and
 ``intervention`` (bools), passed through to the per-frame flags. The recorder also sets
 ``clipped`` when it clips the device's action to [-1, 1].
+
+:class:`Recorder` is built in parts: ending episodes
+(:class:`~robot_rl.teleop.episode_end.EpisodeEnding`), operator controls
+(:class:`~robot_rl.teleop.operator_controls.OperatorControls`) and what the session
+reports (:class:`~robot_rl.teleop.session_report.SessionReport`); the loop is here.
 """
 
 from __future__ import annotations
@@ -74,8 +79,8 @@ from robot_rl.data.episode_store import EpisodeProvenance
 from robot_rl.policies.base import Policy
 from robot_rl.teleop.devices.base import Device
 from robot_rl.teleop.devices.scripted import PolicyDevice
-from robot_rl.teleop.episode_end import EpisodeEnding, OpenEpisode
-from robot_rl.teleop.events import Control
+from robot_rl.teleop.episode_end import OpenEpisode
+from robot_rl.teleop.operator_controls import OperatorControls
 from robot_rl.teleop.session import (
     DONE,
     RECORDING,
@@ -88,6 +93,7 @@ from robot_rl.teleop.session import (
     SessionLog,
     SessionStats,
 )
+from robot_rl.teleop.session_report import SessionReport
 from robot_rl.teleop.writer_thread import EpisodeWriterThread, RowBlock
 
 __all__ = [
@@ -121,7 +127,7 @@ class EnvLike(Protocol):
 # ---------------------------------------------------------------------------- the loop
 
 
-class Recorder(EpisodeEnding):
+class Recorder(OperatorControls, SessionReport):
     """Runs a device in an env and records episodes into a store (see the module docstring).
 
     Args:
@@ -273,52 +279,10 @@ class Recorder(EpisodeEnding):
         self._check_writer()
         return self._summary(time.perf_counter() - start)
 
-    def _summary(self, wall_time_s: float) -> RecordSummary:
-        episodes = self._log.episodes
-        kept = [r for r in episodes if r.outcome == "committed"]
-        return RecordSummary(
-            n_episodes=len(kept),
-            n_steps=sum(r.steps for r in kept),
-            n_success=sum(bool(r.success) for r in kept),
-            wall_time_s=wall_time_s,
-            n_discarded=self._n_discarded,
-            n_overflowed=self._n_overflowed,
-            dropped_rows=self._dropped_rows,
-            n_lost=self._n_lost,
-            overruns=self._overruns,
-            episodes=episodes,
-        )
-
     def wall_time(self) -> float:
         """Seconds since the epoch on the session clock: anchored to ``time.time()`` once,
         advanced by ``time.monotonic()``, so never decreasing within a session."""
         return self._t0_wall + (time.monotonic() - self._t0_mono)
-
-    @property
-    def episodes(self) -> list[EpisodeRecord]:
-        """Every episode of the session so far, in order, including the dropped ones."""
-        return self._log.episodes
-
-    def stats(self) -> SessionStats:
-        ep = self._ep
-        return SessionStats(
-            state=self._state,
-            committed=self._log.committed,
-            target=self.n_episodes,
-            episode_steps=ep.steps if ep else 0,
-            total_steps=self._total_steps,
-            n_success=self._n_success,
-            n_discarded=self._n_discarded,
-            n_overflowed=self._n_overflowed,
-            dropped_rows=self._dropped_rows,
-            queue_fill=self.writer.fill,
-            writer_lag_s=self.writer.lag_s if self.writer.queue.qsize() else 0.0,
-            overruns=self._overruns,
-            seed=self._seed,
-            label=ep.label if ep else None,
-            env_success=ep.env_success if ep else False,
-            tick_hz=self._tick_hz,
-        )
 
     # --- loop ---------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -359,45 +323,6 @@ class Recorder(EpisodeEnding):
                     self._overruns += 1
                     if delay < -period:  # far behind: do not try to catch up in a burst
                         deadline = time.monotonic()
-
-    def _on_control(self, c: Control) -> None:
-        state = self._state
-        if c is Control.TOGGLE:
-            c = Control.STOP if state == RECORDING else Control.START
-        if c is Control.START:
-            if state == WAITING:
-                self._start()
-            elif state == REVIEW:
-                self._keep()
-        elif c is Control.STOP:
-            if state == RECORDING:
-                self._end(truncate=True)
-            elif state == REVIEW:
-                self._keep()
-        elif c is Control.DISCARD:
-            if state in (RECORDING, REVIEW):
-                self._drop("discarded", next_seed=True)
-            elif state == WAITING:
-                self._seed += 1
-                self._say(f"skipped seed {self._seed - 1}; new scene, seed {self._seed}")
-                self._reset_env()
-        elif c is Control.RERECORD:
-            if state in (RECORDING, REVIEW):
-                self._drop("rerecorded", next_seed=False)
-            else:
-                self._say("re-record: no episode in progress (committed ones stay)")
-        elif c in (Control.SUCCESS, Control.FAILURE):
-            if state in (RECORDING, REVIEW) and self._ep is not None:
-                self._ep.label = c is Control.SUCCESS
-                self._say(f"episode marked {'success' if self._ep.label else 'failure'}")
-            else:
-                self._say(f"{c.value}: no episode to label")
-        elif c is Control.QUIT:
-            if state == RECORDING:
-                self._drop("quit", next_seed=False, reset=False)
-            elif state == REVIEW:
-                self._keep(reset=False)
-            self._quit = True
 
     def _reset_env(self) -> None:
         obs, _ = self.env.reset(seed=self._seed)
@@ -479,14 +404,6 @@ class Recorder(EpisodeEnding):
             self.display.message(text, level)
         elif level != "info":
             log.warning(text)
-
-    def _update_display(self, force: bool = False) -> None:
-        if self.display is None:
-            return
-        now = time.monotonic()
-        if force or now - self._last_display >= 0.1:
-            self._last_display = now
-            self.display.update(self.stats())
 
 
 # ---------------------------------------------------------------------------- shorthand

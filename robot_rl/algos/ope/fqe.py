@@ -21,14 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_rl.algos.algorithm import OfflineAlgorithm, adam
 from robot_rl.algos.ope.data import FQEBatch, OPEData, RowSource
-from robot_rl.algos.trainer import (
-    OfflineAlgorithm,
-    OfflineTrainer,
-    TrainerConfig,
-    adam,
-    seed_everything,
-)
+from robot_rl.algos.trainer import OfflineTrainer, TrainerConfig, seed_everything
 from robot_rl.policies.network import ACTIVATIONS, build_mlp, soft_update
 from robot_rl.policies.normalization import Normalizer
 

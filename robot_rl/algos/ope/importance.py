@@ -34,14 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from robot_rl.algos.algorithm import OfflineAlgorithm, adam
 from robot_rl.algos.ope.data import BOUND_TOL, OPEData, RowSource, transition_fields
-from robot_rl.algos.trainer import (
-    OfflineAlgorithm,
-    OfflineTrainer,
-    TrainerConfig,
-    adam,
-    seed_everything,
-)
+from robot_rl.algos.trainer import OfflineTrainer, TrainerConfig, seed_everything
 from robot_rl.data.batch import TransitionBatch
 from robot_rl.policies.network import build_mlp
 from robot_rl.policies.normalization import Normalizer

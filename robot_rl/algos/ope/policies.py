@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from robot_rl.policies.artifact import LoadedPolicy
+from robot_rl.policies.loaded_policy import LoadedPolicy
 
 #: Rows per forward pass when running a network policy over a store.
 _CHUNK_ROWS = 65_536

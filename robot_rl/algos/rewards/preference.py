@@ -31,9 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robot_rl.algos.algorithm import adam
 from robot_rl.algos.rewards.model import RewardModel, RewardModelSpec, reward_obs
-from robot_rl.algos.trainer import adam
-from robot_rl.data.sampler import resolve_obs_keys
+from robot_rl.data.sampler_rows import resolve_obs_keys
 from robot_rl.policies.normalization import Normalizer
 
 if TYPE_CHECKING:

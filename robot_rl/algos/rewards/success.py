@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robot_rl.algos.algorithm import adam
 from robot_rl.algos.rewards.model import RewardModel
 from robot_rl.algos.rewards.preference import BestWeights, _check_config, new_model
-from robot_rl.algos.trainer import adam
-from robot_rl.data.sampler import resolve_obs_keys
+from robot_rl.data.sampler_rows import resolve_obs_keys
 
 if TYPE_CHECKING:
     from robot_rl.data.episode_store import EpisodeStore

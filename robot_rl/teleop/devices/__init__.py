@@ -17,7 +17,7 @@ from robot_rl.teleop.devices.spacemouse import DEFAULT_SPACEMOUSE_AXES, SpaceMou
 from robot_rl.teleop.events import EventLogRecorder, EventLogSource, EventSource
 
 if TYPE_CHECKING:
-    from robot_rl.config.schema import TeleopConfig
+    from robot_rl.config.teleop import TeleopConfig
 
 __all__ = [
     "COMMANDS",
@@ -42,7 +42,7 @@ def make_device(
     noise_seed: int | None = None,
     events_out: str | os.PathLike[str] | None = None,
 ) -> Device:
-    """The device a :class:`~robot_rl.config.schema.TeleopConfig` describes.
+    """The device a :class:`~robot_rl.config.teleop.TeleopConfig` describes.
 
     Args:
         cfg: the device and its settings.
