@@ -36,7 +36,6 @@ from robot_rl.paths import CONF_DIR, code_version
 log = logging.getLogger(__name__)
 
 #: Version of the safety filter that vets recorded actions (none exists yet).
-SAFETY_FILTER_VERSION = "none"
 
 
 #: Environment variable holding the operator's name (never a config value: Hydra writes
@@ -178,7 +177,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
     """Records a session and returns what ``session.json`` holds."""
     # Heavy imports here, so that `--help` and config errors answer instantly.
     from robot_rl.data.episode_store import EpisodeProvenance
-    from robot_rl.sim.env import make_env
+    from robot_rl.sim.env import make_env, safety_filter_version_of
     from robot_rl.teleop.devices import DeviceUnavailableError, make_device
     from robot_rl.teleop.display import LineDisplay, RichLiveDisplay
     from robot_rl.teleop.recorder import Recorder
@@ -226,7 +225,7 @@ def run_record(cfg: RecordConfig, run_dir: Path, resolved: dict[str, Any]) -> di
         policy_id=device.policy_id,
         config_hash=config_hash(resolved),
         code_version=code_version(),
-        safety_filter_version=SAFETY_FILTER_VERSION,
+        safety_filter_version=safety_filter_version_of(env),
     )
     live = cfg.progress and sys.stderr.isatty()
     display = RichLiveDisplay(getattr(device, "bindings", None)) if live else LineDisplay(console)

@@ -18,6 +18,7 @@ REWARD_RECORDED = "recorded"  # recorded with the episode (env or importer); the
 REWARD_NONE = "none"  # no rewards: the store has no data/reward array
 REWARD_LEARNED_PREFIX = "learned:"  # "learned:<reward model id>", written by relabel
 _NON_STR_FIELDS = (
+    "safety_interventions",
     "source",
     "success",
     "start_time_unix_s",
@@ -82,6 +83,10 @@ class EpisodeProvenance:
             :func:`robot_rl.algos.rewards.relabel.relabel`); ``""`` (the default) means recorded
             with the episode. Left out of the stored JSON when empty, so provenance of
             recorded episodes reads as before.
+        safety_interventions: control steps on which each safety-filter constraint
+            acted (constraint name -> count; see :data:`robot_rl.safety.CONSTRAINTS`).
+            Left out of the stored JSON when empty (no filter acted, or none ran: then
+            ``safety_filter_version`` says ``"off"``).
     """
 
     source: str
@@ -99,6 +104,7 @@ class EpisodeProvenance:
     gap_rows: list[int] = field(default_factory=list)
     reset_seed: int | None = None
     reward_source: str = ""
+    safety_interventions: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The canonical JSON form stored in ``meta/provenance`` (sorted keys)."""
@@ -113,6 +119,11 @@ class EpisodeProvenance:
             doc["reset_seed"] = int(doc["reset_seed"])
         if not doc["reward_source"]:
             del doc["reward_source"]
+        counts = {k: int(v) for k, v in doc["safety_interventions"].items() if v}
+        if counts:
+            doc["safety_interventions"] = counts
+        else:
+            del doc["safety_interventions"]
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -170,3 +181,11 @@ class EpisodeProvenance:
             )
         if self.reward_source:
             check_reward_source(self.reward_source, "provenance.reward_source")
+        counts = self.safety_interventions
+        if not isinstance(counts, dict) or not all(
+            isinstance(k, str) and _is_int(v) and v >= 0 for k, v in counts.items()
+        ):
+            raise ValueError(
+                "provenance.safety_interventions: expected {constraint name: count >= 0}, "
+                f"got {counts!r}"
+            )

@@ -100,6 +100,12 @@ def make_safety_filter(scene: TabletopScene, sim: SimConfig, dt: float) -> Safet
     return SafetyFilter(scene.description, dt, sim.safety_envelope)
 
 
+def safety_filter_version_of(env: Any) -> str:
+    """What an episode recorded in ``env`` (a :class:`RobotEnv`, wrapped or not) says in
+    its provenance about the safety filter; ``"none"`` for envs without one."""
+    return str(getattr(getattr(env, "unwrapped", env), "safety_filter_version", "none"))
+
+
 def safety_filter_version(command_filter: CommandFilter | None, sim: SimConfig) -> str:
     """What an episode's provenance records about the filter that vetted its actions."""
     if command_filter is None:

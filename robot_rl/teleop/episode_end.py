@@ -35,6 +35,8 @@ class OpenEpisode:
     #: Rows handed to the writer so far (the stored row index of the next one).
     queued_rows: int = 0
     gap_rows: list[int] = field(default_factory=list)
+    #: Steps on which each safety-filter constraint acted (the env's ``info["safety"]``).
+    safety_interventions: dict[str, int] = field(default_factory=dict)
 
 
 class EpisodeEnding:
@@ -163,6 +165,7 @@ class EpisodeEnding:
             dropped_rows=ep.dropped_rows,
             gap_rows=list(ep.gap_rows),
             reset_seed=ep.seed,
+            safety_interventions=dict(ep.safety_interventions),
         )
         rows = self._buffer
         self._buffer = []

@@ -17,12 +17,9 @@ from typing import Any
 
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
 from robot_rl.paths import code_version
-from robot_rl.sim.env import OBS_SPEC
+from robot_rl.sim.env import OBS_SPEC, safety_filter_version_of
 from robot_rl.sim.experts import make_expert
 from robot_rl.teleop.recorder import RecordSummary, record_episodes
-
-#: Version of the safety filter that vets recorded actions in sim (none exists yet).
-SAFETY_FILTER_VERSION = "none"
 
 #: ``(episode index, the expert) -> (the policy to run, its provenance policy_id)``.
 EpisodePolicy = Callable[[int, Any], tuple[Any, str]]
@@ -119,7 +116,7 @@ def record_scripted_expert(
         policy_id=f"scripted-expert:{task}",
         config_hash=config_hash,
         code_version=code_version(),
-        safety_filter_version=SAFETY_FILTER_VERSION,
+        safety_filter_version=safety_filter_version_of(env),
     )
     expert = make_expert(task, max_ee_step_m)
     try:

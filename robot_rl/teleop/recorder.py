@@ -55,8 +55,10 @@ operator: label it, discard it, re-record it, or START / STOP / TOGGLE to keep i
 The env is anything with ``reset(seed=...) -> (obs, info)`` and
 ``step(action) -> (obs, reward, terminated, truncated, info)``: the simulator now, the
 hardware bridge later. Optional ``info`` keys: ``is_success``; ``clipped`` and
-``intervention`` (bools), passed through to the per-frame flags. The recorder also sets
-``clipped`` when it clips the device's action to [-1, 1].
+``intervention`` (bools), passed through to the per-frame flags; ``safety`` (constraint
+name -> bool, the safety filter's report), counted per episode into the provenance's
+``safety_interventions``. The recorder also sets ``clipped`` when it clips the device's
+action to [-1, 1].
 
 :class:`Recorder` is built in parts: ending episodes
 (:class:`~robot_rl.teleop.episode_end.EpisodeEnding`), operator controls
@@ -368,6 +370,9 @@ class Recorder(OperatorControls, SessionReport):
         if not terminated and self.max_episode_steps and ep.steps >= self.max_episode_steps:
             truncated = True
         ep.env_success = ep.env_success or bool(info.get("is_success", False))
+        for name, acted in (info.get("safety") or {}).items():
+            if acted:
+                ep.safety_interventions[name] = ep.safety_interventions.get(name, 0) + 1
         row = {k: np.array(v, copy=True) for k, v in obs.items()}
         row.update(
             action=action,

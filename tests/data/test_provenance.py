@@ -1,5 +1,7 @@
 """Provenance fields that flag incomplete episodes: defaults, checks, JSON round trip."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -29,3 +31,15 @@ def test_overflow_fields_round_trip_and_default_for_old_records():
 def test_malformed_overflow_fields_are_named(kw, field):
     with pytest.raises(ValueError, match=f"provenance.{field}"):
         EpisodeProvenance("teleop", **kw).check()
+
+
+def test_safety_interventions_round_trip_and_stay_out_of_the_json_when_empty():
+    quiet = EpisodeProvenance(source="scripted", safety_filter_version="1.0 (nominal)")
+    assert "safety_interventions" not in json.loads(quiet.to_json())
+    counts = {"table": 3, "acceleration": 12, "jerk": 0}
+    busy = EpisodeProvenance(source="scripted", safety_interventions=counts)
+    back = EpisodeProvenance.from_json(busy.to_json())
+    assert back.safety_interventions == {"table": 3, "acceleration": 12}
+    back.check()
+    with pytest.raises(ValueError, match="provenance.safety_interventions"):
+        EpisodeProvenance(source="scripted", safety_interventions={"table": -1}).check()

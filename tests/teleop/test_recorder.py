@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from robot_rl.config.sim import SimConfig
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+from robot_rl.sim.env import RobotEnv
 from robot_rl.teleop.devices import KeyboardDevice, ReplayDevice, scripted_device
 from robot_rl.teleop.events import EventLogSource
 from robot_rl.teleop.recorder import Recorder, RecorderError, record_episodes
@@ -478,7 +480,7 @@ def test_operator_marks_are_stored_as_human_labels(reach_env, make_store, prov, 
     ]
 
 
-def test_clipped_actions_and_env_flags_reach_the_store(reach_env, make_store, prov):
+def test_clipped_actions_and_env_flags_reach_the_store(make_store, prov):
     class LoudDevice:
         operator_driven = False
         source, policy_id = "scripted", "loud"
@@ -506,21 +508,26 @@ def test_clipped_actions_and_env_flags_reach_the_store(reach_env, make_store, pr
         def step(self, action):
             obs, r, term, trunc, info = self.env.step(action)
             self.n = getattr(self, "n", 0) + 1
-            return obs, r, term, trunc, {**info, "intervention": self.n == 3}
+            # As the safety filter reports: step 4 clipped by its velocity constraint.
+            safety = {"velocity": self.n == 4, "table": False}
+            flags = {"intervention": self.n == 3, "clipped": self.n == 4, "safety": safety}
+            return obs, r, term, trunc, {**info, **flags}
 
     store = make_store()
     Recorder(
-        FlaggingEnv(reach_env),
+        FlaggingEnv(RobotEnv("reach", sim_config=SimConfig(safety_filter=False))),
         LoudDevice(),
         store,
         provenance=prov,
         n_episodes=1,
         max_episode_steps=4,
     ).run()
-    ep = EpisodeStore.open(store.path).episode(0)
-    assert ep["clipped"].tolist() == [False, True, False, False]
+    done = EpisodeStore.open(store.path)
+    ep = done.episode(0)
+    assert ep["clipped"].tolist() == [False, True, False, True]
     assert ep["intervention"].tolist() == [False, False, True, False]
     assert ep["action"][1, 0] == 1.0
+    assert done.provenance(0).safety_interventions == {"velocity": 1}
 
 
 # --- replay and the pipeline's shorthand ------------------------------------------------
