@@ -180,6 +180,7 @@ def _play_round(
     final_success = np.zeros(n, dtype=bool)
     ended_by_termination = np.zeros(n, dtype=bool)
     running = np.ones(n, dtype=bool)
+    interventions: dict[str, np.ndarray] = {}
     while running.any():
         actions = act(obs)
         obs, reward, terminated, truncated, info = sim.step(actions)
@@ -190,6 +191,9 @@ def _play_round(
         returns[running] += r[running]
         lengths[running] += 1
         success[running] |= ok[running]
+        for name, acted in info.get("safety", {}).items():
+            counts = interventions.setdefault(name, np.zeros(n, dtype=np.int64))
+            counts[running] += acted.cpu().numpy()[running]
         ended = running & (te | tr)
         final_success[ended] = ok[ended]
         ended_by_termination[ended] = te[ended]
@@ -204,6 +208,7 @@ def _play_round(
             final_success=bool(final_success[w]),
             terminated=bool(ended_by_termination[w]),
             discounted_return=float(discounted[w]) if discount is not None else None,
+            safety_interventions={k: int(v[w]) for k, v in interventions.items() if v[w]},
         )
         for w in range(count)
     ]

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from robot_rl.eval.metrics import EpisodeStats
-from robot_rl.eval.runner import EvalResult
+from robot_rl.eval.runner import EvalResult, safety_summary
 
 REPORT_FORMAT = "robot_rl.eval.report"
 REPORT_FORMAT_VERSION = 1
@@ -145,6 +145,7 @@ def _render_markdown(report: RunReport, summary: dict[str, Any]) -> str:
         lines += ["## Evaluation", ""]
         lines += _eval_table(report.evaluations)
         lines.append("")
+        lines += _safety_table(report.evaluations)
 
     for caption, art in summary["figures"].items():
         if art["exists"]:
@@ -205,6 +206,35 @@ def _eval_table(evaluations: Mapping[str, EvalResult | EpisodeStats]) -> list[st
         'Success: `info["is_success"]` true at any step of the episode; interval: Wilson '
         "score. Return: undiscounted sum of rewards; interval: percentile bootstrap.",
     ]
+
+
+def _safety_table(evaluations: Mapping[str, EvalResult | EpisodeStats]) -> list[str]:
+    """Safety-filter interventions per constraint: steps, and episodes touched."""
+    runs = {
+        n: safety_summary(ev.episodes)
+        for n, ev in evaluations.items()
+        if isinstance(ev, EvalResult)
+    }
+    names = sorted({k for s in runs.values() for k in s["steps"]})
+    if not runs:
+        return []
+    lines = ["### Safety filter", ""]
+    if not names:
+        return [*lines, "The safety filter changed no command in these runs.", ""]
+    lines += [
+        "| policy | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for policy, s in runs.items():
+        cells = [f"{s['steps'].get(k, 0)} ({s['episodes'].get(k, 0)})" for k in names]
+        lines.append(f"| {_md_cell(policy)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Control steps on which each constraint of the safety filter changed the command "
+        "(episodes it acted in).",
+        "",
+    ]
+    return lines
 
 
 def _key_value_table(data: Any) -> list[str]:

@@ -37,6 +37,8 @@ class EpisodeRecord:
         terminated: True if the episode ended by termination rather than truncation.
         discounted_return: ``sum_t gamma^t r_t`` when the run was given a discount
             (``evaluate_batched(discount=...)``), else None.
+        safety_interventions: steps on which each safety-filter constraint acted (the
+            env's ``info["safety"]``; empty when none acted or no filter ran).
     """
 
     index: int
@@ -47,6 +49,19 @@ class EpisodeRecord:
     final_success: bool
     terminated: bool
     discounted_return: float | None = None
+    safety_interventions: dict[str, int] = field(default_factory=dict)
+
+
+def safety_summary(episodes: list[EpisodeRecord]) -> dict[str, dict[str, int]]:
+    """Per constraint: steps it acted on over the run, and episodes it acted in."""
+    steps: dict[str, int] = {}
+    touched: dict[str, int] = {}
+    for e in episodes:
+        for name, count in e.safety_interventions.items():
+            if count:
+                steps[name] = steps.get(name, 0) + int(count)
+                touched[name] = touched.get(name, 0) + 1
+    return {"steps": dict(sorted(steps.items())), "episodes": dict(sorted(touched.items()))}
 
 
 @dataclass
@@ -93,6 +108,7 @@ class EvalResult:
             "wall_time_s": self.wall_time_s,
             "recorded_episodes": list(range(len(self.frames))),
             "stats": self.stats.to_dict(),
+            "safety_interventions": safety_summary(self.episodes),
             "episodes": [asdict(e) for e in self.episodes],
         }
 
@@ -194,6 +210,7 @@ def _run_episode(
     success = False
     is_success = False
     terminated = truncated = False
+    interventions: dict[str, int] = {}
     while not (terminated or truncated):
         action = policy.act(obs)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -206,6 +223,9 @@ def _run_episode(
             )
         is_success = bool(info["is_success"])
         success = success or is_success
+        for name, acted in (info.get("safety") or {}).items():
+            if acted:
+                interventions[name] = interventions.get(name, 0) + 1
         if render:
             frames.append(_render(env, index, step=length))
     record = EpisodeRecord(
@@ -216,6 +236,7 @@ def _run_episode(
         success=success,
         final_success=is_success,
         terminated=bool(terminated),
+        safety_interventions=interventions,
     )
     return record, (np.stack(frames) if render else None)
 
