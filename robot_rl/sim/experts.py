@@ -29,8 +29,14 @@ class ScriptedExpert:
         self.phase = "start"
         self.counter = 0
 
+    #: Share of the remaining distance the expert asks to cover per control step (capped
+    #: at the step size): a smooth approach, as a person's, rather than a deadbeat one
+    #: whose last-step stops ask more acceleration than the arm has (the safety filter
+    #: would hold them back).
+    GAIN = 0.5
+
     def _move(self, ee: np.ndarray, target: np.ndarray, gripper: float) -> np.ndarray:
-        v = (np.asarray(target, np.float64) - ee) / self.max_step
+        v = self.GAIN * (np.asarray(target, np.float64) - ee) / self.max_step
         n = np.linalg.norm(v)
         if n > 1.0:
             v /= n

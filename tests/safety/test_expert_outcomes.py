@@ -1,13 +1,28 @@
-"""Helper for the expert-outcome check: the scripted experts on the same seeded episodes
-with the safety filter on and off (one BatchedSim world per episode)."""
+"""The scripted experts play the same 200 seeded episodes per task with the safety filter
+on and off (one BatchedSim world per episode), and reach the same outcomes, except the
+differences explained below."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from robot_rl.config.schema import SimConfig, TaskConfig
+from robot_rl.config.sim import SimConfig, TaskConfig
 from robot_rl.sim.batched import BatchedSim
 from robot_rl.sim.experts import make_expert
+
+#: Episodes whose outcome the filter changes, and why (measured on seeds 0-199).
+EXPLAINED = {
+    "reach": {},
+    "lift": {},
+    "push": {
+        # The cube turns off the pushing line in both runs and the expert re-approaches;
+        # with the filter the arm accelerates within its limits, the second approach takes
+        # longer, and the 100-step episode ends during the second push (without: success
+        # at step 55).
+        178: "re-approach slowed by the acceleration limits; time ran out",
+    },
+}
 
 
 def expert_outcomes(task: str, seeds: list[int], safety_filter: bool) -> dict:
@@ -33,3 +48,14 @@ def expert_outcomes(task: str, seeds: list[int], safety_filter: bool) -> dict:
         success[ended] = info["is_success"].cpu().numpy()[ended]
         running &= ~ended
     return {"success": success, "interventions": counts}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["reach", "push", "lift"])
+def test_experts_reach_the_same_outcomes_with_and_without_the_filter(task):
+    seeds = list(range(200))
+    on = expert_outcomes(task, seeds, True)
+    off = expert_outcomes(task, seeds, False)
+    differ = {int(s) for s in np.flatnonzero(on["success"] != off["success"])}
+    assert differ == set(EXPLAINED[task]), (task, sorted(differ), on["interventions"])
+    assert off["interventions"] == {}  # off means off
