@@ -36,9 +36,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from robot_rl.arrays import Array, array_namespace, const, device_of, is_numpy_array
-from robot_rl.safety.braking import JointBounds
+from robot_rl.safety.braking import JointBounds, brake_accel, brake_extremes
 from robot_rl.safety.description import RobotDescription, load_description
-from robot_rl.safety.joint_space import Motion, joint_step, search
+from robot_rl.safety.joint_space import Admissible, JointStep, Motion, joint_step, search
 
 #: Bumped whenever the filter's behaviour changes; recorded in provenance.
 VERSION = "1.0"
@@ -203,8 +203,6 @@ class SafetyFilter:
         hist = self._history
         xp = array_namespace(hist)
         m = Motion.from_commands(hist[0], hist[1], hist[2], self.dt)
-        from robot_rl.safety.braking import brake_accel
-
         out = m.step(brake_accel(m.v, m.a, self.bounds), self.dt).q
         self._push(out)
         w = hist.shape[1]
@@ -243,8 +241,6 @@ class SafetyFilter:
         invalid = ~xp.all(finite_cmd, axis=-1) | ~state_ok
         torque = xp.any(xp.abs(state.tau) > const(self._torque_max, hist), axis=-1)
         stop = invalid | torque
-        from robot_rl.safety.braking import brake_accel
-
         a_brake = brake_accel(m.v, m.a, self.bounds)
         q_brake = m.step(a_brake, self.dt).q
         cmd = xp.where(stop[:, None] | ~finite_cmd, q_brake, command)
@@ -267,42 +263,53 @@ class SafetyFilter:
         clipped = ~xp.all(exact, axis=-1)
         return out, SafetyReport(report, clipped)
 
-    def _cartesian(self, m, a_brake, accel, exact, js, fast):
+    def _cartesian(
+        self, m: Motion, a_brake: Array, accel: Array, exact: Array, js: JointStep, fast: bool
+    ) -> tuple[Array, Array, dict[str, Array]]:
         """Per world, the largest step ``μ`` from the braking acceleration towards the
         joint stage's choice whose next point and braking rest point keep the Cartesian
         and distance constraints (and the joint ones: the search segment changes)."""
-        from robot_rl.safety.braking import brake_extremes
-
         xp = array_namespace(accel)
         geo, dt, b = self.geometry, self.dt, self.bounds
         tcp_now = geo.tcp(m.q)
 
-        def check(acc_: Array) -> tuple[Array, dict[str, Array]]:
-            nxt = (
-                m.step(acc_, dt)
-                if acc_.ndim == 2
-                else Motion(m.q + (m.v + acc_ * dt) * dt, m.v + acc_ * dt, acc_)
-            )
+        def check(m_: Motion, adm: Admissible, tcp: Array, acc_: Array) -> tuple[Array, dict]:
+            nxt = m_.step(acc_, dt)
             ex = brake_extremes(nxt.q, nxt.v, nxt.a, b)
-            joint_ok = xp.all(js.admissible(ex), axis=-1)
-            bad = geo.violations(nxt.q, ex.rest, tcp_now)
-            ok = joint_ok
+            bad = geo.violations(nxt.q, ex.rest, tcp)
+            ok = xp.all(adm(ex), axis=-1)
             for v in bad.values():
                 ok = ok & ~v
             return ok, bad
 
-        ok_full, bad_full = check(accel)
-
-        def fraction_ok(mu: Array) -> Array:
-            acc_ = a_brake[None] + mu[..., None] * (accel - a_brake)[None]
-            return check(acc_)[0]
-
+        ok_full, bad_full = check(m, js.admissible, tcp_now, accel)
         w = accel.shape[0]
-        if fast and bool(np.all(ok_full)):
+        if fast:
+            # Search only the worlds whose command is not admissible as is.
             mu = np.ones(w)
+            rows = np.flatnonzero(~ok_full)
+            if rows.size:
+                sub = Motion(m.q[rows], m.v[rows], m.a[rows])
+                adm = js.admissible.rows(rows)
+                ab, ac, tcp = a_brake[rows], accel[rows], tcp_now[rows]
+                mu[rows] = search(
+                    lambda f: check(sub, adm, tcp, ab + f[..., None] * (ac - ab))[0],
+                    ac,
+                    (rows.size,),
+                )
         else:
-            mu = xp.where(ok_full, 1.0, search(fraction_ok, accel, (w,)))
-        new_accel = xp.where(mu[:, None] >= 1.0, accel, a_brake + mu[:, None] * (accel - a_brake))
-        new_exact = exact & (mu[:, None] >= 1.0)
+            mu = xp.where(
+                ok_full,
+                1.0,
+                search(
+                    lambda f: check(
+                        m, js.admissible, tcp_now, a_brake + f[..., None] * (accel - a_brake)
+                    )[0],
+                    accel,
+                    (w,),
+                ),
+            )
+        full = mu[:, None] >= 1.0
+        new_accel = xp.where(full, accel, a_brake + mu[:, None] * (accel - a_brake))
         acted = {k: v & ~ok_full for k, v in bad_full.items()}
-        return new_accel, new_exact, acted
+        return new_accel, exact & full, acted

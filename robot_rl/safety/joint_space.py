@@ -62,6 +62,10 @@ class Admissible:
     pos_max: Array
     speed: Array
 
+    def rows(self, rows: np.ndarray) -> Admissible:
+        """The bounds of the worlds ``rows`` (numpy)."""
+        return Admissible(self.pos_min[rows], self.pos_max[rows], self.speed[rows])
+
     def __call__(self, ex: Extremes) -> Array:
         return (
             ex.complete
