@@ -38,13 +38,14 @@ def check_sim_runs_on_cpu(sim: SimConfig, command: str) -> None:
 
 @dataclass
 class RobotConfig:
-    """The simulated robot: its scene and its datasheet limits."""
+    """The simulated robot: its scene and its description (limits, envelopes)."""
 
     name: str = "panda"
     #: MJCF scene, relative to ``sim_assets/``.
     scene_xml: str = "scenes/table_cube.xml"
-    #: Limits YAML, relative to ``hardware/``.
-    limits_file: str = "franka_panda/robot.yaml"
+    #: The robot's description (joint limits, safety envelopes, clearances; see
+    #: robot_rl.safety.description), relative to ``hardware/``.
+    description: str = "franka_panda/robot.yaml"
     #: Name of the MJCF site that is the tool centre point (end effector).
     tcp_site: str = "tcp"
 

@@ -54,6 +54,14 @@ def check_overrides(overrides: list[str], config_name: str) -> None:
         ConfigError: ``algo.<key>`` is a training-run setting, now ``train.<key>``; or no
             setting of the chosen algorithm.
     """
+    for text in overrides:
+        key, _, value = text.lstrip("+~").partition("=")
+        if key.strip() == "robot.limits_file":
+            raise ConfigError(
+                "robot.limits_file has moved to robot.description: the robot's description "
+                "(hardware/<robot>/robot.yaml) now holds its limits, envelopes and clearances; "
+                f"give robot.description={value or '...'}"
+            )
     chosen = _default_algorithm(config_name)
     for text in overrides:
         key, _, value = text.lstrip("+~").partition("=")

@@ -55,7 +55,7 @@ class TabletopScene:
             raise FileNotFoundError(f"robot.scene_xml: no MJCF at sim_assets/{robot.scene_xml}")
         self.model = mujoco.MjModel.from_xml_path(str(path))
         self.model.opt.timestep = physics_dt_s
-        self.description: RobotDescription = load_description(robot.limits_file)
+        self.description: RobotDescription = load_description(robot.description)
         self.limits: RobotLimits = self.description.limits
         m = self.model
         joints = [_id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.limits.joint_names]

@@ -31,6 +31,7 @@ def test_pretrain_cfg_job_shows_the_chosen_algorithms_fields_only():
     [
         (["algo=bc", "algo.expectile=0.8"], "algo.expectile is not a setting of algo=bc"),
         (["algo.steps=10"], "algo.steps has moved to train.steps"),
+        (["robot.limits_file=a.yaml"], "robot.limits_file has moved to robot.description"),
     ],
 )
 def test_pretrain_names_a_misplaced_algorithm_setting(args, message, tmp_path):
