@@ -559,10 +559,11 @@ def measure_batched(args, profiles: dict) -> dict:
 
 # --- profiles ----------------------------------------------------------------------------------
 def _where(file: str, line: int, func: str) -> str:
-    for marker in ("/robot_rl/", "/site-packages/"):
+    """A profiled function, its file relative to the checkout or to site-packages."""
+    for marker, keep in (("/site-packages/", ""), ("/robot_rl/", "robot_rl/"),
+                         ("/benchmarks/", "benchmarks/")):  # fmt: skip
         if marker in file:
-            file = file.split(marker, 1)[1]
-            file = ("robot_rl/" if marker == "/robot_rl/" else "") + file
+            file = keep + file.split(marker, 1)[1]
             break
     return f"{file}:{line}({func})"
 
