@@ -63,9 +63,11 @@ def machine_info() -> dict:
     }
 
 
-def write_result(name: str, result: dict) -> Path:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def write_result(name: str, result: dict, path: Path | None = None) -> Path:
+    """Writes ``result`` with the command line and machine to ``results/<name>.json``, or
+    to ``path`` where given."""
+    path = path or RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"command": command(), "machine": machine_info(), **result}
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
