@@ -34,11 +34,11 @@ GPU wait for the host.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.arrays import Array, array_namespace, const, device_of
+from robot_rl.arrays import Array, array_namespace, clip, const, device_of, is_numpy_array
 
 
 @dataclass(frozen=True)
@@ -60,15 +60,15 @@ class JointBounds:
         for name in ("pos_min", "pos_max", "vel", "acc", "jerk"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
         object.__setattr__(self, "dt", float(self.dt))
+        # Computed once: the per-call code reads them dozens of times.
+        object.__setattr__(self, "delta", self.jerk * self.dt)
+        steps = math.ceil(float(np.max(2 * self.acc / self.delta))) + 3
+        object.__setattr__(self, "ramp_steps", steps)
 
-    @property
-    def delta(self) -> np.ndarray:
-        """Largest change of acceleration per period, ``J dt``."""
-        return self.jerk * self.dt
-
-    @property
-    def ramp_steps(self) -> int:
-        return math.ceil(float(np.max(2 * self.acc / self.delta))) + 3
+    #: Largest change of acceleration per period, ``J dt``.
+    delta: np.ndarray = field(init=False)
+    #: Bound on the ramp periods of a B trajectory.
+    ramp_steps: int = field(init=False)
 
 
 def _psi_unit_inverse(y: Array) -> Array:
@@ -79,8 +79,8 @@ def _psi_unit_inverse(y: Array) -> Array:
     # Rounding in the square root can put m one off near the integers: correct it.
     m = xp.where(m * (m + 1.0) / 2.0 > y, m - 1.0, m)
     m = xp.where((m + 1.0) * (m + 2.0) / 2.0 <= y, m + 1.0, m)
-    m = xp.clip(m, 0.0, None)
-    f = xp.clip((y - m * (m + 1.0) / 2.0) / (m + 1.0), 0.0, 1.0)
+    m = clip(m, 0.0, None)
+    f = clip((y - m * (m + 1.0) / 2.0) / (m + 1.0), 0.0, 1.0)
     return m + f
 
 
@@ -105,16 +105,14 @@ def brake_root(v: Array, b: JointBounds) -> Array:
 def accel_window(a: Array, b: JointBounds) -> tuple[Array, Array]:
     """The accelerations reachable next period within the jerk limit, moved towards
     ``[-A, A]`` (at full jerk when ``a`` is outside it)."""
-    xp = array_namespace(a)
     delta, acc = const(b.delta, a), const(b.acc, a)
-    return xp.clip(-acc, a - delta, a + delta), xp.clip(acc, a - delta, a + delta)
+    return clip(-acc, a - delta, a + delta), clip(acc, a - delta, a + delta)
 
 
 def brake_accel(v: Array, a: Array, b: JointBounds) -> Array:
     """B's next acceleration."""
-    xp = array_namespace(v)
     lo, hi = accel_window(a, b)
-    return xp.clip(brake_root(v, b), lo, hi)
+    return clip(brake_root(v, b), lo, hi)
 
 
 @dataclass
@@ -146,7 +144,7 @@ def brake_extremes(q: Array, v: Array, a: Array, b: JointBounds) -> Extremes:
         hold = ~land & (((root < lo) & (a <= -acc)) | ((root > hi) & (a >= acc)))
         holding = holding | (hold & ~frozen)
         frozen = frozen | land | hold
-        a_next = xp.clip(root, lo, hi)
+        a_next = clip(root, lo, hi)
         v_next = v + a_next * dt
         q_next = q + v_next * dt
         a = xp.where(frozen, a, a_next)
@@ -154,10 +152,12 @@ def brake_extremes(q: Array, v: Array, a: Array, b: JointBounds) -> Extremes:
         q = xp.where(frozen, q, q_next)
         pos_min, pos_max = xp.minimum(pos_min, q), xp.maximum(pos_max, q)
         speed = xp.maximum(speed, xp.abs(v))
+        if is_numpy_array(frozen) and frozen.all():
+            break  # the host may stop early; a GPU runs every period (no host round trip)
     # The hold at +-A until the landing root comes within reach (|v| only shrinks).
     s = xp.sign(a)
     c = psi(acc, b)
-    n_hold = xp.where(holding, xp.clip(xp.ceil((-s * v - c) / (acc * dt)), 0.0, None), 0.0)
+    n_hold = xp.where(holding, clip(xp.ceil((-s * v - c) / (acc * dt)), 0.0, None), 0.0)
     q = q + n_hold * v * dt + s * acc * dt * dt * n_hold * (n_hold + 1.0) / 2.0
     v = v + n_hold * s * acc * dt
     pos_min, pos_max = xp.minimum(pos_min, q), xp.maximum(pos_max, q)

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from robot_rl.arrays import Array, array_namespace, const, device_of, is_numpy_array
+from robot_rl.arrays import Array, array_namespace, clip, const, device_of, is_numpy_array
 from robot_rl.safety.braking import JointBounds, brake_accel, brake_extremes
 from robot_rl.safety.description import RobotDescription, load_description
 from robot_rl.safety.joint_space import Admissible, JointStep, Motion, joint_step, search
@@ -177,7 +177,7 @@ class SafetyFilter:
         if not bool(finite):
             raise ValueError("reset: the measured state has non-finite values")
         vel = const(self.bounds.vel, rows_q)
-        v = xp.clip(rows_dq, -vel, vel)
+        v = clip(rows_dq, -vel, vel)
         hist = xp.stack([rows_q, rows_q - v * self.dt, rows_q - 2 * v * self.dt])
         if worlds is None:
             self._history = hist

@@ -25,7 +25,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from robot_rl.arrays import Array, array_namespace, as_float, const
+from robot_rl.arrays import Array, array_namespace, as_float, clip, const
 from robot_rl.kinematics import SerialChain
 from robot_rl.safety.description import Envelope, RobotDescription
 
@@ -172,7 +172,7 @@ class ArmGeometry:
         xp = array_namespace(poses)
         t = xp.take(poses, _index(slots, poses), axis=1)
         loc = const(local, poses)
-        return xp.sum(t[..., :3, :3] * loc[None, :, None, :], axis=-1) + t[..., :3, 3]
+        return (t[..., :3, :3] @ loc[None, :, :, None])[..., 0] + t[..., :3, 3]
 
     def tcp(self, q: Array) -> Array:
         """TCP positions (..., 3)."""
@@ -249,30 +249,36 @@ def _host(x: Array) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
 
 
+def _dot(x: Array, y: Array) -> Array:
+    """Dot products over a last axis of 3, written out: a reduction over so short an
+    axis costs more than the three products."""
+    return x[..., 0] * y[..., 0] + x[..., 1] * y[..., 1] + x[..., 2] * y[..., 2]
+
+
 def _segment_distance(p1: Array, q1: Array, p2: Array, q2: Array) -> Array:
     """Distance between segments p1-q1 and p2-q2 (..., 3) -> (...): the closest points
     with both parameters clamped to [0, 1] (Ericson, Real-Time Collision Detection 5.1.9)."""
     xp = array_namespace(p1)
     eps = 1e-12
     d1, d2, r = q1 - p1, q2 - p2, p1 - p2
-    a = xp.sum(d1 * d1, axis=-1)
-    e = xp.sum(d2 * d2, axis=-1)
-    f = xp.sum(d2 * r, axis=-1)
-    c = xp.sum(d1 * r, axis=-1)
-    b = xp.sum(d1 * d2, axis=-1)
-    a_safe, e_safe = xp.clip(a, eps, None), xp.clip(e, eps, None)
+    a = _dot(d1, d1)
+    e = _dot(d2, d2)
+    f = _dot(d2, r)
+    c = _dot(d1, r)
+    b = _dot(d1, d2)
+    a_safe, e_safe = clip(a, eps, None), clip(e, eps, None)
     denom = a * e - b * b
-    s = xp.where(denom > eps, xp.clip((b * f - c * e) / xp.clip(denom, eps, None), 0.0, 1.0), 0.0)
+    s = xp.where(denom > eps, clip((b * f - c * e) / clip(denom, eps, None), 0.0, 1.0), 0.0)
     t = (b * s + f) / e_safe
     s = xp.where(
         t < 0,
-        xp.clip(-c / a_safe, 0.0, 1.0),
-        xp.where(t > 1, xp.clip((b - c) / a_safe, 0.0, 1.0), s),
+        clip(-c / a_safe, 0.0, 1.0),
+        xp.where(t > 1, clip((b - c) / a_safe, 0.0, 1.0), s),
     )
-    t = xp.clip(t, 0.0, 1.0)
+    t = clip(t, 0.0, 1.0)
     # Degenerate segments (spheres): a point against the other segment.
-    s = xp.where(e > eps, s, xp.clip(-c / a_safe, 0.0, 1.0))
+    s = xp.where(e > eps, s, clip(-c / a_safe, 0.0, 1.0))
     s = xp.where(a > eps, s, 0.0)
     t = xp.where(e > eps, t, 0.0)
     diff = (p1 + d1 * s[..., None]) - (p2 + d2 * t[..., None])
-    return xp.linalg.vector_norm(diff, axis=-1)
+    return xp.sqrt(_dot(diff, diff))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_rl.arrays import Array, array_namespace, const
+from robot_rl.arrays import Array, array_namespace, clip, const
 from robot_rl.safety.braking import (
     Extremes,
     JointBounds,
@@ -99,7 +99,7 @@ def search(fraction_ok: Callable[[Array], Array], like: Array, shape: tuple[int,
     best = xp.max(xp.where(ok, lam, 0.0), axis=0)
     fine = np.arange(1, GRID, dtype=np.float64) / GRID**2  # inside [best, best + 1/GRID)
     lam = best[None] + xp.reshape(const(fine, like), (GRID - 1,) + (1,) * len(shape))
-    lam = xp.clip(lam, 0.0, 1.0)
+    lam = clip(lam, 0.0, 1.0)
     ok = fraction_ok(lam)
     return xp.maximum(best, xp.max(xp.where(ok, lam, 0.0), axis=0))
 
@@ -133,7 +133,7 @@ def joint_step(m: Motion, command: Array, b: JointBounds, *, fast: bool) -> Join
     vel = const(b.vel, command)
     box_lo = xp.maximum(lo, (-vel - m.v) / dt)
     box_hi = xp.minimum(hi, (vel - m.v) / dt)
-    a_box = xp.where(box_lo <= box_hi, xp.clip(a_cmd, box_lo, box_hi), a_brake)
+    a_box = xp.where(box_lo <= box_hi, clip(a_cmd, box_lo, box_hi), a_brake)
     ok_full = bounds(brake_extremes(*_succ(m, a_box, dt), b))
 
     def fraction_ok(lam: Array) -> Array:
