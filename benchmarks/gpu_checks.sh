@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every check that needs a CUDA GPU, in one run (its parts took about 7 minutes on an
 # H200, 2 of them MuJoCo Warp's first kernel compile): the `gpu` tests, offline training
-# speed with the sampler on the device and on the host, and MuJoCo Warp against raw
-# MuJoCo Warp.
+# speed with the sampler on the device and on the host, MuJoCo Warp against raw MuJoCo
+# Warp, and BatchedSim on Warp with its safety filter on and off.
 # Logs and JSON go to $1 (default benchmarks/results/gpu). Needs torch with CUDA, and
 # mujoco-warp + warp-lang (the `warp` extra) for the simulator part.
 #
@@ -30,5 +30,11 @@ cp benchmarks/results/sim_throughput_warp.json "$out/sim_throughput_warp_reach.j
 step sim_warp_push "$py" benchmarks/sim_throughput.py --warp --skip-cpu --warp-device cuda \
     --warp-tasks push --warp-counts 1024,4096
 cp benchmarks/results/sim_throughput_warp.json "$out/sim_throughput_warp_push.json" 2>/dev/null
+# The safety filter on the device (torch tensors, no host copies): BatchedSim on Warp with
+# the filter off, against the run above (on, the default).
+step sim_warp_push_nofilter "$py" benchmarks/sim_throughput.py --warp --skip-cpu \
+    --warp-device cuda --warp-tasks push --warp-counts 1024,4096 --safety-filter off
+cp benchmarks/results/sim_throughput_warp.json "$out/sim_throughput_warp_push_nofilter.json" \
+    2>/dev/null
 cp benchmarks/results/offline_speed_cuda*.json "$out/" 2>/dev/null
 exit $status

@@ -121,8 +121,15 @@ def timed(fn: Callable[[], None], steps: int) -> float:
     return time.perf_counter() - start
 
 
+#: Whether BatchedSim runs its safety filter (``--safety-filter``; on, as by default).
+SAFETY_FILTER = True
+
+
 def make_sim(n: int, task: TaskConfig, threads: int, randomization=None) -> BatchedSim:
-    return BatchedSim(n, task, seed=0, n_threads=threads, randomization=randomization)
+    sim_config = SimConfig(safety_filter=SAFETY_FILTER)
+    return BatchedSim(
+        n, task, sim_config=sim_config, seed=0, n_threads=threads, randomization=randomization
+    )
 
 
 def start_states(sim: BatchedSim) -> np.ndarray:
@@ -419,7 +426,7 @@ def measure_warp(args) -> dict:
     dev = wp.get_device(device)
     counts = args.warp_counts or ([1024, 4096, 16384, 32768] if dev.is_cuda else [16, 64])
     print(f"warp on {dev.alias} ({dev.name}), worlds {counts}", flush=True)
-    sim_config = SimConfig(backend="warp", warp_device=device)
+    sim_config = SimConfig(backend="warp", warp_device=device, safety_filter=SAFETY_FILTER)
     torch_device = wp.device_to_torch(dev)
     gen = torch.Generator(device=torch_device).manual_seed(2)
     rows: dict[str, dict] = {}
@@ -509,6 +516,12 @@ def main() -> None:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="1, 16, 256 worlds, fewer steps")
+    parser.add_argument(
+        "--safety-filter",
+        choices=["on", "off"],
+        default="on",
+        help="run BatchedSim with its safety filter (default) or without",
+    )
     parser.add_argument("--counts", type=int_list, default=None, help="CPU world counts")
     parser.add_argument("--task", default="reach", choices=["reach", "push", "lift"])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -535,6 +548,8 @@ def main() -> None:
     )
     parser.add_argument("--warp-repeats", type=int, default=1)
     args = parser.parse_args()
+    global SAFETY_FILTER
+    SAFETY_FILTER = args.safety_filter == "on"
     quick = {"repeats": 2, "world_steps": 1024, "max_steps": 200, "repeat_env_steps": 8000}
     full = {"repeats": 3, "world_steps": 2048, "max_steps": 500, "repeat_env_steps": 25600}
     for key, value in (quick if args.quick else full).items():
