@@ -81,7 +81,7 @@ from _common import write_result
 
 import robot_rl.safety.filter as filter_module
 import robot_rl.safety.joint_space as joint_space
-from robot_rl.config.schema import TaskConfig
+from robot_rl.config.sim import SimConfig, TaskConfig
 from robot_rl.safety.filter import RobotState, SafetyFilter
 from robot_rl.sim.batched import BatchedSim
 
@@ -319,23 +319,20 @@ class TimedHook:
     """``BatchedSim``'s ``command_filter``: the filter, its call timed alone."""
 
     def __init__(self, f: SafetyFilter, log: SearchLog) -> None:
-        self.filter, self.log = f, log
+        self.safety, self.log = f, log
         self.calls: list[dict] = []
         self.profiler: cProfile.Profile | None = None
 
-    def __call__(self, q_meas: np.ndarray, q_target: np.ndarray, dt: float) -> np.ndarray:
-        if dt != self.filter.dt:
-            raise ValueError(f"the filter's dt {self.filter.dt} s is not the sim's {dt} s")
-        zeros = np.zeros_like(q_meas)
-        if self.filter.n_worlds != q_meas.shape[0]:
-            self.filter.reset(RobotState(q_meas, zeros, zeros))
-        state = RobotState(q_meas, zeros, zeros)
-        out, call = timed_call(self.filter, state, q_target, self.log, self.profiler)
+    def reset(self, state: RobotState, worlds=None) -> None:
+        self.safety.reset(state, worlds)
+
+    def filter(self, state: RobotState, command: np.ndarray):
+        out, report, call = timed_call(self.safety, state, command, self.log, self.profiler)
         self.calls.append(call)
-        return out
+        return out, report
 
 
-def timed_call(f, state, command, log, profiler=None) -> tuple[np.ndarray, dict]:
+def timed_call(f, state, command, log, profiler=None) -> tuple[np.ndarray, object, dict]:
     """One batched filter call, timed alone, and what it did."""
     log.clear()
     if profiler is not None:
@@ -345,7 +342,7 @@ def timed_call(f, state, command, log, profiler=None) -> tuple[np.ndarray, dict]
     seconds = time.perf_counter() - t0
     if profiler is not None:
         profiler.disable()
-    return out, {
+    return out, report, {
         "s": seconds,
         "modified": float(np.mean(report.clipped)),
         "joint_search_worlds": log.joint_rows / command.shape[0],
@@ -378,7 +375,9 @@ def make_sims(n: int, args, log: SearchLog, variants=VARIANTS) -> tuple[dict, di
         name: TimedHook(SafetyFilter.from_yaml(ROBOT, dt=1 / task.control_hz, geometry=geo), log)
         for name, geo in variants.items()
     }
-    sims = {"sim": BatchedSim(n, task, seed=0, n_threads=args.threads)}
+    # The baseline runs without a filter (BatchedSim's own default filter turned off).
+    off = SimConfig(safety_filter=False)
+    sims = {"sim": BatchedSim(n, task, sim_config=off, seed=0, n_threads=args.threads)}
     for name, hook in hooks.items():
         sims[name] = BatchedSim(n, task, seed=0, n_threads=args.threads, command_filter=hook)
     return sims, hooks
@@ -452,7 +451,7 @@ def measure_search(n: int, args, log: SearchLog, sim_step_s: float, profiles: di
         nonlocal q
         command = q + rng.uniform(-0.01, 0.01, q.shape)
         command[0] = q[0] + 0.05 * FOLD
-        q, call = timed_call(f, RobotState(q, zeros, zeros), command, log, profiler)
+        q, _, call = timed_call(f, RobotState(q, zeros, zeros), command, log, profiler)
         return call
 
     while len(calls) < args.search_repeats and untimed < 5:

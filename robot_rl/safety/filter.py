@@ -16,10 +16,13 @@ over worlds (leading axis), and returns targets that keep, on the commanded traj
 - a controlled stop (the braking policy) for a world whose measured torque is beyond its
   limit, or whose state or command is non-finite, wrongly shaped or wrongly typed.
 
-Targets already inside every limit pass unchanged, bit for bit. The only state kept is
-the last three commands issued (their finite differences are the commanded velocity and
-acceleration). Nothing in ``filter`` raises: an unexpected error becomes a controlled
-stop of every world, reported as ``internal_error``.
+Targets already inside every limit pass unchanged, bit for bit. After a command had to
+be changed, the filter closes on the command stream without overshooting it and passes it
+exactly again once the remaining error fits one period. The only state kept is the last
+commands: the three issued (their finite differences are the commanded velocity and
+acceleration) and the one given (the stream's velocity). Nothing in ``filter`` raises:
+an unexpected error becomes a controlled stop of every world, reported as
+``internal_error``.
 
 The same code runs on numpy arrays (the host: the single env, the CPU batched simulator,
 the robot-side bridge at the driver rate) and on torch tensors on the Warp simulator's
@@ -139,6 +142,7 @@ class SafetyFilter:
 
             self.geometry = ArmGeometry(description, self.envelope, self.dt)
         self._history: Array | None = None  # (3, W, n): last, previous, one before
+        self._given: Array | None = None  # (W, n): the last command given (its velocity)
 
     @classmethod
     def from_yaml(
@@ -181,10 +185,12 @@ class SafetyFilter:
         hist = xp.stack([rows_q, rows_q - v * self.dt, rows_q - 2 * v * self.dt])
         if worlds is None:
             self._history = hist
+            self._given = hist[0]
         else:
             if self._history is None:
                 raise ValueError("reset(state, worlds): reset all worlds once first")
             self._history[:, idx] = hist
+            self._given[idx] = hist[0]
 
     # --- filter --------------------------------------------------------------------------
     def filter(self, state: RobotState, command: Array) -> tuple[Array, SafetyReport]:
@@ -205,6 +211,7 @@ class SafetyFilter:
         m = Motion.from_commands(hist[0], hist[1], hist[2], self.dt)
         out = m.step(brake_accel(m.v, m.a, self.bounds), self.dt).q
         self._push(out)
+        self._given = out
         w = hist.shape[1]
         acted = {k: xp.zeros(w, dtype=xp.bool, device=device_of(hist)) for k in CONSTRAINTS}
         acted[reason] = xp.ones(w, dtype=xp.bool, device=device_of(hist))
@@ -245,7 +252,7 @@ class SafetyFilter:
         q_brake = m.step(a_brake, self.dt).q
         cmd = xp.where(stop[:, None] | ~finite_cmd, q_brake, command)
         fast = is_numpy_array(hist)
-        js = joint_step(m, cmd, self.bounds, fast=fast)
+        js = joint_step(m, cmd, self.bounds, fast=fast, previous_command=self._given)
         accel = xp.where(stop[:, None], a_brake, js.accel)
         exact = js.exact & ~stop[:, None]
         acted = dict(js.acted)
@@ -256,6 +263,7 @@ class SafetyFilter:
             acted[k] = acted[k] & ~stop
         out = xp.where(exact, command, m.step(accel, self.dt).q)
         self._push(out)
+        self._given = xp.where(stop[:, None] | ~finite_cmd, out, command)
         zeros = xp.zeros(w, dtype=xp.bool, device=device_of(hist))
         report = {k: acted.get(k, zeros) for k in CONSTRAINTS}
         report["invalid_input"] = invalid

@@ -115,12 +115,20 @@ class JointStep:
     admissible: Admissible
 
 
-def joint_step(m: Motion, command: Array, b: JointBounds, *, fast: bool) -> JointStep:
+def joint_step(
+    m: Motion, command: Array, b: JointBounds, *, fast: bool, previous_command: Array | None = None
+) -> JointStep:
     """Chooses each joint's next acceleration for ``command`` (finite, ``(W, n)``).
+
+    A command whose own acceleration is admissible passes exactly. Otherwise the goal is
+    the target stream's, approached without overshoot (:func:`tracking_goal`), and the
+    safety search runs from the braking acceleration towards that goal.
 
     Args:
         fast: numpy only: search only the worlds whose command is not admissible as is
             (on a GPU every world runs the same kernels instead, with no host round trip).
+        previous_command: the command given one period earlier (the target's velocity);
+            None: the target is taken to move as the commanded trajectory does.
     """
     xp = array_namespace(command)
     dt = b.dt
@@ -133,29 +141,28 @@ def joint_step(m: Motion, command: Array, b: JointBounds, *, fast: bool) -> Join
     vel = const(b.vel, command)
     box_lo = xp.maximum(lo, (-vel - m.v) / dt)
     box_hi = xp.minimum(hi, (vel - m.v) / dt)
-    a_box = xp.where(box_lo <= box_hi, clip(a_cmd, box_lo, box_hi), a_brake)
+
+    def boxed(goal: Array) -> Array:
+        return xp.where(box_lo <= box_hi, clip(goal, box_lo, box_hi), a_brake)
+
+    a_box = boxed(a_cmd)
     ok_full = bounds(brake_extremes(*_succ(m, a_box, dt), b))
-
-    def fraction_ok(lam: Array) -> Array:
-        accel = a_brake + lam * (a_box - a_brake)
-        return bounds(brake_extremes(*_succ(m, accel, dt), b))
-
-    if fast:
-        rows = np.flatnonzero(~np.all(ok_full, axis=-1))
-        lam = np.ones_like(a_cmd)
-        if rows.size:
-            sub = Motion(m.q[rows], m.v[rows], m.a[rows])
-            sub_bounds = Admissible(
-                *(x[rows] for x in (bounds.pos_min, bounds.pos_max, bounds.speed))
-            )
-            ab, ax = a_brake[rows], a_box[rows]
-
-            def sub_ok(lam_: Array) -> Array:
-                return sub_bounds(brake_extremes(*_succ(sub, ab + lam_ * (ax - ab), dt), b))
-
-            lam[rows] = np.where(ok_full[rows], 1.0, search(sub_ok, ax, ax.shape))
-    else:
-        lam = xp.where(ok_full, 1.0, search(fraction_ok, a_cmd, tuple(a_cmd.shape)))
+    exact = ok_full & (a_box == a_cmd)
+    # The rest steer for the command stream: its own acceleration when it only needed a
+    # clip would, after the clip, chase the stream with one-period dead-beat steps that
+    # overshoot and oscillate; the tracking goal lands on it instead.
+    if previous_command is None:
+        previous_command = command - m.v * dt
+    goal = _on_rows(
+        ~xp.all(exact, axis=-1) if fast else None,
+        lambda r: tracking_goal(
+            _rows(m, r), _take(command, r), _take(previous_command, r), _take(a_cmd, r), b
+        ),
+        a_cmd,
+    )
+    a_box = xp.where(exact, a_cmd, boxed(goal))
+    ok_full = exact | bounds(brake_extremes(*_succ(m, a_box, dt), b))
+    lam = largest_fraction(m, a_brake, a_box, bounds, b, ok_full, fast)
     accel = xp.where(lam >= 1.0, a_box, a_brake + lam * (a_box - a_brake))
     q_lo, q_hi = const(b.pos_min, command), const(b.pos_max, command)
     outside = (command < q_lo) | (command > q_hi)
@@ -167,7 +174,6 @@ def joint_step(m: Motion, command: Array, b: JointBounds, *, fast: bool) -> Join
         "jerk": xp.abs(a_cmd - m.a) > delta,
         "stop": (lam < 1.0) & ~outside,
     }
-    exact = (lam >= 1.0) & (a_box == a_cmd)
     return JointStep(
         accel=accel,
         brake_accel=a_brake,
@@ -175,6 +181,88 @@ def joint_step(m: Motion, command: Array, b: JointBounds, *, fast: bool) -> Join
         acted={k: xp.any(v, axis=-1) for k, v in acted.items()},
         admissible=bounds,
     )
+
+
+def tracking_goal(
+    m: Motion, command: Array, previous_command: Array, a_cmd: Array, b: JointBounds
+) -> Array:
+    """The acceleration that closes on the command stream fastest without overshooting it,
+    within the jerk and acceleration limits (safety is the caller's next stage).
+
+    In the stream's frame (the target moving at ``(command - previous_command) / dt``),
+    the braking policy brings the relative velocity to rest; the goal is the point of the
+    segment from that braking acceleration to the dead-beat one whose relative braking
+    trajectory does not cross the target (or crosses it no further than braking now
+    would), so an error closes monotonically and the command passes exactly again once it
+    is small enough for one period.
+    """
+    xp = array_namespace(command)
+    dt = b.dt
+    # The stream's velocity, no faster than the arm may move: beyond that the stream
+    # jumped (a new target) rather than moved.
+    vel = const(b.vel, command)
+    v_target = clip((command - previous_command) / dt, -vel, vel)
+    rel = Motion(m.q - (command - v_target * dt), m.v - v_target, m.a)
+    a_rel_brake = brake_accel(rel.v, rel.a, b)
+    ex = brake_extremes(*_succ(rel, a_rel_brake, dt), b)
+    side = ex.rest  # where braking in the stream's frame ends: below (< 0) or above it
+    inf = xp.full_like(command, float("inf"))
+    tracking = Admissible(
+        pos_min=xp.where(side >= 0, xp.minimum(ex.pos_min, 0.0), -inf),
+        pos_max=xp.where(side <= 0, xp.maximum(ex.pos_max, 0.0), inf),
+        speed=inf,
+    )
+    lo, hi = accel_window(m.a, b)
+    a_to = clip(a_cmd, lo, hi)
+    ok = tracking(brake_extremes(*_succ(rel, a_to, dt), b))
+    lam = largest_fraction(rel, a_rel_brake, a_to, tracking, b, ok, fast=False)
+    return xp.where(lam >= 1.0, a_to, a_rel_brake + lam * (a_to - a_rel_brake))
+
+
+def largest_fraction(
+    m: Motion, a_from: Array, a_to: Array, adm: Admissible, b: JointBounds, ok: Array, fast: bool
+) -> Array:
+    """Per joint: 1 where ``ok``, else the largest admissible fraction of the segment from
+    ``a_from`` (admissible) to ``a_to``; on numpy with ``fast``, only the worlds that need
+    it are searched."""
+    xp = array_namespace(a_to)
+    dt = b.dt
+
+    def run(mm: Motion, af: Array, at: Array, aa: Admissible) -> Array:
+        return search(
+            lambda lam: aa(brake_extremes(*_succ(mm, af + lam * (at - af), dt), b)),
+            at,
+            tuple(at.shape),
+        )
+
+    if not fast:
+        return xp.where(ok, 1.0, run(m, a_from, a_to, adm))
+    lam = np.ones_like(a_to)
+    rows = np.flatnonzero(~np.all(ok, axis=-1))
+    if rows.size:
+        found = run(_rows(m, rows), a_from[rows], a_to[rows], adm.rows(rows))
+        lam[rows] = np.where(ok[rows], 1.0, found)
+    return lam
+
+
+def _rows(m: Motion, rows: Array | None) -> Motion:
+    return m if rows is None else Motion(m.q[rows], m.v[rows], m.a[rows])
+
+
+def _take(x: Array, rows: Array | None) -> Array:
+    return x if rows is None else x[rows]
+
+
+def _on_rows(need: Array | None, fn, default: Array) -> Array:
+    """``fn(rows)`` on the worlds ``need`` marks (numpy), written into a copy of
+    ``default``; with ``need`` None, ``fn(None)`` on every world."""
+    if need is None:
+        return fn(None)
+    rows = np.flatnonzero(need)
+    out = default.copy()
+    if rows.size:
+        out[rows] = fn(rows)
+    return out
 
 
 def _succ(m: Motion, accel: Array, dt: float) -> tuple[Array, Array, Array]:
