@@ -141,7 +141,8 @@ def brake_extremes(q: Array, v: Array, a: Array, b: JointBounds) -> Extremes:
         root = brake_root(v, b)
         lo, hi = accel_window(a, b)
         land = (root >= lo) & (root <= hi)
-        hold = ~land & (((root < lo) & (a <= -acc)) | ((root > hi) & (a >= acc)))
+        # A hold starts at the bound itself; from beyond it B first ramps back at full jerk.
+        hold = ~land & (((root < lo) & (a == -acc)) | ((root > hi) & (a == acc)))
         holding = holding | (hold & ~frozen)
         frozen = frozen | land | hold
         a_next = clip(root, lo, hi)
