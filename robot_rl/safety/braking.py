@@ -40,6 +40,9 @@ import numpy as np
 
 from robot_rl.arrays import Array, array_namespace, clip, const, device_of, is_numpy_array
 
+#: Relative guard band inside the position and velocity limits the filter plans against.
+GUARD = 1e-10
+
 
 @dataclass(frozen=True)
 class JointBounds:
@@ -64,11 +67,23 @@ class JointBounds:
         object.__setattr__(self, "delta", self.jerk * self.dt)
         steps = math.ceil(float(np.max(2 * self.acc / self.delta))) + 3
         object.__setattr__(self, "ramp_steps", steps)
+        # The filter plans against limits a hair inside the real ones: the next call
+        # re-derives velocity and acceleration from stored positions, and that rounding
+        # (1e-14 rad) must not carry a trajectory planned onto a limit past it.
+        g = GUARD * (1.0 + np.abs(self.pos_min))
+        object.__setattr__(self, "_guarded_min", self.pos_min + g)
+        object.__setattr__(
+            self, "_guarded_max", self.pos_max - GUARD * (1.0 + np.abs(self.pos_max))
+        )
+        object.__setattr__(self, "_guarded_vel", self.vel * (1.0 - GUARD))
 
     #: Largest change of acceleration per period, ``J dt``.
     delta: np.ndarray = field(init=False)
     #: Bound on the ramp periods of a B trajectory.
     ramp_steps: int = field(init=False)
+    _guarded_min: np.ndarray = field(init=False, repr=False)
+    _guarded_max: np.ndarray = field(init=False, repr=False)
+    _guarded_vel: np.ndarray = field(init=False, repr=False)
 
 
 def _psi_unit_inverse(y: Array) -> Array:

@@ -140,8 +140,13 @@ def _envelopes(raw: Any, where: str) -> dict[str, Envelope]:
         scale = _number({"speed_scale": spec.get("speed_scale", 1.0)}, "speed_scale", at)
         if not 0 < scale <= 1:
             raise ValueError(f"{at}.speed_scale must be in (0, 1], got {scale}")
-        lo = _vector(spec.get("workspace_min_m", [-np.inf] * 3), "workspace_min_m", 3, at)
-        hi = _vector(spec.get("workspace_max_m", [np.inf] * 3), "workspace_max_m", 3, at)
+        # No box given: no box (infinite), as Envelope documents.
+        lo = np.full(3, -np.inf)
+        hi = np.full(3, np.inf)
+        if "workspace_min_m" in spec:
+            lo = _vector(spec["workspace_min_m"], "workspace_min_m", 3, at)
+        if "workspace_max_m" in spec:
+            hi = _vector(spec["workspace_max_m"], "workspace_max_m", 3, at)
         if np.any(lo >= hi):
             raise ValueError(f"{at}: workspace_min_m must be below workspace_max_m on every axis")
         out[str(name)] = Envelope(str(name), scale, lo, hi)

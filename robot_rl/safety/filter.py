@@ -46,6 +46,9 @@ from robot_rl.safety.joint_space import Admissible, JointStep, Motion, joint_ste
 #: Bumped whenever the filter's behaviour changes; recorded in provenance.
 VERSION = "1.0"
 
+#: A joint target beyond this magnitude (radians) is malformed input, not a position.
+PLAUSIBLE_RAD = 1e6
+
 #: Every constraint a report can name, in a fixed order.
 CONSTRAINTS = (
     "invalid_input",
@@ -183,6 +186,7 @@ class SafetyFilter:
         vel = const(self.bounds.vel, rows_q)
         v = clip(rows_dq, -vel, vel)
         hist = xp.stack([rows_q, rows_q - v * self.dt, rows_q - 2 * v * self.dt])
+        hist = xp.astype(hist, q.dtype)  # the limits (float64) must not promote float32
         if worlds is None:
             self._history = hist
             self._given = hist[0]
@@ -201,7 +205,11 @@ class SafetyFilter:
                 "to know where the commanded trajectory starts"
             )
         try:
-            return self._filter(state, command)
+            # Overflow in a world's arithmetic (a huge finite command) is that world's
+            # business, caught below; numpy must not warn, which would raise where
+            # warnings are errors and stop every world.
+            with np.errstate(all="ignore"):
+                return self._filter(state, command)
         except Exception:  # the control path never raises: it stops instead
             return self._stop_all("internal_error")
 
@@ -210,6 +218,7 @@ class SafetyFilter:
         xp = array_namespace(hist)
         m = Motion.from_commands(hist[0], hist[1], hist[2], self.dt)
         out = m.step(brake_accel(m.v, m.a, self.bounds), self.dt).q
+        out = xp.astype(out, hist.dtype)
         self._push(out)
         self._given = out
         w = hist.shape[1]
@@ -241,7 +250,9 @@ class SafetyFilter:
         if not fields_ok or not all(self._well_formed(x) for x in state):
             return self._stop_all("invalid_input")
         m = Motion.from_commands(hist[0], hist[1], hist[2], self.dt)
-        finite_cmd = xp.isfinite(command)
+        # Non-finite targets, or targets no joint could mean (beyond PLAUSIBLE_RAD), are
+        # malformed input: that world stops.
+        finite_cmd = xp.isfinite(command) & (xp.abs(command) <= PLAUSIBLE_RAD)
         state_ok = xp.all(
             xp.isfinite(state.q) & xp.isfinite(state.dq) & xp.isfinite(state.tau), axis=-1
         )
@@ -262,13 +273,19 @@ class SafetyFilter:
         for k in acted:
             acted[k] = acted[k] & ~stop
         out = xp.where(exact, command, m.step(accel, self.dt).q)
+        # Last line: a world whose result is not finite stops (never seen; kept because a
+        # NaN must never reach an arm).
+        broken = ~xp.all(xp.isfinite(out), axis=-1)
+        out = xp.where(broken[:, None], q_brake, out)
+        out = xp.astype(out, hist.dtype)
         self._push(out)
-        self._given = xp.where(stop[:, None] | ~finite_cmd, out, command)
+        self._given = xp.where((stop | broken)[:, None] | ~finite_cmd, out, command)
         zeros = xp.zeros(w, dtype=xp.bool, device=device_of(hist))
         report = {k: acted.get(k, zeros) for k in CONSTRAINTS}
         report["invalid_input"] = invalid
         report["torque"] = torque & ~invalid
-        clipped = ~xp.all(exact, axis=-1)
+        report["internal_error"] = report["internal_error"] | broken
+        clipped = ~xp.all(exact, axis=-1) | broken
         return out, SafetyReport(report, clipped)
 
     def _cartesian(

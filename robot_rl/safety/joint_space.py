@@ -79,7 +79,11 @@ def admissible_bounds(brake_ex: Extremes, b: JointBounds, like: Array) -> Admiss
     """The limits, widened to what the braking successor reaches (never worse)."""
     xp = array_namespace(like)
     ok = brake_ex.complete
-    lo, hi, vel = const(b.pos_min, like), const(b.pos_max, like), const(b.vel, like)
+    lo, hi, vel = (
+        const(b._guarded_min, like),
+        const(b._guarded_max, like),
+        const(b._guarded_vel, like),
+    )
     return Admissible(
         pos_min=xp.where(ok, xp.minimum(lo, brake_ex.pos_min), lo),
         pos_max=xp.where(ok, xp.maximum(hi, brake_ex.pos_max), hi),

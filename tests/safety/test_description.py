@@ -88,3 +88,9 @@ def test_a_description_without_mjcf_is_joint_limits_only(tmp_path):
 def test_missing_file_says_where_it_looked():
     with pytest.raises(FileNotFoundError, match="hardware/"):
         load_description("no_such_robot/robot.yaml")
+
+
+def test_an_envelope_without_a_box_has_an_infinite_one(tmp_path):
+    d = load_description(_write(tmp_path, envelopes={"slow": {"speed_scale": 0.5}}))
+    assert d.envelope("slow").speed_scale == 0.5
+    assert np.all(np.isinf(d.envelope("slow").workspace_max_m))
