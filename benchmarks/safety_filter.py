@@ -342,13 +342,17 @@ def timed_call(f, state, command, log, profiler=None) -> tuple[np.ndarray, objec
     seconds = time.perf_counter() - t0
     if profiler is not None:
         profiler.disable()
-    return out, report, {
-        "s": seconds,
-        "modified": float(np.mean(report.clipped)),
-        "joint_search_worlds": log.joint_rows / command.shape[0],
-        "cartesian_search": log.cartesian,
-        "acted": {k: float(np.mean(v)) for k, v in report.acted.items()},
-    }
+    return (
+        out,
+        report,
+        {
+            "s": seconds,
+            "modified": float(np.mean(report.clipped)),
+            "joint_search_worlds": log.joint_rows / command.shape[0],
+            "cartesian_search": log.cartesian,
+            "acted": {k: float(np.mean(v)) for k, v in report.acted.items()},
+        },
+    )
 
 
 def call_summary(calls: list[dict], sim_s: list[float]) -> dict:

@@ -41,5 +41,5 @@ def test_safety_interventions_round_trip_and_stay_out_of_the_json_when_empty():
     back = EpisodeProvenance.from_json(busy.to_json())
     assert back.safety_interventions == {"table": 3, "acceleration": 12}
     back.check()
-    with pytest.raises(ValueError, match="provenance.safety_interventions"):
+    with pytest.raises(ValueError, match=r"provenance\.safety_interventions"):
         EpisodeProvenance(source="scripted", safety_interventions={"table": -1}).check()
