@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from robot_rl.data.episode_store import EpisodeProvenance, EpisodeStore
+from robot_rl.safety import VERSION as SAFETY_VERSION
 from robot_rl.teleop.events import RawEvent, read_event_log
 
 
@@ -45,7 +46,7 @@ def test_scripted_records_headless_and_appends_to_the_store(tmp_path):
     before = [store.episode(i) for i in range(2)]
     p = store.provenance(0)
     assert p.source == "scripted" and p.policy_id == "scripted-expert:reach"
-    assert p.robot_id == "sim:panda" and p.safety_filter_version == "none"
+    assert p.robot_id == "sim:panda" and p.safety_filter_version == f"{SAFETY_VERSION} (nominal)"
     assert p.code_version.startswith("0.1.0") and len(p.config_hash) == 16
     assert p.operator == "" and p.success is True
     session = json.loads((tmp_path / "r1" / "session.json").read_text())

@@ -190,7 +190,11 @@ def test_batched_sim_on_warp_follows_the_cpu_backend_on_reach(randomized, warp_d
         backend: BatchedSim(
             4,
             TaskConfig(name="reach"),
-            sim_config=SimConfig(backend=backend, warp_device=warp_device),
+            # The physics and the per-step code, compared without the safety filter: its
+            # discrete choices (a command passed as is or changed, a grid point of its
+            # search) turn float32 rounding into different commands. Its torch path is
+            # compared with its numpy path in float64 (tests/safety/test_filter_fuzz.py).
+            sim_config=SimConfig(backend=backend, warp_device=warp_device, safety_filter=False),
             seed=7,
             randomization=HEAVY if randomized else None,
         )
