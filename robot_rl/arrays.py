@@ -16,7 +16,16 @@ import numpy as np
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 from array_api_compat import device as device_of
 
-__all__ = ["Array", "array_namespace", "as_float", "clip", "const", "device_of", "is_numpy_array"]
+__all__ = [
+    "Array",
+    "array_namespace",
+    "as_float",
+    "clip",
+    "const",
+    "device_of",
+    "is_numpy_array",
+    "to_numpy",
+]
 
 #: A numpy array or a torch tensor.
 Array = Any
@@ -55,3 +64,10 @@ def clip(x: Array, lo: Any, hi: Any) -> Array:
     if is_numpy_array(x):
         return np.clip(x, lo, hi)
     return array_namespace(x).clip(x, lo, hi)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host numpy array of ``x`` (a torch tensor is copied off its device)."""
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)

@@ -31,17 +31,32 @@ device, without copying to the host. This package never imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from robot_rl.arrays import Array, array_namespace, clip, const, device_of, is_numpy_array
+from robot_rl.arrays import (
+    Array,
+    array_namespace,
+    clip,
+    const,
+    device_of,
+    is_numpy_array,
+    to_numpy,
+)
 from robot_rl.safety.braking import JointBounds, brake_accel, brake_extremes
 from robot_rl.safety.description import RobotDescription, load_description
-from robot_rl.safety.joint_space import Admissible, JointStep, Motion, joint_step, search
+from robot_rl.safety.joint_space import (
+    Admissible,
+    JointStep,
+    Motion,
+    joint_step,
+    search_where_needed,
+    take_rows,
+)
 
 #: Bumped whenever the filter's behaviour changes; recorded in provenance.
 VERSION = "1.0"
@@ -85,15 +100,11 @@ class SafetyReport:
 
     def counts(self) -> dict[str, int]:
         """Worlds each constraint acted in (copies to the host)."""
-        return {k: int(np.asarray(_host(v)).sum()) for k, v in self.acted.items()}
+        return {k: int(to_numpy(v).sum()) for k, v in self.acted.items()}
 
     def constraints(self, world: int) -> list[str]:
         """Names of the constraints that acted in ``world`` (copies to the host)."""
-        return [k for k, v in self.acted.items() if bool(_host(v)[world])]
-
-
-def _host(x: Array) -> np.ndarray:
-    return x if is_numpy_array(x) else x.detach().cpu().numpy()
+        return [k for k, v in self.acted.items() if bool(to_numpy(v)[world])]
 
 
 class SafetyFilter:
@@ -308,32 +319,14 @@ class SafetyFilter:
             return ok, bad
 
         ok_full, bad_full = check(m, js.admissible, tcp_now, accel)
-        w = accel.shape[0]
-        if fast:
-            # Search only the worlds whose command is not admissible as is.
-            mu = np.ones(w)
-            rows = np.flatnonzero(~ok_full)
-            if rows.size:
-                sub = Motion(m.q[rows], m.v[rows], m.a[rows])
-                adm = js.admissible.rows(rows)
-                ab, ac, tcp = a_brake[rows], accel[rows], tcp_now[rows]
-                mu[rows] = search(
-                    lambda f: check(sub, adm, tcp, ab + f[..., None] * (ac - ab))[0],
-                    ac,
-                    (rows.size,),
-                )
-        else:
-            mu = xp.where(
-                ok_full,
-                1.0,
-                search(
-                    lambda f: check(
-                        m, js.admissible, tcp_now, a_brake + f[..., None] * (accel - a_brake)
-                    )[0],
-                    accel,
-                    (w,),
-                ),
-            )
+
+        def on(rows: np.ndarray | None) -> Callable[[Array], Array]:
+            mm, tcp = m.rows(rows), take_rows(tcp_now, rows)
+            adm = js.admissible if rows is None else js.admissible.rows(rows)
+            ab, ac = take_rows(a_brake, rows), take_rows(accel, rows)
+            return lambda f: check(mm, adm, tcp, ab + f[..., None] * (ac - ab))[0]
+
+        mu = search_where_needed(ok_full, on, accel, fast)
         full = mu[:, None] >= 1.0
         new_accel = xp.where(full, accel, a_brake + mu[:, None] * (accel - a_brake))
         acted = {k: v & ~ok_full for k, v in bad_full.items()}

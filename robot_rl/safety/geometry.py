@@ -25,7 +25,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from robot_rl.arrays import Array, array_namespace, as_float, clip, const
+from robot_rl.arrays import Array, array_namespace, as_float, clip, const, to_numpy
 from robot_rl.kinematics import SerialChain
 from robot_rl.safety.description import Envelope, RobotDescription
 
@@ -149,7 +149,7 @@ class ArmGeometry:
         )
         self._pair_i, self._pair_j = i[far], j[far]
         home = np.asarray(lim.home_joint_pos_rad)[None]
-        at_home = _host(self.pair_distances(home))[0]
+        at_home = to_numpy(self.pair_distances(home))[0]
         keep = at_home >= self.link_clearance
         self._pair_i, self._pair_j = self._pair_i[keep], self._pair_j[keep]
         self.pairs_left_out = int((~keep).sum())
@@ -184,6 +184,14 @@ class ArmGeometry:
     def pair_distances(self, q: Array) -> Array:
         """Surface distances (..., pairs) between the checked geom pairs (capsules)."""
         poses, lead = self._slots(q)
+        return array_namespace(poses).reshape(self._pair_distances_at(poses), (*lead, -1))
+
+    def table_margins(self, q: Array) -> Array:
+        """Height above the table minus the clearance, per checked point (..., points)."""
+        poses, lead = self._slots(q)
+        return array_namespace(poses).reshape(self._table_margins_at(poses), (*lead, -1))
+
+    def _pair_distances_at(self, poses: Array) -> Array:
         xp = array_namespace(poses)
         a = self._place(poses, self._seg_slot, self._seg_a)
         b = self._place(poses, self._seg_slot, self._seg_b)
@@ -192,15 +200,11 @@ class ArmGeometry:
             xp.take(a, ii, axis=1), xp.take(b, ii, axis=1),
             xp.take(a, jj, axis=1), xp.take(b, jj, axis=1),
         )  # fmt: skip
-        r = const(self._seg_r[self._pair_i] + self._seg_r[self._pair_j], d)
-        return xp.reshape(d - r, (*lead, -1))
+        return d - const(self._seg_r[self._pair_i] + self._seg_r[self._pair_j], d)
 
-    def table_margins(self, q: Array) -> Array:
-        """Height above the table minus the clearance, per checked point (..., points)."""
-        poses, lead = self._slots(q)
-        xp = array_namespace(poses)
+    def _table_margins_at(self, poses: Array) -> Array:
         z = self._place(poses, self._pt_slot, self._pt_local)[..., 2]
-        return xp.reshape(z - self.table_z - const(self._pt_clear, z), (*lead, -1))
+        return z - self.table_z - const(self._pt_clear, z)
 
     def violations(self, q_next: Array, q_rest: Array, tcp_now: Array) -> dict[str, Array]:
         """Which constraints the next posture or the braking rest posture breaks
@@ -224,11 +228,13 @@ class ArmGeometry:
             "workspace": outside[0] | outside[1],
             "cartesian_speed": speed > self.speed_max,
         }
+        # The body poses of both postures serve every check (one kinematics pass).
         if self.table_z is not None:
-            low = xp.any(self.table_margins(both) < 0, axis=-1)
+            low = xp.reshape(xp.any(self._table_margins_at(poses) < 0, axis=-1), shape)
             out["table"] = low[0] | low[1]
         if self._pair_i.size:
-            close = xp.any(self.pair_distances(both) < self.link_clearance, axis=-1)
+            close = xp.any(self._pair_distances_at(poses) < self.link_clearance, axis=-1)
+            close = xp.reshape(close, shape)
             out["self_distance"] = close[0] | close[1]
         return out
 
@@ -243,10 +249,6 @@ def _index(idx: np.ndarray, like: Array) -> Array:
         return idx
     xp = array_namespace(like)
     return const(idx.astype(np.int64), xp.zeros(1, dtype=xp.int64, device=like.device))
-
-
-def _host(x: Array) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
 
 
 def _dot(x: Array, y: Array) -> Array:

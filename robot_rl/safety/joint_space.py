@@ -49,6 +49,10 @@ class Motion:
         v1, v0 = (c1 - c2) / dt, (c2 - c3) / dt
         return cls(c1, v1, (v1 - v0) / dt)
 
+    def rows(self, rows: np.ndarray | None) -> Motion:
+        """The worlds ``rows`` (all of them for None)."""
+        return self if rows is None else Motion(self.q[rows], self.v[rows], self.a[rows])
+
     def step(self, accel: Array, dt: float) -> Motion:
         v = self.v + accel * dt
         return Motion(self.q + v * dt, v, accel)
@@ -160,7 +164,7 @@ def joint_step(
     goal = _on_rows(
         ~xp.all(exact, axis=-1) if fast else None,
         lambda r: tracking_goal(
-            _rows(m, r), _take(command, r), _take(previous_command, r), _take(a_cmd, r), b
+            m.rows(r), take_rows(command, r), take_rows(previous_command, r), take_rows(a_cmd, r), b
         ),
         a_cmd,
     )
@@ -227,33 +231,41 @@ def largest_fraction(
     m: Motion, a_from: Array, a_to: Array, adm: Admissible, b: JointBounds, ok: Array, fast: bool
 ) -> Array:
     """Per joint: 1 where ``ok``, else the largest admissible fraction of the segment from
-    ``a_from`` (admissible) to ``a_to``; on numpy with ``fast``, only the worlds that need
-    it are searched."""
-    xp = array_namespace(a_to)
-    dt = b.dt
+    ``a_from`` (admissible) to ``a_to``."""
 
-    def run(mm: Motion, af: Array, at: Array, aa: Admissible) -> Array:
-        return search(
-            lambda lam: aa(brake_extremes(*_succ(mm, af + lam * (at - af), dt), b)),
-            at,
-            tuple(at.shape),
-        )
+    def on(rows: np.ndarray | None) -> Callable[[Array], Array]:
+        mm, af, at = m.rows(rows), take_rows(a_from, rows), take_rows(a_to, rows)
+        aa = adm if rows is None else adm.rows(rows)
+        return lambda lam: aa(brake_extremes(*_succ(mm, af + lam * (at - af), b.dt), b))
 
+    return search_where_needed(ok, on, a_to, fast)
+
+
+def search_where_needed(
+    ok: Array,
+    fraction_ok_on: Callable[[np.ndarray | None], Callable[[Array], Array]],
+    like: Array,
+    fast: bool,
+) -> Array:
+    """1 where ``ok`` (worlds on the leading axis), elsewhere the largest fraction
+    :func:`search` finds admissible; ``fraction_ok_on(rows)`` is the test on the worlds
+    ``rows`` (None: every world). On numpy with ``fast``, only the worlds with an entry
+    not ``ok`` are searched; on a GPU every world runs the same kernels instead, with no
+    host round trip."""
+    xp = array_namespace(like)
+    shape = tuple(ok.shape)
     if not fast:
-        return xp.where(ok, 1.0, run(m, a_from, a_to, adm))
-    lam = np.ones_like(a_to)
-    rows = np.flatnonzero(~np.all(ok, axis=-1))
+        return xp.where(ok, 1.0, search(fraction_ok_on(None), like, shape))
+    lam = np.ones(shape)
+    rows = np.flatnonzero(~np.all(np.reshape(ok, (shape[0], -1)), axis=-1))
     if rows.size:
-        found = run(_rows(m, rows), a_from[rows], a_to[rows], adm.rows(rows))
+        found = search(fraction_ok_on(rows), like, (rows.size, *shape[1:]))
         lam[rows] = np.where(ok[rows], 1.0, found)
     return lam
 
 
-def _rows(m: Motion, rows: Array | None) -> Motion:
-    return m if rows is None else Motion(m.q[rows], m.v[rows], m.a[rows])
-
-
-def _take(x: Array, rows: Array | None) -> Array:
+def take_rows(x: Array, rows: np.ndarray | None) -> Array:
+    """The worlds ``rows`` of ``x`` (all of it for None)."""
     return x if rows is None else x[rows]
 
 

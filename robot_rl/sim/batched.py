@@ -44,7 +44,7 @@ import mujoco
 import numpy as np
 import torch
 
-from robot_rl.arrays import array_namespace, device_of, is_numpy_array
+from robot_rl.arrays import array_namespace, device_of, is_numpy_array, to_numpy
 from robot_rl.config.randomization import RandomizationConfig
 from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
 from robot_rl.safety.filter import RobotState
@@ -124,7 +124,7 @@ class BatchedSim(BatchedResets, BatchedObservations):
             if command_filter is not None
             else make_safety_filter(p.scene, p.sim_config, self.control_dt_s)
         )
-        self.safety_filter_version = safety_filter_version(self.command_filter, p.sim_config)
+        self.safety_filter_version = safety_filter_version(self.command_filter)
         self.device = torch.device(device)
         if seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {seed}")
@@ -337,7 +337,7 @@ class BatchedSim(BatchedResets, BatchedObservations):
         on first use per model and kept.
         """
         frames = []
-        goals = _to_numpy(self._goal)
+        goals = to_numpy(self._goal)
         for w in worlds:
             if not 0 <= int(w) < self.n_worlds:
                 raise IndexError(f"world {w} out of range [0, {self.n_worlds})")
@@ -393,7 +393,7 @@ class BatchedSim(BatchedResets, BatchedObservations):
         xp = self.xp
         finite = xp.all(xp.isfinite(a), axis=1)
         if not bool(xp.all(finite)):
-            bad = np.flatnonzero(~_to_numpy(finite))
+            bad = np.flatnonzero(~to_numpy(finite))
             raise ValueError(f"actions of worlds {bad.tolist()[:10]} contain NaN or inf")
         return xp.clip(a, min=-1.0, max=1.0)
 
@@ -439,14 +439,10 @@ class BatchedSim(BatchedResets, BatchedObservations):
         overflow = self._physics.overflow
         if overflow is not None:
             flags.append(overflow != 0)
-        host = _to_numpy(xp.stack(flags))
+        host = to_numpy(xp.stack(flags))
         if overflow is not None and host[2].any():
-            self._physics.backend.check_overflow(_to_numpy(overflow))
+            self._physics.backend.check_overflow(to_numpy(overflow))
         if host[1].any():
             bad = np.flatnonzero(host[1])
             raise RuntimeError(f"physics diverged in worlds {bad.tolist()[:10]}")
         return np.flatnonzero(host[0])
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -106,7 +106,7 @@ def safety_filter_version_of(env: Any) -> str:
     return str(getattr(getattr(env, "unwrapped", env), "safety_filter_version", "none"))
 
 
-def safety_filter_version(command_filter: CommandFilter | None, sim: SimConfig) -> str:
+def safety_filter_version(command_filter: CommandFilter | None) -> str:
     """What an episode's provenance records about the filter that vetted its actions."""
     if command_filter is None:
         return "off"
@@ -200,7 +200,7 @@ class RobotEnv(gym.Env):
             else make_safety_filter(self.scene, self.sim_config, self.control_dt_s)
         )
         #: Recorded as the episodes' ``safety_filter_version`` ("off" without a filter).
-        self.safety_filter_version = safety_filter_version(self.command_filter, self.sim_config)
+        self.safety_filter_version = safety_filter_version(self.command_filter)
         self.randomizer = (
             DomainRandomizer(randomization, self.scene, {k: s for k, (s, _) in OBS_SPEC.items()})
             if randomization is not None and randomization.enabled
