@@ -6,6 +6,13 @@ timed twice everywhere: the joint-space part alone (``geometry=False``, the ``jo
 rows) and the full filter with the Cartesian and distance constraints (``geometry=True``,
 the ``full`` rows). The Cartesian part's cost is full minus joint.
 
+Every call is made twice on the same inputs: by the filter as users get it (float64
+numpy: the compiled kernel, :mod:`robot_rl.safety.compiled`), which is what the goals
+judge, and then by the same filter on its array code (``compiled=False``: the code the
+GPU path runs, here on numpy), timed apart and reported beside it (``array``). The two
+must issue the same commands bit for bit (``mismatched_calls``, expected 0), and the
+array code's searches name each call's path (below).
+
 **One world at the driver period** (dt = 1 ms): ``--calls`` timed calls (default 20k,
 ``--quick`` 2k) after ``--warmup`` untimed ones, in a 1 kHz driver loop. The commands
 are a 20 Hz policy's waypoints interpolated by the driver: every 50 ms a quintic from
@@ -24,9 +31,8 @@ alternating blocks of 1000 calls, so a drift in machine load hits both. Reported
 p50/p99/p99.9/max latency, the fraction of calls whose command was modified, how often
 each constraint acted, and the latency by path: ``pass`` (unchanged), ``clipped``
 (changed, no search), ``joint_search`` (the joint stage's segment search ran) and
-``cartesian_search`` (the Cartesian stage's search ran). The paths are read by wrapping
-the ``search`` function both stages call (one extra Python call per search, inside the
-timed call).
+``cartesian_search`` (the Cartesian stage's search ran). The paths are read from the array code's
+searches (wrapped; outside the timed call of the compiled filter).
 
 **Batched** (dt = the control period, 0.05 s; ``--worlds``, default 1024, 4096, 16384):
 three ``BatchedSim(n, TaskConfig(name="push"), seed=0)`` step the same random actions in
@@ -97,9 +103,45 @@ VARIANTS = {"joint": False, "full": True}
 PATHS = ("pass", "clipped", "joint_search", "cartesian_search")
 
 
+class Paired:
+    """A filter and the same filter on its array code, on the same inputs: the first is
+    timed and drives the loop; the second is timed apart, tells the path through its
+    searches and must issue the same commands."""
+
+    def __init__(self, dt: float, geometry: bool, log: SearchLog) -> None:
+        self.f = SafetyFilter.from_yaml(ROBOT, dt=dt, geometry=geometry)
+        self.ref = SafetyFilter.from_yaml(ROBOT, dt=dt, geometry=geometry, compiled=False)
+        self.log = log
+        self.description = self.f.description
+        self.mismatched_calls = 0
+
+    def reset(self, state: RobotState, worlds=None) -> None:
+        self.f.reset(state, worlds)
+        self.ref.reset(state, worlds)
+
+    def filter(self, state: RobotState, command: np.ndarray, profiler=None):
+        """``(out, report, seconds, array_seconds)``; the log holds the array code's
+        searches."""
+        if profiler is not None:
+            profiler.enable()
+        t0 = time.perf_counter_ns()
+        out, report = self.f.filter(state, command)
+        t1 = time.perf_counter_ns()
+        if profiler is not None:
+            profiler.disable()
+        self.log.clear()
+        ref, _ = self.ref.filter(state, command)
+        t2 = time.perf_counter_ns()
+        if not np.array_equal(out, ref):
+            self.mismatched_calls += 1
+        return out, report, (t1 - t0) * 1e-9, (t2 - t1) * 1e-9
+
+
 class SearchLog:
-    """Which searches the last filter call ran: wraps the ``search`` function of the joint
-    stage and of the Cartesian stage (module globals, looked up at call time)."""
+    """Which searches the array code's last call ran: wraps ``search_where_needed`` as the
+    joint stage's safety search (``fast=True``; its tracking goal's search is not counted)
+    and the Cartesian stage look it up (module globals, at call time), and counts the
+    worlds each one searched."""
 
     def __init__(self) -> None:
         self.joint_rows = 0  # worlds the joint stage searched
@@ -116,22 +158,27 @@ class SearchLog:
         return "clipped" if clipped else "pass"
 
     def __enter__(self) -> SearchLog:
-        self._saved = joint_space.search, filter_module.search
+        self._saved = joint_space.search_where_needed, filter_module.search_where_needed
         inner_joint, inner_cart = self._saved
 
-        def joint_search(fraction_ok, like, shape):
-            self.joint_rows += int(like.shape[0])
-            return inner_joint(fraction_ok, like, shape)
+        def searched(ok) -> int:
+            return int(np.sum(~np.all(np.reshape(ok, (ok.shape[0], -1)), axis=-1)))
 
-        def cartesian_search(fraction_ok, like, shape):
-            self.cartesian = True
-            return inner_cart(fraction_ok, like, shape)
+        def joint_search(ok, fraction_ok_on, like, fast):
+            if fast:
+                self.joint_rows += searched(ok)
+            return inner_joint(ok, fraction_ok_on, like, fast)
 
-        joint_space.search, filter_module.search = joint_search, cartesian_search
+        def cartesian_search(ok, fraction_ok_on, like, fast):
+            self.cartesian = self.cartesian or searched(ok) > 0
+            return inner_cart(ok, fraction_ok_on, like, fast)
+
+        joint_space.search_where_needed = joint_search
+        filter_module.search_where_needed = cartesian_search
         return self
 
     def __exit__(self, *exc) -> None:
-        joint_space.search, filter_module.search = self._saved
+        joint_space.search_where_needed, filter_module.search_where_needed = self._saved
 
 
 # --- one world at the driver rate ------------------------------------------------------------
@@ -214,7 +261,7 @@ class Driver:
     glitches, each policy period starting from what the filter issued) and the measured
     state (perfect tracking of the issued commands), built outside the timed call."""
 
-    def __init__(self, f: SafetyFilter, n_calls: int, seed: int = 0) -> None:
+    def __init__(self, f: Paired, n_calls: int, seed: int = 0) -> None:
         self.f = f
         self.wps = waypoints(n_calls // POLICY_PERIOD + 3, f, seed)
         n = self.wps.shape[1]
@@ -254,16 +301,16 @@ def latency_stats(ns: np.ndarray) -> dict:
 def measure_single(args) -> dict:
     total = args.warmup + args.calls
     runs = {}
+    log = SearchLog()
     for name, geo in VARIANTS.items():
         runs[name] = {
-            "driver": Driver(SafetyFilter.from_yaml(ROBOT, dt=DRIVER_DT_S, geometry=geo), total),
+            "driver": Driver(Paired(DRIVER_DT_S, geo, log), total),
             "ns": np.zeros(total, dtype=np.int64),
+            "ns_array": np.zeros(total, dtype=np.int64),
             "path": np.empty(total, dtype=object),
             "clipped": np.zeros(total, dtype=bool),
             "acted": dict.fromkeys(filter_module.CONSTRAINTS, 0),
         }
-    log = SearchLog()
-    clock = time.perf_counter_ns
     with log:
         for b, k0 in enumerate(range(0, total, BLOCK)):
             for name in list(runs) if b % 2 == 0 else list(runs)[::-1]:
@@ -272,10 +319,8 @@ def measure_single(args) -> dict:
                 f = d.f
                 for k in range(k0, min(k0 + BLOCK, total)):
                     state, command = d.inputs(k)
-                    log.clear()
-                    t0 = clock()
-                    out, report = f.filter(state, command)
-                    ns[k] = clock() - t0
+                    out, report, secs, array_secs = f.filter(state, command)
+                    ns[k], r["ns_array"][k] = round(secs * 1e9), round(array_secs * 1e9)
                     d.issued(out)
                     clipped[k] = bool(report.clipped[0])
                     path[k] = log.path(clipped[k])
@@ -285,6 +330,7 @@ def measure_single(args) -> dict:
     rows = {}
     for name, r in runs.items():
         ns, path = r["ns"][args.warmup :], r["path"][args.warmup :]
+        ns_array = r["ns_array"][args.warmup :]
         rows[name] = {
             **latency_stats(ns),
             "modified_fraction": float(np.mean(r["clipped"][args.warmup :])),
@@ -293,12 +339,19 @@ def measure_single(args) -> dict:
                 for p in PATHS
             },
             "constraint_acted_calls": r["acted"],
+            "array": {
+                **latency_stats(ns_array),
+                "by_path": {p: latency_stats(ns_array[path == p]) for p in PATHS},
+            },
+            "mismatched_calls": r["driver"].f.mismatched_calls,
         }
         s = rows[name]
         print(
-            f"1 world, dt 1 ms, {name:5s}: p50 {s['p50_us']:7.0f} us  p99 {s['p99_us']:7.0f} us  "
-            f"p99.9 {s['p99.9_us']:7.0f} us  modified {s['modified_fraction']:.1%}  "
-            + "  ".join(f"{p} {s['by_path'][p]['fraction']:.1%}" for p in PATHS),
+            f"1 world, dt 1 ms, {name:5s}: p50 {s['p50_us']:7.1f} us  p99 {s['p99_us']:7.1f} us  "
+            f"p99.9 {s['p99.9_us']:7.1f} us (array code: p99 {s['array']['p99_us']:7.0f} us)  "
+            f"modified {s['modified_fraction']:.1%}  "
+            + "  ".join(f"{p} {s['by_path'][p]['fraction']:.1%}" for p in PATHS)
+            + f"  mismatched {s['mismatched_calls']}",
             flush=True,
         )
     stream = {
@@ -318,7 +371,7 @@ def measure_single(args) -> dict:
 class TimedHook:
     """``BatchedSim``'s ``command_filter``: the filter, its call timed alone."""
 
-    def __init__(self, f: SafetyFilter, log: SearchLog) -> None:
+    def __init__(self, f: Paired, log: SearchLog) -> None:
         self.safety, self.log = f, log
         self.calls: list[dict] = []
         self.profiler: cProfile.Profile | None = None
@@ -332,21 +385,15 @@ class TimedHook:
         return out, report
 
 
-def timed_call(f, state, command, log, profiler=None) -> tuple[np.ndarray, object, dict]:
+def timed_call(f: Paired, state, command, log, profiler=None) -> tuple[np.ndarray, object, dict]:
     """One batched filter call, timed alone, and what it did."""
-    log.clear()
-    if profiler is not None:
-        profiler.enable()
-    t0 = time.perf_counter()
-    out, report = f.filter(state, command)
-    seconds = time.perf_counter() - t0
-    if profiler is not None:
-        profiler.disable()
+    out, report, seconds, array_seconds = f.filter(state, command, profiler)
     return (
         out,
         report,
         {
             "s": seconds,
+            "s_array": array_seconds,
             "modified": float(np.mean(report.clipped)),
             "joint_search_worlds": log.joint_rows / command.shape[0],
             "cartesian_search": log.cartesian,
@@ -358,11 +405,16 @@ def timed_call(f, state, command, log, profiler=None) -> tuple[np.ndarray, objec
 def call_summary(calls: list[dict], sim_s: list[float]) -> dict:
     call_s = [c["s"] for c in calls]
     ratios = [c / s for c, s in zip(call_s, sim_s, strict=True)]
+    array_s = [c["s_array"] for c in calls]
     return {
         "filter_call_s": statistics.median(call_s),
         "filter_call_s_all": call_s,
         "ratio_filter_over_sim_step": statistics.median(ratios),
         "ratio_min_max": [min(ratios), max(ratios)],
+        "array_filter_call_s": statistics.median(array_s),
+        "array_ratio_filter_over_sim_step": statistics.median(
+            c / s for c, s in zip(array_s, sim_s, strict=True)
+        ),
         "modified_fraction": statistics.mean(c["modified"] for c in calls),
         "joint_search_world_fraction": statistics.mean(c["joint_search_worlds"] for c in calls),
         "cartesian_search_calls": sum(c["cartesian_search"] for c in calls),
@@ -376,7 +428,7 @@ def make_sims(n: int, args, log: SearchLog, variants=VARIANTS) -> tuple[dict, di
     """A ``BatchedSim`` of push without a filter (``sim``) and one per filter variant."""
     task = TaskConfig(name="push")
     hooks = {
-        name: TimedHook(SafetyFilter.from_yaml(ROBOT, dt=1 / task.control_hz, geometry=geo), log)
+        name: TimedHook(Paired(1 / task.control_hz, geo, log), log)
         for name, geo in variants.items()
     }
     # The baseline runs without a filter (BatchedSim's own default filter turned off).
@@ -421,6 +473,7 @@ def measure_sim_steps(n: int, args, log: SearchLog, profiles: dict) -> dict:
     for name, hook in hooks.items():
         row[name] = call_summary(hook.calls, sim_s)
         row[name]["filter_call_per_world_us"] = row[name]["filter_call_s"] / n * 1e6
+        row[name]["mismatched_calls"] = hook.safety.mismatched_calls
         row[name]["sim_step_with_filter_s"] = statistics.median(step_s[name])
     if args.profile and n == args.profile_worlds:
         hooks["full"].profiler = cProfile.Profile()
@@ -442,7 +495,7 @@ def measure_search(n: int, args, log: SearchLog, sim_step_s: float, profiles: di
     world near home (N(0, 0.05 rad) per joint) moving by U(-0.01, 0.01) rad per step,
     except world 0, which starts with the elbow folded back towards the hand and keeps
     folding it further (0.05 rad per step), into the self-distance clearance."""
-    f = SafetyFilter.from_yaml(ROBOT, dt=1 / TaskConfig().control_hz, geometry=True)
+    f = Paired(1 / TaskConfig().control_hz, True, log)
     home = f.description.limits.home_joint_pos_rad
     rng = np.random.default_rng(0)
     q = home + rng.normal(0.0, 0.05, (n, home.size))
@@ -473,6 +526,7 @@ def measure_search(n: int, args, log: SearchLog, sim_step_s: float, profiles: di
             profiles[key] = profile_table(profiler, 1, args.profile_top)
     row = call_summary(calls, [sim_step_s] * len(calls))
     row["untimed_calls_before_search"] = untimed
+    row["mismatched_calls"] = f.mismatched_calls
     row["filter_call_per_world_us"] = row["filter_call_s"] / n * 1e6
     return row
 
@@ -529,8 +583,9 @@ def measure_batched(args, profiles: dict) -> dict:
                 x = row[name]
                 line += (
                     f"  {name} {x['filter_call_s'] * 1e3:8.1f} ms "
-                    f"({x['ratio_filter_over_sim_step']:.1%}, "
-                    f"modified {x['modified_fraction']:.0%})"
+                    f"({x['ratio_filter_over_sim_step']:.1%}; array code "
+                    f"{x['array_ratio_filter_over_sim_step']:.1%}; "
+                    f"modified {x['modified_fraction']:.0%}, mismatched {x['mismatched_calls']})"
                 )
             x = search[str(n)] = measure_search(n, args, log, row["sim_step_s"], profiles)
             if "error" not in x:
@@ -595,14 +650,11 @@ def profile_table(profiler: cProfile.Profile, calls: int, top: int) -> dict:
 
 def profile_single(args) -> dict:
     total = args.warmup + args.profile_calls
-    d = Driver(SafetyFilter.from_yaml(ROBOT, dt=DRIVER_DT_S, geometry=True), total)
+    d = Driver(Paired(DRIVER_DT_S, True, SearchLog()), total)
     profiler = cProfile.Profile()
     for k in range(total):
         state, command = d.inputs(k)
-        if k >= args.warmup:
-            profiler.enable()
-        out, _ = d.f.filter(state, command)
-        profiler.disable()
+        out, *_ = d.f.filter(state, command, profiler if k >= args.warmup else None)
         d.issued(out)
     return profile_table(profiler, args.profile_calls, args.profile_top)
 

@@ -50,6 +50,7 @@ from robot_rl.arrays import (
 from robot_rl.safety.braking import JointBounds, brake_accel, brake_extremes
 from robot_rl.safety.description import RobotDescription, load_description
 from robot_rl.safety.joint_space import (
+    GRID,
     Admissible,
     JointStep,
     Motion,
@@ -117,6 +118,10 @@ class SafetyFilter:
         envelope: a named envelope of the description (``nominal``, ``canary``...).
         geometry: check the Cartesian and distance constraints (needs the description's
             MJCF); default: whenever the description names one.
+        compiled: run float64 numpy inputs through the compiled kernel
+            (:mod:`robot_rl.safety.compiled`, the same algorithm, bit for bit, at a
+            fraction of the cost); False keeps them on the array code. Other inputs
+            (torch tensors, float32) always take the array code.
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class SafetyFilter:
         envelope: str = "nominal",
         *,
         geometry: bool | None = None,
+        compiled: bool = True,
     ) -> None:
         if not (isinstance(dt, (int, float)) and 0 < dt <= 1.0):
             raise ValueError(f"dt: expected a period in (0, 1] seconds, got {dt!r}")
@@ -155,6 +161,8 @@ class SafetyFilter:
             from robot_rl.safety.geometry import ArmGeometry
 
             self.geometry = ArmGeometry(description, self.envelope, self.dt)
+        self.compiled = bool(compiled)
+        self._kernel: tuple | None = None  # the compiled path's tables, built on first use
         self._history: Array | None = None  # (3, W, n): last, previous, one before
         self._given: Array | None = None  # (W, n): the last command given (its velocity)
 
@@ -219,6 +227,8 @@ class SafetyFilter:
             # Overflow in a world's arithmetic (a huge finite command) is that world's
             # business, caught below; numpy must not warn, which would raise where
             # warnings are errors and stop every world.
+            if self._uses_kernel():
+                return self._filter_compiled(state, command)
             with np.errstate(all="ignore"):
                 return self._filter(state, command)
         except Exception:  # the control path never raises: it stops instead
@@ -298,6 +308,44 @@ class SafetyFilter:
         report["internal_error"] = report["internal_error"] | broken
         clipped = ~xp.all(exact, axis=-1) | broken
         return out, SafetyReport(report, clipped)
+
+    def _uses_kernel(self) -> bool:
+        hist = self._history
+        return self.compiled and type(hist) is np.ndarray and hist.dtype == np.float64
+
+    def _filter_compiled(self, state: RobotState, command: Array) -> tuple[Array, SafetyReport]:
+        """``_filter`` for float64 numpy arrays, in the compiled kernel."""
+        hist = self._history
+        shape = hist.shape[1:]
+
+        def well_formed(x: Any) -> bool:
+            return type(x) is np.ndarray and x.dtype == np.float64 and x.shape == shape
+
+        fields_ok = isinstance(state, tuple) and len(state) == 3
+        if not (well_formed(command) and fields_ok and all(well_formed(x) for x in state)):
+            return self._stop_all("invalid_input")
+        if self._kernel is None:  # numba loads on first use: the GPU path never needs it
+            from robot_rl.safety import compiled
+
+            geo = None
+            if self.geometry is not None:
+                from robot_rl.safety.compiled_geometry import pack
+
+                geo = pack(self.geometry)
+            lim = compiled.limit_table(self.bounds, self._torque_max)
+            self._kernel = (compiled.filter_worlds, lim, geo)
+        kernel, lim, geo = self._kernel
+        w, n = shape
+        out, given, history = np.empty((w, n)), np.empty((w, n)), np.empty((3, w, n))
+        flags, clipped = np.empty((w, len(CONSTRAINTS)), dtype=bool), np.empty(w, dtype=bool)
+        c = np.ascontiguousarray
+        kernel(
+            c(hist), c(self._given), c(command), c(state.q), c(state.dq), c(state.tau),
+            lim, self.dt, self.bounds.ramp_steps, GRID, PLAUSIBLE_RAD, geo,
+            out, given, history, flags, clipped,
+        )  # fmt: skip
+        self._history, self._given = history, given
+        return out, SafetyReport(dict(zip(CONSTRAINTS, flags.T, strict=True)), clipped)
 
     def _cartesian(
         self, m: Motion, a_brake: Array, accel: Array, exact: Array, js: JointStep, fast: bool
