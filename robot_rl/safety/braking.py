@@ -132,13 +132,14 @@ def brake_accel(v: Array, a: Array, b: JointBounds) -> Array:
 
 @dataclass
 class Extremes:
-    """What a B trajectory reaches: lowest and highest position, fastest speed, where it
-    rests, and whether the computation covered it all (``complete``; if not, treat the
-    start as unsafe)."""
+    """What a B trajectory reaches: lowest and highest position, lowest and highest
+    velocity, where it rests, and whether the computation covered it all (``complete``;
+    if not, treat the start as unsafe)."""
 
     pos_min: Array
     pos_max: Array
-    speed_max: Array
+    vel_min: Array
+    vel_max: Array
     complete: Array
     rest: Array
 
@@ -149,7 +150,7 @@ def brake_extremes(q: Array, v: Array, a: Array, b: JointBounds) -> Extremes:
     xp = array_namespace(q)
     dt = b.dt
     acc = const(b.acc, q)
-    pos_min, pos_max, speed = q, q, xp.abs(v)
+    pos_min, pos_max, vel_min, vel_max = q, q, v, v
     frozen = xp.zeros(q.shape, dtype=xp.bool, device=device_of(q))
     holding = frozen
     for _ in range(b.ramp_steps):
@@ -167,10 +168,10 @@ def brake_extremes(q: Array, v: Array, a: Array, b: JointBounds) -> Extremes:
         v = xp.where(frozen, v, v_next)
         q = xp.where(frozen, q, q_next)
         pos_min, pos_max = xp.minimum(pos_min, q), xp.maximum(pos_max, q)
-        speed = xp.maximum(speed, xp.abs(v))
+        vel_min, vel_max = xp.minimum(vel_min, v), xp.maximum(vel_max, v)
         if is_numpy_array(frozen) and frozen.all():
             break  # the host may stop early; a GPU runs every period (no host round trip)
-    # The hold at +-A until the landing root comes within reach (|v| only shrinks).
+    # The hold at +-A until the landing root comes within reach (v only moves towards 0).
     s = xp.sign(a)
     c = psi(acc, b)
     n_hold = xp.where(holding, clip(xp.ceil((-s * v - c) / (acc * dt)), 0.0, None), 0.0)
@@ -181,7 +182,8 @@ def brake_extremes(q: Array, v: Array, a: Array, b: JointBounds) -> Extremes:
     return Extremes(
         pos_min=xp.minimum(pos_min, q_rest),
         pos_max=xp.maximum(pos_max, q_rest),
-        speed_max=speed,
+        vel_min=xp.minimum(vel_min, 0.0),  # it ends at rest
+        vel_max=xp.maximum(vel_max, 0.0),
         complete=frozen,
         rest=q_rest,
     )

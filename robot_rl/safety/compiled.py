@@ -107,8 +107,9 @@ def _rest_position(q, v, delta, dt):
 
 @njit(cache=True)
 def _extremes(q, v, a, delta, acc, dt, steps):
-    """brake_extremes for one joint: (pos_min, pos_max, speed_max, complete, rest)."""
-    pos_min, pos_max, speed = q, q, abs(v)
+    """brake_extremes for one joint: (pos_min, pos_max, vel_min, vel_max, complete,
+    rest)."""
+    pos_min, pos_max, vel_min, vel_max = q, q, v, v
     frozen = False
     holding = False
     for _ in range(steps):
@@ -125,7 +126,7 @@ def _extremes(q, v, a, delta, acc, dt, steps):
         v = v + a * dt
         q = q + v * dt
         pos_min, pos_max = _min(pos_min, q), _max(pos_max, q)
-        speed = _max(speed, abs(v))
+        vel_min, vel_max = _min(vel_min, v), _max(vel_max, v)
     s = _sign(a)
     n_hold = 0.0
     if holding:
@@ -135,32 +136,33 @@ def _extremes(q, v, a, delta, acc, dt, steps):
     v = v + n_hold * s * acc * dt
     pos_min, pos_max = _min(pos_min, q), _max(pos_max, q)
     rest = _rest_position(q, v, delta, dt)
-    return _min(pos_min, rest), _max(pos_max, rest), speed, frozen, rest
+    vel_min, vel_max = _min(vel_min, 0.0), _max(vel_max, 0.0)  # it ends at rest
+    return _min(pos_min, rest), _max(pos_max, rest), vel_min, vel_max, frozen, rest
 
 
 @njit(cache=True)
-def _successor_ok(q, v, a_next, lo, hi, speed, delta, acc, dt, steps):
+def _successor_ok(q, v, a_next, lo, hi, vlo, vhi, delta, acc, dt, steps):
     """Whether the braking trajectory after the acceleration ``a_next`` stays inside
-    ``[lo, hi]`` and under ``speed``."""
+    ``[lo, hi]`` with its velocity inside ``[vlo, vhi]``."""
     v1 = v + a_next * dt
-    pmin, pmax, smax, done, _ = _extremes(q + v1 * dt, v1, a_next, delta, acc, dt, steps)
-    return done and pmin >= lo and pmax <= hi and smax <= speed
+    pmin, pmax, vmin, vmax, done, _ = _extremes(q + v1 * dt, v1, a_next, delta, acc, dt, steps)
+    return done and pmin >= lo and pmax <= hi and vmin >= vlo and vmax <= vhi
 
 
 @njit(cache=True)
-def _largest_fraction(q, v, a_from, a_to, lo, hi, speed, delta, acc, dt, steps, grid):
+def _largest_fraction(q, v, a_from, a_to, lo, hi, vlo, vhi, delta, acc, dt, steps, grid):
     """joint_space.search for one joint on the segment a_from -> a_to."""
     best = 0.0
     for k in range(grid, 0, -1):
         lam = k / grid
         x = a_from + lam * (a_to - a_from)
-        if _successor_ok(q, v, x, lo, hi, speed, delta, acc, dt, steps):
+        if _successor_ok(q, v, x, lo, hi, vlo, vhi, delta, acc, dt, steps):
             best = _max(best, lam)
     found = best
     for i in range(1, grid):
         lam = _clip(best + i / grid**2, 0.0, 1.0)
         x = a_from + lam * (a_to - a_from)
-        if _successor_ok(q, v, x, lo, hi, speed, delta, acc, dt, steps):
+        if _successor_ok(q, v, x, lo, hi, vlo, vhi, delta, acc, dt, steps):
             found = _max(found, lam)
     return found
 
@@ -173,13 +175,15 @@ def _tracking_goal(q, v, a, command, previous, a_cmd, vel, delta, acc, dt, steps
     rq, rv = q - (command - v_target * dt), v - v_target
     a_rel_brake = _brake_accel(rv, a, delta, acc, dt)
     v1 = rv + a_rel_brake * dt
-    pmin, pmax, _, _, side = _extremes(rq + v1 * dt, v1, a_rel_brake, delta, acc, dt, steps)
+    pmin, pmax, _, _, _, side = _extremes(rq + v1 * dt, v1, a_rel_brake, delta, acc, dt, steps)
     lo = _min(pmin, 0.0) if side >= 0 else -_INF
     hi = _max(pmax, 0.0) if side <= 0 else _INF
     a_to = _clip(a_cmd, _clip(-acc, a - delta, a + delta), _clip(acc, a - delta, a + delta))
-    if _successor_ok(rq, rv, a_to, lo, hi, _INF, delta, acc, dt, steps):
+    if _successor_ok(rq, rv, a_to, lo, hi, -_INF, _INF, delta, acc, dt, steps):
         return a_to
-    lam = _largest_fraction(rq, rv, a_rel_brake, a_to, lo, hi, _INF, delta, acc, dt, steps, grid)
+    lam = _largest_fraction(
+        rq, rv, a_rel_brake, a_to, lo, hi, -_INF, _INF, delta, acc, dt, steps, grid
+    )
     return a_to if lam >= 1.0 else a_rel_brake + lam * (a_to - a_rel_brake)
 
 
@@ -187,8 +191,8 @@ def _tracking_goal(q, v, a, command, previous, a_cmd, vel, delta, acc, dt, steps
 _POS_MIN, _POS_MAX, _VEL, _ACC, _DELTA, _G_MIN, _G_MAX, _G_VEL, _TORQUE = range(9)
 # Rows of the per-world scratch table.
 _Q, _V, _A, _A_BRAKE, _Q_BRAKE, _CMD, _A_CMD, _A_BOX, _EXACT, _ACCEL = range(10)
-_ADM_MIN, _ADM_MAX, _ADM_SPEED, _FINITE, _Q_NEXT, _REST, _TRY = range(10, 17)
-_SCRATCH_ROWS = 17
+_ADM_MIN, _ADM_MAX, _ADM_VMIN, _ADM_VMAX, _FINITE, _Q_NEXT, _REST, _TRY = range(10, 18)
+_SCRATCH_ROWS = 18
 
 
 def limit_table(bounds, torque_max: np.ndarray) -> np.ndarray:
@@ -214,12 +218,12 @@ def _cartesian_check(s, accel, lim, dt, steps, tcp_now, geo):
     for j in range(n):
         v1 = s[_V, j] + accel[j] * dt
         q1 = s[_Q, j] + v1 * dt
-        pmin, pmax, smax, done, rest = _extremes(
+        pmin, pmax, vmin, vmax, done, rest = _extremes(
             q1, v1, accel[j], lim[_DELTA, j], lim[_ACC, j], dt, steps
         )
         s[_Q_NEXT, j], s[_REST, j] = q1, rest
         ok = ok and done and pmin >= s[_ADM_MIN, j] and pmax <= s[_ADM_MAX, j]
-        ok = ok and smax <= s[_ADM_SPEED, j]
+        ok = ok and vmin >= s[_ADM_VMIN, j] and vmax <= s[_ADM_VMAX, j]
     bad = violations_one(s[_Q_NEXT], s[_REST], tcp_now, geo)
     for flag in bad:
         ok = ok and not flag
@@ -279,21 +283,22 @@ def _filter_world(c1, c2, c3, given, command, sq, sdq, stau, lim, dt, steps, gri
         s[_CMD, j] = cmd
         # The admissible bounds: the limits, widened to what braking reaches.
         v1 = v + a_brake * dt
-        pmin, pmax, smax, done, _ = _extremes(q + v1 * dt, v1, a_brake, delta, acc, dt, steps)
+        pmin, pmax, vmin, vmax, done, _ = _extremes(q + v1 * dt, v1, a_brake, delta, acc, dt, steps)
+        g_vel = lim[_G_VEL, j]
         if done:
             s[_ADM_MIN, j] = _min(lim[_G_MIN, j], pmin)
             s[_ADM_MAX, j] = _max(lim[_G_MAX, j], pmax)
-            s[_ADM_SPEED, j] = _max(lim[_G_VEL, j], smax)
+            s[_ADM_VMIN, j], s[_ADM_VMAX, j] = _min(-g_vel, vmin), _max(g_vel, vmax)
         else:
             s[_ADM_MIN, j], s[_ADM_MAX, j] = lim[_G_MIN, j], lim[_G_MAX, j]
-            s[_ADM_SPEED, j] = lim[_G_VEL, j]
+            s[_ADM_VMIN, j], s[_ADM_VMAX, j] = -g_vel, g_vel
         a_cmd = ((cmd - q) / dt - v) / dt
         s[_A_CMD, j] = a_cmd
         lo, hi = _clip(-acc, a - delta, a + delta), _clip(acc, a - delta, a + delta)
         box_lo, box_hi = _max(lo, (-vel - v) / dt), _min(hi, (vel - v) / dt)
         a_box = _clip(a_cmd, box_lo, box_hi) if box_lo <= box_hi else a_brake
-        ok = _successor_ok(q, v, a_box, s[_ADM_MIN, j], s[_ADM_MAX, j], s[_ADM_SPEED, j],
-                           delta, acc, dt, steps)  # fmt: skip
+        ok = _successor_ok(q, v, a_box, s[_ADM_MIN, j], s[_ADM_MAX, j], s[_ADM_VMIN, j],
+                           s[_ADM_VMAX, j], delta, acc, dt, steps)  # fmt: skip
         exact = ok and a_box == a_cmd
         s[_EXACT, j] = 1.0 if exact else 0.0
         all_exact = all_exact and exact
@@ -315,10 +320,11 @@ def _filter_world(c1, c2, c3, given, command, sq, sdq, stau, lim, dt, steps, gri
             lo, hi = _clip(-acc, a - delta, a + delta), _clip(acc, a - delta, a + delta)
             box_lo, box_hi = _max(lo, (-vel - v) / dt), _min(hi, (vel - v) / dt)
             a_box = _clip(goal, box_lo, box_hi) if box_lo <= box_hi else a_brake
-            lo, hi, sp = s[_ADM_MIN, j], s[_ADM_MAX, j], s[_ADM_SPEED, j]
-            if not _successor_ok(q, v, a_box, lo, hi, sp, delta, acc, dt, steps):
-                lam = _largest_fraction(q, v, a_brake, a_box, lo, hi, sp, delta, acc, dt,
-                                        steps, grid)  # fmt: skip
+            lo, hi = s[_ADM_MIN, j], s[_ADM_MAX, j]
+            vlo, vhi = s[_ADM_VMIN, j], s[_ADM_VMAX, j]
+            if not _successor_ok(q, v, a_box, lo, hi, vlo, vhi, delta, acc, dt, steps):
+                lam = _largest_fraction(q, v, a_brake, a_box, lo, hi, vlo, vhi, delta, acc,
+                                        dt, steps, grid)  # fmt: skip
         accel = a_box if lam >= 1.0 else a_brake + lam * (a_box - a_brake)
         outside = cmd < lim[_POS_MIN, j] or cmd > lim[_POS_MAX, j]
         position = position or outside

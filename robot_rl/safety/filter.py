@@ -60,7 +60,7 @@ from robot_rl.safety.joint_space import (
 )
 
 #: Bumped whenever the filter's behaviour changes; recorded in provenance.
-VERSION = "1.0"
+VERSION = "1.1"
 
 #: A joint target beyond this magnitude (radians) is malformed input, not a position.
 PLAUSIBLE_RAD = 1e6

@@ -64,23 +64,29 @@ class Admissible:
 
     pos_min: Array
     pos_max: Array
-    speed: Array
+    vel_min: Array
+    vel_max: Array
 
     def rows(self, rows: np.ndarray) -> Admissible:
         """The bounds of the worlds ``rows`` (numpy)."""
-        return Admissible(self.pos_min[rows], self.pos_max[rows], self.speed[rows])
+        return Admissible(
+            self.pos_min[rows], self.pos_max[rows], self.vel_min[rows], self.vel_max[rows]
+        )
 
     def __call__(self, ex: Extremes) -> Array:
         return (
             ex.complete
             & (ex.pos_min >= self.pos_min)
             & (ex.pos_max <= self.pos_max)
-            & (ex.speed_max <= self.speed)
+            & (ex.vel_min >= self.vel_min)
+            & (ex.vel_max <= self.vel_max)
         )
 
 
 def admissible_bounds(brake_ex: Extremes, b: JointBounds, like: Array) -> Admissible:
-    """The limits, widened to what the braking successor reaches (never worse)."""
+    """The limits, widened to what the braking successor reaches (never worse), each
+    direction on its own: an arm braking from beyond the speed limit one way may not
+    swing beyond it the other way."""
     xp = array_namespace(like)
     ok = brake_ex.complete
     lo, hi, vel = (
@@ -91,7 +97,8 @@ def admissible_bounds(brake_ex: Extremes, b: JointBounds, like: Array) -> Admiss
     return Admissible(
         pos_min=xp.where(ok, xp.minimum(lo, brake_ex.pos_min), lo),
         pos_max=xp.where(ok, xp.maximum(hi, brake_ex.pos_max), hi),
-        speed=xp.where(ok, xp.maximum(vel, brake_ex.speed_max), vel),
+        vel_min=xp.where(ok, xp.minimum(-vel, brake_ex.vel_min), -vel),
+        vel_max=xp.where(ok, xp.maximum(vel, brake_ex.vel_max), vel),
     )
 
 
@@ -218,7 +225,8 @@ def tracking_goal(
     tracking = Admissible(
         pos_min=xp.where(side >= 0, xp.minimum(ex.pos_min, 0.0), -inf),
         pos_max=xp.where(side <= 0, xp.maximum(ex.pos_max, 0.0), inf),
-        speed=inf,
+        vel_min=-inf,
+        vel_max=inf,
     )
     lo, hi = accel_window(m.a, b)
     a_to = clip(a_cmd, lo, hi)

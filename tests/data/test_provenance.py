@@ -34,7 +34,7 @@ def test_malformed_overflow_fields_are_named(kw, field):
 
 
 def test_safety_interventions_round_trip_and_stay_out_of_the_json_when_empty():
-    quiet = EpisodeProvenance(source="scripted", safety_filter_version="1.0 (nominal)")
+    quiet = EpisodeProvenance(source="scripted", safety_filter_version="1.1 (nominal)")
     assert "safety_interventions" not in json.loads(quiet.to_json())
     counts = {"table": 3, "acceleration": 12, "jerk": 0}
     busy = EpisodeProvenance(source="scripted", safety_interventions=counts)

@@ -93,7 +93,9 @@ def check_extremes_match_rollout(q, v, a, b: JointBounds) -> None:
     np.testing.assert_allclose(ex.rest, qs[-1], rtol=0, atol=tol_q.max())
     np.testing.assert_allclose(ex.pos_min, qs.min(axis=0), rtol=0, atol=tol_q.max())
     np.testing.assert_allclose(ex.pos_max, qs.max(axis=0), rtol=0, atol=tol_q.max())
-    np.testing.assert_allclose(ex.speed_max, np.abs(vs).max(axis=0), rtol=1e-12, atol=1e-15)
+    tol = 1e-12 * float(np.abs(vs).max()) + 1e-15
+    np.testing.assert_allclose(ex.vel_min, np.minimum(vs.min(axis=0), 0.0), rtol=0, atol=tol)
+    np.testing.assert_allclose(ex.vel_max, np.maximum(vs.max(axis=0), 0.0), rtol=0, atol=tol)
 
 
 def check_rollout_within_limits_and_lands(v, a, b: JointBounds) -> None:
@@ -192,7 +194,9 @@ def test_extremes_beyond_the_acceleration_box_are_conservative():
     assert not np.all(done)
     assert np.all((qs.min(axis=0) >= ex.pos_min - 1e-9)[done])
     assert np.all((qs.max(axis=0) <= ex.pos_max + 1e-9)[done])
-    assert np.all((np.abs(vs).max(axis=0) <= ex.speed_max * (1 + 1e-12))[done])
+    slack = 1e-12 * np.abs(vs).max(axis=0)
+    assert np.all((vs.min(axis=0) >= ex.vel_min - slack)[done])
+    assert np.all((vs.max(axis=0) <= ex.vel_max + slack)[done])
 
 
 def test_extremes_beyond_the_acceleration_box_are_exact_where_complete():
