@@ -9,7 +9,9 @@ the ``full`` rows). The Cartesian part's cost is full minus joint.
 Every call is made twice on the same inputs: by the filter as users get it (float64
 numpy: the compiled kernel, :mod:`robot_rl.safety.compiled`), which is what the goals
 judge, and then by the same filter on its array code (``compiled=False``: the code the
-GPU path runs, here on numpy), timed apart and reported beside it (``array``). The two
+GPU path runs, here on numpy), timed apart and reported beside it (``array``; for one
+world in a second pass over the recorded inputs, so that the array code's work does not
+evict the compiled filter's caches between its calls). The two
 must issue the same commands bit for bit (``mismatched_calls``, expected 0), and the
 array code's searches name each call's path (below).
 
@@ -263,7 +265,7 @@ class Driver:
 
     def __init__(self, f: Paired, n_calls: int, seed: int = 0) -> None:
         self.f = f
-        self.wps = waypoints(n_calls // POLICY_PERIOD + 3, f, seed)
+        self.wps = waypoints(n_calls // POLICY_PERIOD + 3, f, seed)  # (Paired: resets both)
         n = self.wps.shape[1]
         self.glitch = glitches(n_calls, n, seed + 1)
         self.tau = np.random.default_rng(seed + 2).normal(0.0, 1.0, (n_calls, 1, n))
@@ -299,6 +301,10 @@ def latency_stats(ns: np.ndarray) -> dict:
 
 
 def measure_single(args) -> dict:
+    """The compiled filter runs the driver loops alone (so the array code does not evict
+    its caches between calls); the array code then replays each loop's recorded inputs
+    (they follow from the outputs, so they are the same when the outputs are), timed, its
+    searches naming each call's path, and its commands compared."""
     total = args.warmup + args.calls
     runs = {}
     log = SearchLog()
@@ -310,23 +316,36 @@ def measure_single(args) -> dict:
             "path": np.empty(total, dtype=object),
             "clipped": np.zeros(total, dtype=bool),
             "acted": dict.fromkeys(filter_module.CONSTRAINTS, 0),
+            "calls": [],
         }
+    clock = time.perf_counter_ns
+    for b, k0 in enumerate(range(0, total, BLOCK)):
+        for name in list(runs) if b % 2 == 0 else list(runs)[::-1]:
+            r = runs[name]
+            d, ns, clipped = r["driver"], r["ns"], r["clipped"]
+            f = d.f.f
+            for k in range(k0, min(k0 + BLOCK, total)):
+                state, command = d.inputs(k)
+                t0 = clock()
+                out, report = f.filter(state, command)
+                ns[k] = clock() - t0
+                d.issued(out)
+                r["calls"].append((state, command, out))
+                clipped[k] = bool(report.clipped[0])
+                if k >= args.warmup:
+                    for c, v in report.acted.items():
+                        r["acted"][c] += int(v[0])
+    mismatched = {}
     with log:
-        for b, k0 in enumerate(range(0, total, BLOCK)):
-            for name in list(runs) if b % 2 == 0 else list(runs)[::-1]:
-                r = runs[name]
-                d, ns, path, clipped = r["driver"], r["ns"], r["path"], r["clipped"]
-                f = d.f
-                for k in range(k0, min(k0 + BLOCK, total)):
-                    state, command = d.inputs(k)
-                    out, report, secs, array_secs = f.filter(state, command)
-                    ns[k], r["ns_array"][k] = round(secs * 1e9), round(array_secs * 1e9)
-                    d.issued(out)
-                    clipped[k] = bool(report.clipped[0])
-                    path[k] = log.path(clipped[k])
-                    if k >= args.warmup:
-                        for c, v in report.acted.items():
-                            r["acted"][c] += int(v[0])
+        for name, r in runs.items():
+            ref, path, mismatched[name] = r["driver"].f.ref, r["path"], 0
+            for k, (state, command, out) in enumerate(r["calls"]):
+                log.clear()
+                t0 = clock()
+                ref_out, _ = ref.filter(state, command)
+                r["ns_array"][k] = clock() - t0
+                mismatched[name] += int(not np.array_equal(ref_out, out))
+                path[k] = log.path(r["clipped"][k])
     rows = {}
     for name, r in runs.items():
         ns, path = r["ns"][args.warmup :], r["path"][args.warmup :]
@@ -343,7 +362,7 @@ def measure_single(args) -> dict:
                 **latency_stats(ns_array),
                 "by_path": {p: latency_stats(ns_array[path == p]) for p in PATHS},
             },
-            "mismatched_calls": r["driver"].f.mismatched_calls,
+            "mismatched_calls": mismatched[name],
         }
         s = rows[name]
         print(

@@ -151,20 +151,23 @@ def _successor_ok(q, v, a_next, lo, hi, vlo, vhi, delta, acc, dt, steps):
 
 @njit(cache=True)
 def _largest_fraction(q, v, a_from, a_to, lo, hi, vlo, vhi, delta, acc, dt, steps, grid):
-    """joint_space.search for one joint on the segment a_from -> a_to."""
+    """joint_space.search for one joint on the segment a_from -> a_to. Each pass keeps
+    its largest admissible point, so it is scanned from the top and stops at the first."""
     best = 0.0
     for k in range(grid, 0, -1):
         lam = k / grid
         x = a_from + lam * (a_to - a_from)
         if _successor_ok(q, v, x, lo, hi, vlo, vhi, delta, acc, dt, steps):
-            best = _max(best, lam)
-    found = best
-    for i in range(1, grid):
+            best = lam
+            break
+    if best >= 1.0:
+        return best
+    for i in range(grid - 1, 0, -1):
         lam = _clip(best + i / grid**2, 0.0, 1.0)
         x = a_from + lam * (a_to - a_from)
         if _successor_ok(q, v, x, lo, hi, vlo, vhi, delta, acc, dt, steps):
-            found = _max(found, lam)
-    return found
+            return _max(best, lam)
+    return best
 
 
 # --- the joint-space stage (robot_rl.safety.joint_space) --------------------------------
@@ -210,12 +213,11 @@ def limit_table(bounds, torque_max: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _cartesian_check(s, accel, lim, dt, steps, tcp_now, geo):
-    """The Cartesian stage's check of one world for the accelerations ``accel``: the joint
-    bounds on the braking trajectory, then the geometry at the next and the rest posture."""
-    n = s.shape[1]
+def _braking_ok(s, accel, lim, dt, steps):
+    """The joint bounds on the braking trajectories after ``accel`` (one world); leaves
+    the next and the rest postures in the scratch rows."""
     ok = True
-    for j in range(n):
+    for j in range(s.shape[1]):
         v1 = s[_V, j] + accel[j] * dt
         q1 = s[_Q, j] + v1 * dt
         pmin, pmax, vmin, vmax, done, rest = _extremes(
@@ -224,6 +226,15 @@ def _cartesian_check(s, accel, lim, dt, steps, tcp_now, geo):
         s[_Q_NEXT, j], s[_REST, j] = q1, rest
         ok = ok and done and pmin >= s[_ADM_MIN, j] and pmax <= s[_ADM_MAX, j]
         ok = ok and vmin >= s[_ADM_VMIN, j] and vmax <= s[_ADM_VMAX, j]
+    return ok
+
+
+@njit(cache=True)
+def _cartesian_check(s, accel, lim, dt, steps, tcp_now, geo):
+    """The Cartesian stage's check of one world for the accelerations ``accel``: the joint
+    bounds on the braking trajectory, then the geometry at the next and the rest posture
+    (``(ok, flags)``)."""
+    ok = _braking_ok(s, accel, lim, dt, steps)
     bad = violations_one(s[_Q_NEXT], s[_REST], tcp_now, geo)
     for flag in bad:
         ok = ok and not flag
@@ -231,25 +242,34 @@ def _cartesian_check(s, accel, lim, dt, steps, tcp_now, geo):
 
 
 @njit(cache=True)
+def _cartesian_ok(s, lam, lim, dt, steps, tcp_now, geo):
+    """The check at the fraction ``lam`` of the segment from the braking accelerations
+    towards the chosen ones; the geometry only once the joint bounds hold."""
+    for j in range(s.shape[1]):
+        s[_TRY, j] = s[_A_BRAKE, j] + lam * (s[_ACCEL, j] - s[_A_BRAKE, j])
+    if not _braking_ok(s, s[_TRY], lim, dt, steps):
+        return False
+    bad = violations_one(s[_Q_NEXT], s[_REST], tcp_now, geo)
+    return not (bad[0] or bad[1] or bad[2] or bad[3])
+
+
+@njit(cache=True)
 def _cartesian_fraction(s, lim, dt, steps, grid, tcp_now, geo):
-    """joint_space.search over one world's fraction of the segment from the braking
-    accelerations towards the chosen ones."""
-    n = s.shape[1]
+    """joint_space.search over one world's fraction of the segment, scanned from the top
+    as in :func:`_largest_fraction`."""
     best = 0.0
     for k in range(grid, 0, -1):
         lam = k / grid
-        for j in range(n):
-            s[_TRY, j] = s[_A_BRAKE, j] + lam * (s[_ACCEL, j] - s[_A_BRAKE, j])
-        if _cartesian_check(s, s[_TRY], lim, dt, steps, tcp_now, geo)[0]:
-            best = _max(best, lam)
-    found = best
-    for i in range(1, grid):
+        if _cartesian_ok(s, lam, lim, dt, steps, tcp_now, geo):
+            best = lam
+            break
+    if best >= 1.0:
+        return best
+    for i in range(grid - 1, 0, -1):
         lam = _clip(best + i / grid**2, 0.0, 1.0)
-        for j in range(n):
-            s[_TRY, j] = s[_A_BRAKE, j] + lam * (s[_ACCEL, j] - s[_A_BRAKE, j])
-        if _cartesian_check(s, s[_TRY], lim, dt, steps, tcp_now, geo)[0]:
-            found = _max(found, lam)
-    return found
+        if _cartesian_ok(s, lam, lim, dt, steps, tcp_now, geo):
+            return _max(best, lam)
+    return best
 
 
 @njit(cache=True)
