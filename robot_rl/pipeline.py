@@ -69,10 +69,9 @@ def run_pipeline(
     from robot_rl.algos.pretrain import pretrain
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.eval import RunReport, write_report
-    from robot_rl.eval.suite import evaluate_policies, write_evaluation_outputs
+    from robot_rl.eval.suite import evaluate_policies, scripted_expert, write_evaluation_outputs
     from robot_rl.policies import load_policy, update_manifest
     from robot_rl.sim.env import make_env
-    from robot_rl.sim.experts import make_expert
     from robot_rl.sim.rendering import rendering_unavailable_reason
     from robot_rl.teleop.expert_store import record_scripted_expert
 
@@ -175,9 +174,16 @@ def run_pipeline(
         learned_name = f"{cfg.algo.name.upper()} policy"
         policies = {learned_name: load_policy(result.policy_dir)}
         if cfg.eval.include_expert:
-            policies["scripted expert"] = make_expert(cfg.task.name, cfg.task.max_ee_step_m)
+            policies["scripted expert"] = scripted_expert(cfg.task)
         evaluations = evaluate_policies(
-            policies, env_fn, cfg.eval, video_of=learned_name, progress=cfg.progress
+            policies,
+            cfg.eval,
+            task=cfg.task,
+            robot=cfg.robot,
+            sim=cfg.sim,
+            randomization=cfg.randomization,
+            video_of=learned_name,
+            progress=cfg.progress,
         )
         for name, ev in evaluations.items():
             s = ev.stats

@@ -6,7 +6,6 @@ Examples: ``robot-rl-eval task=push policy=outputs/pipeline/<run>/policy``,
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -32,17 +31,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     with fail_on_config_error():
         config = to_object(cfg, EvaluateConfig)
     from robot_rl.eval import RunReport, write_report
-    from robot_rl.eval.suite import evaluate_policies, write_evaluation_outputs
+    from robot_rl.eval.suite import evaluate_policies, scripted_expert, write_evaluation_outputs
     from robot_rl.policies import load_policy
     from robot_rl.sim.env import make_env
-    from robot_rl.sim.experts import make_expert
     from robot_rl.sim.rendering import rendering_unavailable_reason
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if config.eval.video_episodes > 0 and (reason := rendering_unavailable_reason()):
         console.print(f"[yellow]warning:[/yellow] no video: {reason}")
         config.eval.video_episodes = 0
-    expert = make_expert(config.task.name, config.task.max_ee_step_m)
     policies = {}
     if config.policy == "expert":
         name = "scripted expert"
@@ -65,20 +62,17 @@ def _hydra_main(cfg: DictConfig) -> None:
         name = loaded.policy_id
         policies[name] = loaded
     if config.policy == "expert" or config.eval.include_expert:
-        policies["scripted expert"] = expert
-    env_fn = functools.partial(
-        make_env,
-        config.task,
-        config.robot,
-        config.sim,
-        camera=config.eval.camera,
-        width=config.eval.width,
-        height=config.eval.height,
-        randomization=config.randomization,
-    )
+        policies["scripted expert"] = scripted_expert(config.task)
     console.print(f"[bold]robot-rl-eval[/bold] {name} on {config.task.name} -> {run_dir}")
     evaluations = evaluate_policies(
-        policies, env_fn, config.eval, video_of=name, progress=show_progress(config.progress)
+        policies,
+        config.eval,
+        task=config.task,
+        robot=config.robot,
+        sim=config.sim,
+        randomization=config.randomization,
+        video_of=name,
+        progress=show_progress(config.progress),
     )
     figures, videos = write_evaluation_outputs(
         evaluations,

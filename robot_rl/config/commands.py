@@ -121,7 +121,6 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         check_control_period(self.task, self.sim)
-        check_sim_runs_on_cpu(self.sim, "robot-rl-eval")
 
 
 @dataclass

@@ -16,7 +16,9 @@ class EvalConfig:
     #: Seed of the first evaluation episode (episode i resets with seed + i); keep it
     #: away from dataset seeds so evaluation is on held-out initial states.
     seed: int = 1_000_000
-    #: Episodes of the learned policy to record to mp4 (0: no video).
+    #: Worlds the batched simulator steps at once (more episodes run in rounds).
+    max_worlds: int = 128
+    #: Episodes of the learned policy to record to mp4 (0: no video; at most max_worlds).
     video_episodes: int = 2
     #: Camera name in the scene, and frame size in pixels.
     camera: str = "front"
@@ -27,7 +29,13 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(self.n_episodes > 0, "eval.n_episodes", self.n_episodes, "> 0")
-        _check(self.video_episodes >= 0, "eval.video_episodes", self.video_episodes, ">= 0")
+        _check(self.max_worlds > 0, "eval.max_worlds", self.max_worlds, "> 0")
+        _check(
+            0 <= self.video_episodes <= self.max_worlds,
+            "eval.video_episodes",
+            self.video_episodes,
+            f">= 0 and <= eval.max_worlds ({self.max_worlds})",
+        )
         _check(
             16 <= self.width <= 1920 and 16 <= self.height <= 1080,
             "eval.width/height",

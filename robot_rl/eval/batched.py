@@ -4,8 +4,9 @@ worlds at once.
 
 On the ``cpu`` backend the batched simulator reproduces the single env bit for bit, so a
 deterministic policy gets exactly the records the sequential runner gives, in a fraction of
-the time (one batched forward pass per control step instead of one per world). No video:
-film with the sequential runner.
+the time (one batched forward pass per control step instead of one per world). The first
+episodes can be filmed: their worlds are rendered after every step, before any auto-reset,
+so each film ends on the state its episode ended in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from robot_rl.config.randomization import RandomizationConfig
 from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
@@ -102,6 +104,11 @@ def evaluate_batched(
     n_threads: int | None = None,
     confidence: float = 0.95,
     discount: float | None = None,
+    record_video_episodes: int = 0,
+    camera: str = "front",
+    width: int = 320,
+    height: int = 240,
+    progress: bool = False,
 ) -> EvalResult:
     """Evaluates ``policy`` on episodes ``seed .. seed + n_episodes - 1``.
 
@@ -115,6 +122,11 @@ def evaluate_batched(
         confidence: confidence level of the summary's intervals.
         discount: when set (gamma in (0, 1]), each record also gets its
             ``discounted_return`` (what offline policy evaluation estimates).
+        record_video_episodes: film episodes ``0 .. k - 1`` (at most ``max_worlds``: they
+            run in the first round), from ``camera`` at ``width`` x ``height``; the result's
+            ``frames`` holds one ``(T + 1, H, W, 3)`` array per film, as the sequential
+            runner gives.
+        progress: show a progress bar over episodes.
 
     A policy with a ``reset_episodes(episode_seeds)`` method (such as
     :class:`PerWorldPolicies`) is told each round's episode seeds before it acts.
@@ -125,6 +137,12 @@ def evaluate_batched(
         raise ValueError(f"evaluate_batched: seeds {seed}..{seed + n_episodes - 1} out of range")
     if discount is not None and not 0 < discount <= 1:
         raise ValueError(f"evaluate_batched: discount must be in (0, 1], got {discount}")
+    if not 0 <= record_video_episodes <= min(n_episodes, max_worlds):
+        raise ValueError(
+            f"evaluate_batched: record_video_episodes must be in [0, "
+            f"{min(n_episodes, max_worlds)}] (episodes of the first round), got "
+            f"{record_video_episodes}"
+        )
     act = as_batch_policy(policy)
     reset_episodes = getattr(policy, "reset_episodes", None)
     start = time.perf_counter()
@@ -139,6 +157,9 @@ def evaluate_batched(
         randomization=randomization,
     )
     records: list[EpisodeRecord] = []
+    frames: list[np.ndarray] = []
+    view = {"camera": camera, "width": width, "height": height}
+    bar = tqdm(total=n_episodes, desc="evaluate", unit="ep", disable=not progress, leave=False)
     try:
         for first in range(0, n_episodes, n_worlds):
             count = min(n_worlds, n_episodes - first)
@@ -147,8 +168,15 @@ def evaluate_batched(
             seeds = [seed + first + (w % count) for w in range(n_worlds)]
             if reset_episodes is not None:
                 reset_episodes(seeds)
-            records += _play_round(sim, act, seeds, first, count, discount)
+            filmed = list(range(record_video_episodes)) if first == 0 else []
+            sim.film(filmed, **view)
+            round_records, films = _play_round(
+                sim, act, seeds, first, count, discount, filmed, view, bar
+            )
+            records += round_records
+            frames += films
     finally:
+        bar.close()
         sim.close()
     stats = summarize_episodes(
         [r.success for r in records],
@@ -158,7 +186,11 @@ def evaluate_batched(
         seed=seed,
     )
     return EvalResult(
-        episodes=records, stats=stats, seed=seed, wall_time_s=time.perf_counter() - start
+        episodes=records,
+        stats=stats,
+        seed=seed,
+        wall_time_s=time.perf_counter() - start,
+        frames=frames,
     )
 
 
@@ -169,10 +201,15 @@ def _play_round(
     first: int,
     count: int,
     discount: float | None,
-) -> list[EpisodeRecord]:
-    """Plays one episode in each world (seeded ``seeds``); records the first ``count``."""
+    filmed: list[int],
+    view: dict[str, Any],
+    bar: tqdm,
+) -> tuple[list[EpisodeRecord], list[np.ndarray]]:
+    """Plays one episode in each world (seeded ``seeds``); records the first ``count``,
+    and the frames of the worlds ``filmed``."""
     n = sim.n_worlds
     obs = sim.reset(episode_seeds=seeds)
+    films: list[list[np.ndarray]] = [[f] for f in sim.render(filmed, **view)]
     returns = np.zeros(n)
     discounted = np.zeros(n)
     lengths = np.zeros(n, dtype=np.int64)
@@ -184,6 +221,9 @@ def _play_round(
     while running.any():
         actions = act(obs)
         obs, reward, terminated, truncated, info = sim.step(actions)
+        for film, w, frame in zip(films, filmed, info.get("frames", ()), strict=False):
+            if running[w]:
+                film.append(frame)
         r, te, tr = reward.cpu().numpy(), terminated.cpu().numpy(), truncated.cpu().numpy()
         ok = info["is_success"].cpu().numpy()
         if discount is not None:
@@ -195,10 +235,11 @@ def _play_round(
             counts = interventions.setdefault(name, np.zeros(n, dtype=np.int64))
             counts[running] += acted.cpu().numpy()[running]
         ended = running & (te | tr)
+        bar.update(int(np.count_nonzero(ended[:count])))
         final_success[ended] = ok[ended]
         ended_by_termination[ended] = te[ended]
         running &= ~ended
-    return [
+    records = [
         EpisodeRecord(
             index=first + w,
             seed=seeds[w],
@@ -212,3 +253,4 @@ def _play_round(
         )
         for w in range(count)
     ]
+    return records, [np.stack(film) for film in films]

@@ -3,46 +3,65 @@ video that go with them. Shared by ``robot-rl-eval`` and the pipeline's last sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from robot_rl.config.eval import EvalConfig
+from robot_rl.config.randomization import RandomizationConfig
+from robot_rl.config.sim import RobotConfig, SimConfig, TaskConfig
+from robot_rl.eval.batched import BatchPolicy, FlatBatchPolicy, PerWorldPolicies, evaluate_batched
 from robot_rl.eval.plots import plot_evaluations, plot_training_curves
-from robot_rl.eval.runner import EvalResult, evaluate
+from robot_rl.eval.runner import EvalResult
 from robot_rl.eval.video import write_mp4
-from robot_rl.policies.base import Policy
+
+
+def scripted_expert(task: TaskConfig) -> PerWorldPolicies:
+    """The task's scripted expert, one per world, as a batch policy."""
+    from robot_rl.sim.experts import make_expert
+
+    return PerWorldPolicies(lambda _seed: make_expert(task.name, task.max_ee_step_m))
 
 
 def evaluate_policies(
-    policies: Mapping[str, Policy],
-    env_fn: Callable[..., gym.Env],
+    policies: Mapping[str, FlatBatchPolicy | BatchPolicy],
     cfg: EvalConfig,
     *,
+    task: TaskConfig,
+    robot: RobotConfig | None = None,
+    sim: SimConfig | None = None,
+    randomization: RandomizationConfig | None = None,
     video_of: str | None = None,
     progress: bool = True,
 ) -> dict[str, EvalResult]:
-    """Evaluates each policy on the same seeds (``cfg.seed + i``, i < ``cfg.n_episodes``).
+    """Evaluates each policy on the same seeds (``cfg.seed + i``, i < ``cfg.n_episodes``)
+    in the batched simulator (``sim.backend``), ``cfg.max_worlds`` episodes at a time.
 
     Args:
-        policies: display name -> policy.
-        env_fn: ``env_fn(render=...)`` builds a fresh env; ``render=True`` must give an env
-            with ``render_mode="rgb_array"``.
-        cfg: episodes, seeds and how many episodes to film.
+        policies: display name -> a loaded policy artifact or a batch policy (see
+            :func:`robot_rl.eval.batched.evaluate_batched`; :func:`scripted_expert`).
+        cfg: episodes, seeds, worlds, and how many episodes to film.
+        task, robot, sim, randomization: the simulated cell.
         video_of: name of the policy whose first ``cfg.video_episodes`` episodes are filmed.
         progress: show progress bars.
     """
     results = {}
     for name, policy in policies.items():
-        n_video = cfg.video_episodes if name == video_of else 0
-        results[name] = evaluate(
-            lambda n_video=n_video: env_fn(render=n_video > 0),
+        n_video = min(cfg.video_episodes, cfg.n_episodes) if name == video_of else 0
+        results[name] = evaluate_batched(
             policy,
+            task,
             n_episodes=cfg.n_episodes,
             seed=cfg.seed,
+            robot_config=robot,
+            sim_config=sim,
+            randomization=randomization,
+            max_worlds=cfg.max_worlds,
             record_video_episodes=n_video,
+            camera=cfg.camera,
+            width=cfg.width,
+            height=cfg.height,
             progress=progress,
         )
     return results

@@ -171,6 +171,7 @@ class BatchedSim(BatchedResets, BatchedObservations):
         self._state_qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + self.model.nv)
         self._ramp = self._host_to_backend(p._ramp)
         self._renderers: dict[tuple, tuple[mujoco.Renderer, mujoco.MjData]] = {}
+        self._film: tuple[list[int], dict[str, Any]] | None = None
         s = self.scene
         self._arm_q, self._arm_v = self._index(s.arm_qpos_adr), self._index(s.arm_dof_adr)
         self._finger_q, self._arm_act = self._index(s.finger_qpos_adr), self._index(s.arm_actuators)
@@ -245,8 +246,9 @@ class BatchedSim(BatchedResets, BatchedObservations):
         Returns:
             obs (after auto-reset for worlds whose episode ended), reward, terminated,
             truncated, and info with ``is_success`` (bool tensor), ``final_obs`` (the
-            observation each ended world reached, else its current one) and
-            ``episode_seed`` of the episode each world is now in.
+            observation each ended world reached, else its current one),
+            ``episode_seed`` of the episode each world is now in, and while filming
+            (:meth:`film`) ``frames``.
         """
         xp, n = self.xp, self.n_worlds
         a = self._actions(actions)
@@ -290,6 +292,9 @@ class BatchedSim(BatchedResets, BatchedObservations):
         terminated = success & self.task_config.terminate_on_success
         truncated = ~terminated & (self._steps >= self.horizon_steps)
         final_obs = self._obs()
+        # Filmed worlds are drawn before any auto-reset, so an episode's last frame is
+        # the state it ended in.
+        frames = self.render(self._film[0], **self._film[1]) if self._film else None
         done = self._read_flags(terminated | truncated)
         if done.size:
             self._episode[done] += 1
@@ -303,6 +308,8 @@ class BatchedSim(BatchedResets, BatchedObservations):
             "final_obs": final_obs,
             "episode_seed": self._seeds_out.clone(),
         }
+        if frames is not None:
+            info["frames"] = frames
         if safety is not None:
             info["clipped"] = self._out(safety.clipped)
             info["safety"] = {k: self._out(v) for k, v in safety.acted.items()}
@@ -352,6 +359,26 @@ class BatchedSim(BatchedResets, BatchedObservations):
             renderer.update_scene(data, camera=camera)
             frames.append(renderer.render().copy())
         return frames
+
+    def film(
+        self,
+        worlds: Sequence[int] | None,
+        *,
+        camera: str = "front",
+        width: int = 320,
+        height: int = 240,
+    ) -> None:
+        """From the next step on, ``step`` renders ``worlds`` (as :meth:`render` does)
+        after the physics and before any auto-reset, into ``info["frames"]`` (one frame
+        per filmed world, in order); None or empty stops filming."""
+        if not worlds:
+            self._film = None
+            return
+        worlds = [int(w) for w in worlds]
+        for w in worlds:
+            if not 0 <= w < self.n_worlds:
+                raise IndexError(f"world {w} out of range [0, {self.n_worlds})")
+        self._film = (worlds, {"camera": camera, "width": width, "height": height})
 
     def close(self) -> None:
         for renderer, _ in self._renderers.values():

@@ -8,6 +8,7 @@ from robot_rl.config.schema import TaskConfig
 from robot_rl.eval.batched import evaluate_batched
 from robot_rl.eval.runner import evaluate
 from robot_rl.sim.env import make_env
+from robot_rl.sim.rendering import rendering_unavailable_reason
 
 
 class GoalSeeker:
@@ -93,3 +94,30 @@ def test_per_world_policies_and_discounted_returns_match_a_sequential_rollout():
     assert all(r.discounted_return is None for r in plain.episodes)
     with pytest.raises(ValueError, match=r"discount must be in \(0, 1\]"):
         evaluate_batched(GoalSeeker(), task, n_episodes=2, seed=40, discount=1.5)
+
+
+@pytest.mark.skipif(rendering_unavailable_reason() is not None, reason="no rendering here")
+def test_batched_films_are_the_sequential_runners_frames():
+    """The first episodes filmed in the batched simulator are, frame for frame, the
+    single env's: after reset, then after every step, the last one before the world's
+    auto-reset (an episode that ends early stops its film there)."""
+    task = TaskConfig(name="reach", horizon_steps=12)
+    view = {"camera": "front", "width": 64, "height": 48}
+    seq = evaluate(
+        lambda: make_env(task, render=True, **view),
+        GoalSeeker(),
+        n_episodes=3,
+        seed=40,
+        record_video_episodes=2,
+        progress=False,
+    )
+    bat = evaluate_batched(
+        GoalSeeker(), task, n_episodes=3, seed=40, n_threads=1, record_video_episodes=2, **view
+    )
+    assert len(bat.frames) == 2
+    for a, b, rec in zip(seq.frames, bat.frames, bat.episodes, strict=False):
+        assert b.shape == (rec.length + 1, 48, 64, 3) and b.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(bat.frames[0][0], bat.frames[0][-1])  # the arm moved
+    with pytest.raises(ValueError, match="record_video_episodes must be in"):
+        evaluate_batched(GoalSeeker(), task, n_episodes=3, seed=40, record_video_episodes=4)
